@@ -1,0 +1,368 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.28;
+
+import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
+import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
+import {ICurrencyRate} from "./interfaces/ICurrencyRate.sol";
+import {ILedger} from "./interfaces/ILedger.sol";
+import {ILoyaltyPayment} from "./interfaces/ILoyaltyPayment.sol";
+import {IShopRegistry} from "./interfaces/IShopRegistry.sol";
+import {SignedActions} from "./utils/SignedActions.sol";
+
+/// @title LoyaltyPayment
+/// @notice The payment controller: opens, closes and cancels payments with loyalty at shops.
+/// @dev Trust model:
+/// - `RELAY_ROLE` submits every state change and pays the gas. It cannot move a user's loyalty
+///   without the user's `NewPayment` signature, nor cancel a payment without the shop owner's
+///   `CancelPayment` signature. Closing (escrow -> shop, or refund) is the relay's decision.
+/// - Anyone may return a payment to its user once it has sat in escrow past the timeout, so
+///   loyalty cannot be stuck if the relay disappears.
+/// - The default admin sets the fee rate (capped), the cancel period and the escrow timeout.
+/// This contract holds no balances: the ledger does, and trusts it through `PAYMENT_ROLE`.
+contract LoyaltyPayment is ILoyaltyPayment, AccessControl, SignedActions {
+    /*//////////////////////////////////////////////////////////////
+                                 CONSTANTS
+    //////////////////////////////////////////////////////////////*/
+
+    bytes32 public constant RELAY_ROLE = keccak256("RELAY_ROLE");
+
+    bytes32 public constant NEW_PAYMENT_TYPEHASH =
+        keccak256(
+            "NewPayment(bytes32 paymentId,string purchaseId,uint256 amount,string currency,bytes32 shopId,address account,uint256 nonce,uint256 deadline)"
+        );
+    bytes32 public constant CANCEL_PAYMENT_TYPEHASH =
+        keccak256(
+            "CancelPayment(bytes32 paymentId,string purchaseId,bytes32 shopId,address account,uint256 nonce,uint256 deadline)"
+        );
+
+    uint256 public constant FEE_DENOMINATOR = 10_000;
+    uint256 public constant MAX_FEE_RATE = 1_000; // 10 %
+    uint256 public constant MAX_CANCEL_PERIOD = 365 days;
+    uint256 public constant MIN_ESCROW_TIMEOUT = 10 minutes;
+    uint256 public constant MAX_ESCROW_TIMEOUT = 30 days;
+
+    ILedger public immutable ledger;
+    IShopRegistry public immutable shops;
+    ICurrencyRate public immutable rates;
+
+    /*//////////////////////////////////////////////////////////////
+                                  STORAGE
+    //////////////////////////////////////////////////////////////*/
+
+    /// @dev Two slots per payment. Strings (purchase id, currency) live only in events. The shop is
+    /// referenced by its registry index; the fee is recomputed from the rate fixed at opening.
+    /// `timestamp` is when the payment was opened (while Open) or completed (from Closed on: the
+    /// cancel period counts from it). uint32 seconds last until 2106.
+    struct Payment {
+        // slot 0
+        address account;
+        uint32 shopIndex;
+        uint32 timestamp;
+        uint16 feeRate;
+        PaymentStatus status;
+        ILedger.LoyaltyType loyaltyType;
+        // slot 1
+        uint128 paid;
+        uint128 shopPoint;
+    }
+
+    struct Settings {
+        uint16 feeRate;
+        uint32 cancelPeriod;
+        uint32 escrowTimeout;
+    }
+
+    Settings private _settings;
+    mapping(bytes32 paymentId => Payment) private _payments;
+
+    /// @param admin Receives the default admin role.
+    constructor(
+        address admin,
+        ILedger ledger_,
+        IShopRegistry shops_,
+        ICurrencyRate rates_
+    ) SignedActions("LoyaltyPayment", "1") {
+        ledger = ledger_;
+        shops = shops_;
+        rates = rates_;
+        _settings = Settings({feeRate: 500, cancelPeriod: 7 days, escrowTimeout: 1 days});
+        _grantRole(DEFAULT_ADMIN_ROLE, admin);
+    }
+
+    /*//////////////////////////////////////////////////////////////
+                               NEW PAYMENTS
+    //////////////////////////////////////////////////////////////*/
+
+    /// @inheritdoc ILoyaltyPayment
+    function openNewPayment(NewPayment calldata data, bytes calldata signature) external onlyRole(RELAY_ROLE) {
+        bytes32 paymentId = data.paymentId;
+        if (paymentId == bytes32(0) || _payments[paymentId].status != PaymentStatus.None) {
+            revert PaymentAlreadyExists(paymentId);
+        }
+        address account = data.account;
+        _verifySignature(account, _newPaymentHash(data, _useNonce(account)), data.deadline, signature);
+
+        uint32 shopIndex = shops.indexOf(data.shopId);
+        (ILedger.LoyaltyType loyaltyType, ) = ledger.accountOf(account);
+        uint16 rate = _settings.feeRate;
+        (uint256 paid, uint256 fee, uint256 shopPoint) = _quote(loyaltyType, data.amount, data.currency, rate);
+        if (paid == 0) revert InvalidAmount(data.amount);
+
+        _payments[paymentId] = Payment({
+            account: account,
+            shopIndex: shopIndex,
+            timestamp: uint32(block.timestamp),
+            feeRate: rate,
+            status: PaymentStatus.Open,
+            loyaltyType: loyaltyType,
+            paid: SafeCast.toUint128(paid),
+            shopPoint: SafeCast.toUint128(shopPoint)
+        });
+        _emitOpened(data, loyaltyType, paid, fee, shopPoint);
+        ledger.holdInEscrow(account, loyaltyType, paid + fee);
+    }
+
+    /// @inheritdoc ILoyaltyPayment
+    function closeNewPayment(bytes32 paymentId, bool confirm) external onlyRole(RELAY_ROLE) {
+        Payment storage p = _payments[paymentId];
+        _requireStatus(paymentId, p.status, PaymentStatus.Open);
+        if (confirm) {
+            p.status = PaymentStatus.Closed;
+            p.timestamp = uint32(block.timestamp);
+            _releaseToShop(paymentId, p);
+        } else {
+            _refund(paymentId, p, PaymentStatus.Refunded);
+        }
+    }
+
+    /*//////////////////////////////////////////////////////////////
+                               CANCELLATION
+    //////////////////////////////////////////////////////////////*/
+
+    /// @inheritdoc ILoyaltyPayment
+    function openCancelPayment(
+        bytes32 paymentId,
+        string calldata purchaseId,
+        uint256 deadline,
+        bytes calldata signature
+    ) external onlyRole(RELAY_ROLE) {
+        Payment storage p = _payments[paymentId];
+        _requireStatus(paymentId, p.status, PaymentStatus.Closed);
+        uint256 cancelDeadline = uint256(p.timestamp) + _settings.cancelPeriod;
+        if (block.timestamp > cancelDeadline) revert CancelPeriodOver(paymentId, cancelDeadline);
+
+        (bytes32 shopId, address owner) = shops.shopAt(p.shopIndex);
+        bytes32 structHash = keccak256(
+            abi.encode(
+                CANCEL_PAYMENT_TYPEHASH,
+                paymentId,
+                keccak256(bytes(purchaseId)),
+                shopId,
+                owner,
+                _useNonce(owner),
+                deadline
+            )
+        );
+        _verifySignature(owner, structHash, deadline, signature);
+
+        p.status = PaymentStatus.CancelOpen;
+        uint256 paid = p.paid;
+        emit CancelOpened(paymentId, owner);
+        ledger.returnToEscrow(p.loyaltyType, paid, _fee(paid, p.feeRate));
+        shops.recordCancellation(p.shopIndex, p.shopPoint);
+    }
+
+    /// @inheritdoc ILoyaltyPayment
+    function closeCancelPayment(bytes32 paymentId, bool confirm) external onlyRole(RELAY_ROLE) {
+        Payment storage p = _payments[paymentId];
+        _requireStatus(paymentId, p.status, PaymentStatus.CancelOpen);
+        if (confirm) {
+            _refund(paymentId, p, PaymentStatus.Cancelled);
+        } else {
+            // Back to a completed payment; its cancel period still counts from the original completion.
+            p.status = PaymentStatus.Closed;
+            emit CancelReverted(paymentId);
+            _releaseToShop(paymentId, p);
+        }
+    }
+
+    /// @inheritdoc ILoyaltyPayment
+    function refundExpired(bytes32 paymentId) external {
+        Payment storage p = _payments[paymentId];
+        PaymentStatus status = p.status;
+        Settings memory s = _settings;
+        uint256 expiresAt;
+        if (status == PaymentStatus.Open) {
+            expiresAt = uint256(p.timestamp) + s.escrowTimeout;
+        } else if (status == PaymentStatus.CancelOpen) {
+            expiresAt = uint256(p.timestamp) + s.cancelPeriod + s.escrowTimeout;
+        } else {
+            revert InvalidPaymentStatus(paymentId, status);
+        }
+        if (block.timestamp <= expiresAt) revert EscrowNotExpired(paymentId, expiresAt);
+        _refund(paymentId, p, status == PaymentStatus.Open ? PaymentStatus.Refunded : PaymentStatus.Cancelled);
+    }
+
+    /*//////////////////////////////////////////////////////////////
+                                   VIEWS
+    //////////////////////////////////////////////////////////////*/
+
+    /// @inheritdoc ILoyaltyPayment
+    function estimate(
+        address account,
+        uint256 amount,
+        string calldata currency
+    ) external view returns (Estimate memory e) {
+        uint16 rate = _settings.feeRate;
+        (e.loyaltyType, e.balance) = ledger.accountOf(account);
+        (uint256 paid, uint256 fee, ) = _quote(e.loyaltyType, amount, currency, rate);
+        if (e.loyaltyType == ILedger.LoyaltyType.Point) {
+            (e.paidPoint, e.feePoint, e.totalPoint) = (paid, fee, paid + fee);
+        } else {
+            (e.paidToken, e.feeToken, e.totalToken) = (paid, fee, paid + fee);
+        }
+        e.paidValue = amount;
+        e.feeValue = _fee(amount, rate);
+        e.totalValue = amount + e.feeValue;
+    }
+
+    /// @inheritdoc ILoyaltyPayment
+    function paymentOf(bytes32 paymentId) external view returns (PaymentInfo memory info) {
+        Payment memory p = _payments[paymentId];
+        info.paymentId = paymentId;
+        info.status = p.status;
+        if (p.status == PaymentStatus.None) return info;
+        (info.shopId, ) = shops.shopAt(p.shopIndex);
+        info.account = p.account;
+        info.loyaltyType = p.loyaltyType;
+        info.paid = p.paid;
+        info.fee = _fee(p.paid, p.feeRate);
+        info.shopPoint = p.shopPoint;
+        info.feeRate = p.feeRate;
+        info.timestamp = p.timestamp;
+    }
+
+    /// @inheritdoc ILoyaltyPayment
+    function feeRate() external view returns (uint16) {
+        return _settings.feeRate;
+    }
+
+    /// @inheritdoc ILoyaltyPayment
+    function cancelPeriod() external view returns (uint32) {
+        return _settings.cancelPeriod;
+    }
+
+    /// @inheritdoc ILoyaltyPayment
+    function escrowTimeout() external view returns (uint32) {
+        return _settings.escrowTimeout;
+    }
+
+    /*//////////////////////////////////////////////////////////////
+                                   ADMIN
+    //////////////////////////////////////////////////////////////*/
+
+    /// @notice Sets the fee rate for payments opened from now on, in basis points (at most 10 %).
+    function setFeeRate(uint16 rate) external onlyRole(DEFAULT_ADMIN_ROLE) {
+        if (rate > MAX_FEE_RATE) revert InvalidSetting(rate, 0, MAX_FEE_RATE);
+        _settings.feeRate = rate;
+        emit FeeRateSet(rate);
+    }
+
+    /// @notice Sets how long after completion a payment may be cancelled.
+    function setCancelPeriod(uint32 period) external onlyRole(DEFAULT_ADMIN_ROLE) {
+        if (period > MAX_CANCEL_PERIOD) revert InvalidSetting(period, 0, MAX_CANCEL_PERIOD);
+        _settings.cancelPeriod = period;
+        emit CancelPeriodSet(period);
+    }
+
+    /// @notice Sets how long a payment may sit in escrow before anyone may refund it.
+    function setEscrowTimeout(uint32 timeout) external onlyRole(DEFAULT_ADMIN_ROLE) {
+        if (timeout < MIN_ESCROW_TIMEOUT || timeout > MAX_ESCROW_TIMEOUT) {
+            revert InvalidSetting(timeout, MIN_ESCROW_TIMEOUT, MAX_ESCROW_TIMEOUT);
+        }
+        _settings.escrowTimeout = timeout;
+        emit EscrowTimeoutSet(timeout);
+    }
+
+    /*//////////////////////////////////////////////////////////////
+                                 INTERNAL
+    //////////////////////////////////////////////////////////////*/
+
+    /// @dev The one place payment amounts are computed: `paid` in the account's loyalty type, the
+    /// fee on top of it, and the purchase's value in points for the shop's totals.
+    function _quote(
+        ILedger.LoyaltyType loyaltyType,
+        uint256 amount,
+        string calldata currency,
+        uint16 rate
+    ) private view returns (uint256 paid, uint256 fee, uint256 shopPoint) {
+        shopPoint = rates.toPoint(amount, currency);
+        paid = loyaltyType == ILedger.LoyaltyType.Point ? shopPoint : rates.toToken(amount, currency);
+        fee = _fee(paid, rate);
+    }
+
+    function _fee(uint256 amount, uint256 rate) private pure returns (uint256) {
+        return (amount * rate) / FEE_DENOMINATOR;
+    }
+
+    function _newPaymentHash(NewPayment calldata data, uint256 nonce) private pure returns (bytes32) {
+        return
+            keccak256(
+                abi.encode(
+                    NEW_PAYMENT_TYPEHASH,
+                    data.paymentId,
+                    keccak256(bytes(data.purchaseId)),
+                    data.amount,
+                    keccak256(bytes(data.currency)),
+                    data.shopId,
+                    data.account,
+                    nonce,
+                    data.deadline
+                )
+            );
+    }
+
+    function _emitOpened(
+        NewPayment calldata data,
+        ILedger.LoyaltyType loyaltyType,
+        uint256 paid,
+        uint256 fee,
+        uint256 shopPoint
+    ) private {
+        emit PaymentOpened(
+            data.paymentId,
+            data.shopId,
+            data.account,
+            data.purchaseId,
+            data.amount,
+            data.currency,
+            loyaltyType,
+            paid,
+            fee,
+            shopPoint
+        );
+    }
+
+    function _requireStatus(bytes32 paymentId, PaymentStatus actual, PaymentStatus expected) private pure {
+        if (actual != expected) revert InvalidPaymentStatus(paymentId, actual);
+    }
+
+    /// @dev Escrow -> shop's used total and the fee account. The caller has set the status.
+    function _releaseToShop(bytes32 paymentId, Payment storage p) private {
+        uint256 paid = p.paid;
+        uint256 fee = _fee(paid, p.feeRate);
+        emit PaymentClosed(paymentId, paid, fee);
+        ledger.releaseToShop(p.loyaltyType, paid, fee);
+        shops.recordPayment(p.shopIndex, p.shopPoint);
+    }
+
+    /// @dev Escrow -> the payment's user; sets the final status.
+    function _refund(bytes32 paymentId, Payment storage p, PaymentStatus finalStatus) private {
+        p.status = finalStatus;
+        uint256 paid = p.paid;
+        uint256 total = paid + _fee(paid, p.feeRate);
+        if (finalStatus == PaymentStatus.Refunded) emit PaymentRefunded(paymentId, total);
+        else emit PaymentCancelled(paymentId, total);
+        ledger.refundFromEscrow(p.account, p.loyaltyType, total);
+    }
+}

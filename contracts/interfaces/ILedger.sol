@@ -1,0 +1,132 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.28;
+
+import {ISignedActions} from "./ISignedActions.sol";
+
+/// @title Loyalty ledger
+/// @notice Point and token balances of every account, the escrow ("temporary account") that holds
+/// payments in flight, the fee account, and the foundation's token reserve.
+///
+/// Each account holds one kind of loyalty, given by its `loyaltyType`: points (0, the default) or
+/// loyalty tokens (1). An account can switch from points to tokens once, never back.
+///
+/// Points exist only in this ledger: they are created by purchase rewards and grants, and leave
+/// circulation when spent at a shop (the shop is paid off-chain through settlement) or converted to
+/// tokens. Tokens are ERC-20 tokens the ledger holds: `token.balanceOf(ledger)` covers every
+/// account, the escrow, the fee account and the foundation reserve.
+interface ILedger is ISignedActions {
+    enum LoyaltyType {
+        Point,
+        Token
+    }
+
+    /// @notice Thrown when an account does not hold enough loyalty for an operation.
+    error InsufficientBalance(address account, uint256 balance, uint256 required);
+
+    /// @notice Thrown when the foundation's token reserve cannot cover a reward, switch or cancel.
+    error InsufficientReserve(uint256 reserve, uint256 required);
+
+    /// @notice Thrown when the fee account cannot return a fee (only after fees were withdrawn).
+    error InsufficientFees(uint256 fees, uint256 required);
+
+    /// @notice Thrown when an operation needs the other loyalty type than the account has.
+    error WrongLoyaltyType(address account, LoyaltyType loyaltyType);
+
+    /// @notice Thrown for a zero amount or the zero address where a real one is required.
+    error InvalidAmount(uint256 amount);
+
+    /// @notice Emitted after an account is credited a purchase reward.
+    /// @param amount Credited amount in the account's loyalty type.
+    /// @param rewardPoint The reward's value in points (what the shop's `providedPoint` grew by).
+    event LoyaltyProvided(
+        address indexed account,
+        bytes32 indexed shopId,
+        string purchaseId,
+        LoyaltyType loyaltyType,
+        uint256 amount,
+        uint256 rewardPoint
+    );
+
+    /// @notice Emitted after loyalty is granted outside a purchase (promotion, migration).
+    event LoyaltyGranted(address indexed account, LoyaltyType loyaltyType, uint256 amount, uint256 point);
+
+    /// @notice Emitted after an account switches from points to tokens.
+    event SwitchedToToken(address indexed account, uint256 point, uint256 token);
+
+    /// @notice Emitted after tokens are deposited into a token account.
+    event Deposited(address indexed account, address indexed from, uint256 amount);
+
+    /// @notice Emitted after a token account withdraws tokens to its wallet.
+    event Withdrawn(address indexed account, uint256 amount);
+
+    /// @notice Emitted after the foundation reserve changes outside payments.
+    event ReserveFunded(address indexed from, uint256 amount);
+    event ReserveWithdrawn(address indexed to, uint256 amount);
+
+    /// @notice Emitted after token fees leave the fee account.
+    event FeesWithdrawn(address indexed to, uint256 amount);
+
+    /// @notice Loyalty type and balance of `account`.
+    function accountOf(address account) external view returns (LoyaltyType loyaltyType, uint256 balance);
+
+    /// @notice Balances of the system accounts.
+    function escrowOf(LoyaltyType loyaltyType) external view returns (uint256);
+
+    function feesOf(LoyaltyType loyaltyType) external view returns (uint256);
+
+    function reserve() external view returns (uint256);
+
+    /*  Payment controller (PAYMENT_ROLE)  */
+
+    /// @notice Moves `total` from `account` into escrow.
+    function holdInEscrow(address account, LoyaltyType loyaltyType, uint256 total) external;
+
+    /// @notice Completes a payment: `paid + fee` leave escrow; `fee` goes to the fee account;
+    /// `paid` is redeemed (points leave circulation, tokens return to the foundation reserve).
+    function releaseToShop(LoyaltyType loyaltyType, uint256 paid, uint256 fee) external;
+
+    /// @notice Returns `total` from escrow to `account`.
+    function refundFromEscrow(address account, LoyaltyType loyaltyType, uint256 total) external;
+
+    /// @notice Reverses {releaseToShop} for a cancel: `paid + fee` go back into escrow.
+    function returnToEscrow(LoyaltyType loyaltyType, uint256 paid, uint256 fee) external;
+
+    /*  Provider (PROVIDER_ROLE)  */
+
+    /// @notice Credits `account` the reward of shop `shopId` for a purchase of `amount` `currency`.
+    function provide(
+        address account,
+        bytes32 shopId,
+        string calldata purchaseId,
+        uint256 amount,
+        string calldata currency
+    ) external;
+
+    /// @notice Credits `account` loyalty worth `point` points outside a purchase.
+    function grant(address account, uint256 point) external;
+
+    /*  Account holders  */
+
+    /// @notice Switches the caller from points to tokens, converting its points at the current rate.
+    function switchToToken() external;
+
+    /// @notice Same as {switchToToken} for `account`, submitted by the relay with its `SwitchToToken` signature.
+    function switchToTokenFor(address account, uint256 deadline, bytes calldata signature) external;
+
+    /// @notice Deposits `amount` tokens from the caller into token account `account`.
+    function deposit(address account, uint256 amount) external;
+
+    /// @notice Withdraws `amount` tokens from the caller's token account to its wallet.
+    function withdraw(uint256 amount) external;
+
+    /*  Foundation reserve and fees  */
+
+    /// @notice Adds `amount` of the caller's tokens to the foundation reserve.
+    function fundReserve(uint256 amount) external;
+
+    /// @notice Sends `amount` tokens of the reserve to `to`. Admin.
+    function withdrawReserve(address to, uint256 amount) external;
+
+    /// @notice Sends `amount` token fees to `to`. Admin.
+    function withdrawFees(address to, uint256 amount) external;
+}
