@@ -7,7 +7,7 @@ import {ICurrencyRate} from "./interfaces/ICurrencyRate.sol";
 
 /// @title CurrencyRate
 /// @notice The rate table every conversion in the system goes through, so there is one source of
-/// truth for payment math.
+/// truth for payment math. The point is the base unit: its rate is fixed at 1 (1 point = 1 KRW).
 /// @dev Trust model: holders of `RATE_SETTER_ROLE` (an oracle or the operator) set rates; the
 /// default admin manages roles. Everyone can read.
 contract CurrencyRate is ICurrencyRate, AccessControl {
@@ -21,6 +21,9 @@ contract CurrencyRate is ICurrencyRate, AccessControl {
     string public constant POINT = "point";
 
     bytes32 private constant _POINT_KEY = keccak256(bytes(POINT));
+
+    /// @notice Rates are fixed-point numbers with 18 decimals; the point is the base unit (rate 1).
+    uint256 public constant ONE = 1e18;
 
     /*//////////////////////////////////////////////////////////////
                                   STORAGE
@@ -60,22 +63,18 @@ contract CurrencyRate is ICurrencyRate, AccessControl {
 
     /// @inheritdoc ICurrencyRate
     function toPoint(uint256 amount, string calldata currency) external view returns (uint256) {
-        bytes32 key = keccak256(bytes(currency));
-        // Converting points or KRW-valued points into points needs no second lookup.
-        if (key == _POINT_KEY) return amount;
-        return Math.mulDiv(amount, _rateByKey(key, currency), _rateByKey(_POINT_KEY, POINT));
+        return Math.mulDiv(amount, _rateOf(currency), ONE);
     }
 
     /// @inheritdoc ICurrencyRate
     function toToken(uint256 amount, string calldata currency) external view returns (uint256) {
-        bytes32 key = keccak256(bytes(currency));
-        if (key == _tokenKey) return amount;
-        return Math.mulDiv(amount, _rateByKey(key, currency), _rateByKey(_tokenKey, _tokenCurrency));
+        if (keccak256(bytes(currency)) == _tokenKey) return amount;
+        return Math.mulDiv(amount, _rateOf(currency), _tokenRate());
     }
 
     /// @inheritdoc ICurrencyRate
     function pointToToken(uint256 points) external view returns (uint256) {
-        return Math.mulDiv(points, _rateByKey(_POINT_KEY, POINT), _rateByKey(_tokenKey, _tokenCurrency));
+        return Math.mulDiv(points, ONE, _tokenRate());
     }
 
     /*//////////////////////////////////////////////////////////////
@@ -86,8 +85,8 @@ contract CurrencyRate is ICurrencyRate, AccessControl {
     function setRates(string[] calldata currencies, uint256[] calldata rates) external onlyRole(RATE_SETTER_ROLE) {
         if (currencies.length != rates.length) revert InvalidRate("");
         for (uint256 i = 0; i < currencies.length; ++i) {
-            if (rates[i] == 0) revert InvalidRate(currencies[i]);
             bytes32 key = keccak256(bytes(currencies[i]));
+            if (rates[i] == 0 || key == _POINT_KEY) revert InvalidRate(currencies[i]);
             _rates[key] = rates[i];
             emit RateSet(key, currencies[i], rates[i]);
         }
@@ -97,12 +96,15 @@ contract CurrencyRate is ICurrencyRate, AccessControl {
                                  INTERNAL
     //////////////////////////////////////////////////////////////*/
 
-    function _rateOf(string calldata currency) private view returns (uint256) {
-        return _rateByKey(keccak256(bytes(currency)), currency);
-    }
-
-    function _rateByKey(bytes32 key, string memory currency) private view returns (uint256 rate) {
+    function _rateOf(string calldata currency) private view returns (uint256 rate) {
+        bytes32 key = keccak256(bytes(currency));
+        if (key == _POINT_KEY) return ONE;
         rate = _rates[key];
         if (rate == 0) revert UnknownCurrency(currency);
+    }
+
+    function _tokenRate() private view returns (uint256 rate) {
+        rate = _rates[_tokenKey];
+        if (rate == 0) revert UnknownCurrency(_tokenCurrency);
     }
 }

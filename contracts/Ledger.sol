@@ -13,8 +13,9 @@ import {SignedActions} from "./utils/SignedActions.sol";
 /// @title Ledger
 /// @notice Loyalty balances, the payment escrow, the fee account and the foundation token reserve.
 /// @dev Trust model:
-/// - `PAYMENT_ROLE` (the payment controller) moves balances into, within and out of escrow. It is
-///   the only way loyalty leaves a user's account without the user calling this contract.
+/// - The payment controller, fixed at deployment, moves balances into, within and out of escrow.
+///   It is the only way loyalty leaves a user's account without the user calling this contract;
+///   no role can be granted to do the same.
 /// - `PROVIDER_ROLE` (the relay) credits purchase rewards and grants.
 /// - `RELAY_ROLE` submits user-signed switches to tokens.
 /// - The default admin manages roles and may move the foundation reserve and token fees out.
@@ -27,7 +28,6 @@ contract Ledger is ILedger, AccessControl, SignedActions {
                                  CONSTANTS
     //////////////////////////////////////////////////////////////*/
 
-    bytes32 public constant PAYMENT_ROLE = keccak256("PAYMENT_ROLE");
     bytes32 public constant PROVIDER_ROLE = keccak256("PROVIDER_ROLE");
     bytes32 public constant RELAY_ROLE = keccak256("RELAY_ROLE");
 
@@ -37,6 +37,8 @@ contract Ledger is ILedger, AccessControl, SignedActions {
     IERC20 public immutable token;
     ICurrencyRate public immutable rates;
     IShopRegistry public immutable shops;
+    /// @notice The payment controller: the only caller of the escrow functions.
+    address public immutable paymentController;
 
     /*//////////////////////////////////////////////////////////////
                                   STORAGE
@@ -61,16 +63,25 @@ contract Ledger is ILedger, AccessControl, SignedActions {
     uint256 private _reserve;
 
     /// @param admin Receives the default admin role.
+    /// @param paymentController_ The payment controller (deployed after this contract: its address
+    /// is computed in advance and checked by its constructor).
     constructor(
         address admin,
         IERC20 token_,
         ICurrencyRate rates_,
-        IShopRegistry shops_
+        IShopRegistry shops_,
+        address paymentController_
     ) SignedActions("Ledger", "1") {
         token = token_;
         rates = rates_;
         shops = shops_;
+        paymentController = paymentController_;
         _grantRole(DEFAULT_ADMIN_ROLE, admin);
+    }
+
+    modifier onlyPaymentController() {
+        if (msg.sender != paymentController) revert UnauthorizedCaller(msg.sender);
+        _;
     }
 
     /*//////////////////////////////////////////////////////////////
@@ -103,7 +114,7 @@ contract Ledger is ILedger, AccessControl, SignedActions {
     //////////////////////////////////////////////////////////////*/
 
     /// @inheritdoc ILedger
-    function holdInEscrow(address account, LoyaltyType loyaltyType, uint256 total) external onlyRole(PAYMENT_ROLE) {
+    function holdInEscrow(address account, LoyaltyType loyaltyType, uint256 total) external onlyPaymentController {
         Account storage a = _accounts[account];
         if (a.loyaltyType != loyaltyType) revert WrongLoyaltyType(account, a.loyaltyType);
         _debit(account, a, total);
@@ -112,7 +123,7 @@ contract Ledger is ILedger, AccessControl, SignedActions {
     }
 
     /// @inheritdoc ILedger
-    function releaseToShop(LoyaltyType loyaltyType, uint256 paid, uint256 fee) external onlyRole(PAYMENT_ROLE) {
+    function releaseToShop(LoyaltyType loyaltyType, uint256 paid, uint256 fee) external onlyPaymentController {
         SystemBalances storage sys = _system(loyaltyType);
         // Checked: the escrow holds paid + fee of this payment (escrow invariant).
         sys.escrow = uint128(sys.escrow - (paid + fee));
@@ -126,7 +137,7 @@ contract Ledger is ILedger, AccessControl, SignedActions {
         address account,
         LoyaltyType loyaltyType,
         uint256 total
-    ) external onlyRole(PAYMENT_ROLE) {
+    ) external onlyPaymentController {
         SystemBalances storage sys = _system(loyaltyType);
         sys.escrow = uint128(sys.escrow - total);
         // Credited in the payment's own type, converted if the account switched to tokens meanwhile.
@@ -134,7 +145,7 @@ contract Ledger is ILedger, AccessControl, SignedActions {
     }
 
     /// @inheritdoc ILedger
-    function returnToEscrow(LoyaltyType loyaltyType, uint256 paid, uint256 fee) external onlyRole(PAYMENT_ROLE) {
+    function returnToEscrow(LoyaltyType loyaltyType, uint256 paid, uint256 fee) external onlyPaymentController {
         SystemBalances storage sys = _system(loyaltyType);
         uint256 fees = sys.fees;
         if (fees < fee) revert InsufficientFees(fees, fee);

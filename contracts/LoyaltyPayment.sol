@@ -18,7 +18,9 @@ import {SignedActions} from "./utils/SignedActions.sol";
 /// - Anyone may return a payment to its user once it has sat in escrow past the timeout, so
 ///   loyalty cannot be stuck if the relay disappears.
 /// - The default admin sets the fee rate (capped), the cancel period and the escrow timeout.
-/// This contract holds no balances: the ledger does, and trusts it through `PAYMENT_ROLE`.
+/// This contract holds no balances: the ledger does, and trusts this contract (and only it) for
+/// escrow movements, as the shop registry does for used totals. That wiring is fixed at deployment
+/// and checked by the constructor.
 contract LoyaltyPayment is ILoyaltyPayment, AccessControl, SignedActions {
     /*//////////////////////////////////////////////////////////////
                                  CONSTANTS
@@ -51,13 +53,14 @@ contract LoyaltyPayment is ILoyaltyPayment, AccessControl, SignedActions {
 
     /// @dev Two slots per payment. Strings (purchase id, currency) live only in events. The shop is
     /// referenced by its registry index; the fee is recomputed from the rate fixed at opening.
-    /// `timestamp` is when the payment was opened (while Open) or completed (from Closed on: the
-    /// cancel period counts from it). uint32 seconds last until 2106.
+    /// `deadline` (unix seconds; uint32 lasts until 2106) depends on the status:
+    ///   Open: when the escrow expires (opened + escrow timeout);
+    ///   Closed, CancelOpen: the end of the cancel period (completed + cancel period).
     struct Payment {
         // slot 0
         address account;
         uint32 shopIndex;
-        uint32 timestamp;
+        uint32 deadline;
         uint16 feeRate;
         PaymentStatus status;
         ILedger.LoyaltyType loyaltyType;
@@ -82,6 +85,10 @@ contract LoyaltyPayment is ILoyaltyPayment, AccessControl, SignedActions {
         IShopRegistry shops_,
         ICurrencyRate rates_
     ) SignedActions("LoyaltyPayment", "1") {
+        if (ledger_.paymentController() != address(this) || shops_.paymentController() != address(this)) {
+            revert MisconfiguredDeployment();
+        }
+        if (shops_.ledger() != address(ledger_)) revert MisconfiguredDeployment();
         ledger = ledger_;
         shops = shops_;
         rates = rates_;
@@ -104,15 +111,20 @@ contract LoyaltyPayment is ILoyaltyPayment, AccessControl, SignedActions {
 
         uint32 shopIndex = shops.indexOf(data.shopId);
         (ILedger.LoyaltyType loyaltyType, ) = ledger.accountOf(account);
-        uint16 rate = _settings.feeRate;
-        (uint256 paid, uint256 fee, uint256 shopPoint) = _quote(loyaltyType, data.amount, data.currency, rate);
+        Settings memory settings = _settings;
+        (uint256 paid, uint256 fee, uint256 shopPoint) = _quote(
+            loyaltyType,
+            data.amount,
+            data.currency,
+            settings.feeRate
+        );
         if (paid == 0) revert InvalidAmount(data.amount);
 
         _payments[paymentId] = Payment({
             account: account,
             shopIndex: shopIndex,
-            timestamp: uint32(block.timestamp),
-            feeRate: rate,
+            deadline: SafeCast.toUint32(block.timestamp + settings.escrowTimeout),
+            feeRate: settings.feeRate,
             status: PaymentStatus.Open,
             loyaltyType: loyaltyType,
             paid: SafeCast.toUint128(paid),
@@ -128,7 +140,7 @@ contract LoyaltyPayment is ILoyaltyPayment, AccessControl, SignedActions {
         _requireStatus(paymentId, p.status, PaymentStatus.Open);
         if (confirm) {
             p.status = PaymentStatus.Closed;
-            p.timestamp = uint32(block.timestamp);
+            p.deadline = SafeCast.toUint32(block.timestamp + _settings.cancelPeriod);
             _releaseToShop(paymentId, p);
         } else {
             _refund(paymentId, p, PaymentStatus.Refunded);
@@ -148,7 +160,7 @@ contract LoyaltyPayment is ILoyaltyPayment, AccessControl, SignedActions {
     ) external onlyRole(RELAY_ROLE) {
         Payment storage p = _payments[paymentId];
         _requireStatus(paymentId, p.status, PaymentStatus.Closed);
-        uint256 cancelDeadline = uint256(p.timestamp) + _settings.cancelPeriod;
+        uint256 cancelDeadline = p.deadline;
         if (block.timestamp > cancelDeadline) revert CancelPeriodOver(paymentId, cancelDeadline);
 
         (bytes32 shopId, address owner) = shops.shopAt(p.shopIndex);
@@ -179,7 +191,7 @@ contract LoyaltyPayment is ILoyaltyPayment, AccessControl, SignedActions {
         if (confirm) {
             _refund(paymentId, p, PaymentStatus.Cancelled);
         } else {
-            // Back to a completed payment; its cancel period still counts from the original completion.
+            // Back to a completed payment; its cancel period still ends when it did.
             p.status = PaymentStatus.Closed;
             emit CancelReverted(paymentId);
             _releaseToShop(paymentId, p);
@@ -190,12 +202,11 @@ contract LoyaltyPayment is ILoyaltyPayment, AccessControl, SignedActions {
     function refundExpired(bytes32 paymentId) external {
         Payment storage p = _payments[paymentId];
         PaymentStatus status = p.status;
-        Settings memory s = _settings;
         uint256 expiresAt;
         if (status == PaymentStatus.Open) {
-            expiresAt = uint256(p.timestamp) + s.escrowTimeout;
+            expiresAt = p.deadline;
         } else if (status == PaymentStatus.CancelOpen) {
-            expiresAt = uint256(p.timestamp) + s.cancelPeriod + s.escrowTimeout;
+            expiresAt = uint256(p.deadline) + _settings.escrowTimeout;
         } else {
             revert InvalidPaymentStatus(paymentId, status);
         }
@@ -239,7 +250,7 @@ contract LoyaltyPayment is ILoyaltyPayment, AccessControl, SignedActions {
         info.fee = _fee(p.paid, p.feeRate);
         info.shopPoint = p.shopPoint;
         info.feeRate = p.feeRate;
-        info.timestamp = p.timestamp;
+        info.deadline = p.deadline;
     }
 
     /// @inheritdoc ILoyaltyPayment

@@ -11,7 +11,9 @@ import {SignedActions} from "./utils/SignedActions.sol";
 /// @dev Trust model:
 /// - `RELAY_ROLE` submits actions the shop owner signed (EIP-712): register, update, open and
 ///   close a withdrawal. The relay pays the gas; it cannot act without the owner's signature.
-/// - `ACCOUNTANT_ROLE` (the ledger and the payment controller) updates the provided and used totals.
+/// - The ledger (purchase rewards) and the payment controller (payments, cancels) update the
+///   provided and used totals. Both addresses are fixed at deployment: no role can be granted to
+///   move a shop's totals.
 /// - The default admin manages roles.
 /// Withdrawals are paid off-chain by the operator; this contract only accounts for them.
 contract ShopRegistry is IShopRegistry, AccessControl, SignedActions {
@@ -20,7 +22,6 @@ contract ShopRegistry is IShopRegistry, AccessControl, SignedActions {
     //////////////////////////////////////////////////////////////*/
 
     bytes32 public constant RELAY_ROLE = keccak256("RELAY_ROLE");
-    bytes32 public constant ACCOUNTANT_ROLE = keccak256("ACCOUNTANT_ROLE");
 
     /// @notice providePercent is a percentage times 100 (1 % = 100), so 10000 is 100 %.
     uint256 public constant PERCENT_DENOMINATOR = 10_000;
@@ -61,13 +62,27 @@ contract ShopRegistry is IShopRegistry, AccessControl, SignedActions {
         string name;
     }
 
+    /// @notice The ledger, which records purchase rewards.
+    address public immutable ledger;
+    /// @notice The payment controller, which records payments and cancels.
+    address public immutable paymentController;
+
     Shop[] private _shops;
     /// @dev shop index + 1, so that zero means "not registered".
     mapping(bytes32 shopId => uint256) private _positions;
 
     /// @param admin Receives the default admin role.
-    constructor(address admin) SignedActions("ShopRegistry", "1") {
+    /// @param ledger_ The ledger contract (deployed after this one: its address is computed in advance).
+    /// @param paymentController_ The payment controller contract (likewise).
+    constructor(address admin, address ledger_, address paymentController_) SignedActions("ShopRegistry", "1") {
+        ledger = ledger_;
+        paymentController = paymentController_;
         _grantRole(DEFAULT_ADMIN_ROLE, admin);
+    }
+
+    modifier onlyFrom(address caller) {
+        if (msg.sender != caller) revert UnauthorizedCaller(msg.sender);
+        _;
     }
 
     /*//////////////////////////////////////////////////////////////
@@ -190,7 +205,7 @@ contract ShopRegistry is IShopRegistry, AccessControl, SignedActions {
     function recordProvision(
         bytes32 shopId,
         uint256 purchasePoint
-    ) external onlyRole(ACCOUNTANT_ROLE) returns (uint256 rewardPoint) {
+    ) external onlyFrom(ledger) returns (uint256 rewardPoint) {
         Shop storage shop = _shopById(shopId);
         rewardPoint = (purchasePoint * shop.providePercent) / PERCENT_DENOMINATOR;
         uint128 provided = SafeCast.toUint128(shop.providedPoint + rewardPoint);
@@ -199,13 +214,13 @@ contract ShopRegistry is IShopRegistry, AccessControl, SignedActions {
     }
 
     /// @inheritdoc IShopRegistry
-    function recordPayment(uint32 shopIndex, uint256 point) external onlyRole(ACCOUNTANT_ROLE) {
+    function recordPayment(uint32 shopIndex, uint256 point) external onlyFrom(paymentController) {
         Shop storage shop = _shops[shopIndex];
         shop.usedPoint = SafeCast.toUint128(shop.usedPoint + point);
     }
 
     /// @inheritdoc IShopRegistry
-    function recordCancellation(uint32 shopIndex, uint256 point) external onlyRole(ACCOUNTANT_ROLE) {
+    function recordCancellation(uint32 shopIndex, uint256 point) external onlyFrom(paymentController) {
         Shop storage shop = _shops[shopIndex];
         // Checked subtraction: a cancellation only ever removes a value an earlier payment added.
         shop.usedPoint = SafeCast.toUint128(shop.usedPoint - point);

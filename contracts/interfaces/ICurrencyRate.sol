@@ -2,22 +2,24 @@
 pragma solidity ^0.8.28;
 
 /// @title Currency rates
-/// @notice The value of one unit of each currency in the base currency (KRW), as a fixed-point
-/// number with 18 decimals. `point` (1 point = 1 KRW) and the loyalty token's symbol are
-/// currencies like any other. Currency codes are lower-case strings (`krw`, `usd`, `the9`, ...).
+/// @notice The value of one unit of each currency in points, as a fixed-point number with 18
+/// decimals. The point is the base unit (rate 1, fixed; 1 point = 1 KRW, so `krw` has rate 1 too);
+/// the loyalty token's currency is a currency like any other. Currency codes are lower-case
+/// strings (`krw`, `usd`, `the9`, ...).
 interface ICurrencyRate {
     /// @notice Thrown when a currency has no rate. A missing rate is never read as zero.
     /// @param currency The currency code asked for.
     error UnknownCurrency(string currency);
 
-    /// @notice Thrown when a rate of zero is set, or when rates and currencies differ in length.
+    /// @notice Thrown when a rate of zero is set, the fixed point rate is set, or rates and
+    /// currencies differ in length.
     /// @param currency The currency whose rate was rejected.
     error InvalidRate(string currency);
 
     /// @notice Emitted after a currency's rate is set.
     /// @param currencyHash keccak256 of the currency code, for filtering.
     /// @param currency The currency code.
-    /// @param rate The new rate: base-currency value of one unit, 18 decimals.
+    /// @param rate The new rate: points per unit, 18 decimals.
     event RateSet(bytes32 indexed currencyHash, string currency, uint256 rate);
 
     /// @notice The currency code of loyalty points (`point`).

@@ -20,6 +20,9 @@ interface ILedger is ISignedActions {
         Token
     }
 
+    /// @notice Thrown when an escrow function is called by another address than the payment controller.
+    error UnauthorizedCaller(address caller);
+
     /// @notice Thrown when an account does not hold enough loyalty for an operation.
     error InsufficientBalance(address account, uint256 balance, uint256 required);
 
@@ -76,7 +79,10 @@ interface ILedger is ISignedActions {
 
     function reserve() external view returns (uint256);
 
-    /*  Payment controller (PAYMENT_ROLE)  */
+    /// @notice The payment controller, the only caller of the escrow functions.
+    function paymentController() external view returns (address);
+
+    /*  Payment controller only  */
 
     /// @notice Moves `total` from `account` into escrow.
     function holdInEscrow(address account, LoyaltyType loyaltyType, uint256 total) external;

@@ -14,7 +14,8 @@ import {ILedger} from "./ILedger.sol";
 ///     closeCancelPayment  CancelOpen-> Cancelled   escrow -> user
 ///                         CancelOpen-> Closed      escrow -> shop and fee account again
 ///     refundExpired       Open      -> Refunded    anyone, once the escrow timeout has passed
-///                         CancelOpen-> Cancelled   anyone, once the cancel period and escrow timeout have passed
+///                         CancelOpen-> Cancelled   anyone, once the escrow timeout has passed after
+///                                                  the end of the cancel period
 ///
 /// Every transition checks the exact prior state, so nothing is refunded or paid twice.
 ///
@@ -75,7 +76,8 @@ interface ILoyaltyPayment is ISignedActions {
         uint256 fee;
         uint256 shopPoint;
         uint256 feeRate;
-        uint256 timestamp;
+        /// Open: when the escrow expires; Closed and CancelOpen: the end of the cancel period.
+        uint256 deadline;
     }
 
     /// @notice Thrown when opening a payment whose id is zero or already used.
@@ -93,6 +95,10 @@ interface ILoyaltyPayment is ISignedActions {
 
     /// @notice Thrown when a payment amount is zero or converts to zero loyalty.
     error InvalidAmount(uint256 amount);
+
+    /// @notice Thrown by the constructor when the ledger or shop registry does not point back at
+    /// this contract (their addresses are computed before deployment).
+    error MisconfiguredDeployment();
 
     /// @notice Thrown when an admin setting is out of its bounds.
     error InvalidSetting(uint256 value, uint256 min, uint256 max);
@@ -162,9 +168,11 @@ interface ILoyaltyPayment is ISignedActions {
     /// @notice Fee rate in basis points (500 = 5 %).
     function feeRate() external view returns (uint16);
 
-    /// @notice How long after completion a payment may be cancelled, in seconds.
+    /// @notice How long after completion a payment may be cancelled, in seconds (fixed per payment
+    /// when it completes).
     function cancelPeriod() external view returns (uint32);
 
-    /// @notice How long a payment may sit in escrow before anyone may refund it, in seconds.
+    /// @notice How long a payment may sit in escrow before anyone may refund it, in seconds (fixed
+    /// per payment when it opens; for an opened cancel, counted from the end of the cancel period).
     function escrowTimeout() external view returns (uint32);
 }

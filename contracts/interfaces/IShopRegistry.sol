@@ -29,6 +29,9 @@ interface IShopRegistry is ISignedActions {
         bool withdrawOpen;
     }
 
+    /// @notice Thrown when a function reserved for the ledger or the payment controller is called by another address.
+    error UnauthorizedCaller(address caller);
+
     /// @notice Thrown when a shop id is not registered.
     error UnknownShop(bytes32 shopId);
 
@@ -99,13 +102,13 @@ interface IShopRegistry is ISignedActions {
     function closeWithdrawal(bytes32 shopId, uint256 deadline, bytes calldata signature) external;
 
     /// @notice Adds a purchase reward to the shop's provided total and returns the reward in points:
-    /// `purchasePoint * providePercent / 10000`. Accountant role (the ledger).
+    /// `purchasePoint * providePercent / 10000`. Only the ledger.
     function recordProvision(bytes32 shopId, uint256 purchasePoint) external returns (uint256 rewardPoint);
 
-    /// @notice Adds a completed payment's value to the shop's used total. Accountant role (the payment controller).
+    /// @notice Adds a completed payment's value to the shop's used total. Only the payment controller.
     function recordPayment(uint32 shopIndex, uint256 point) external;
 
-    /// @notice Removes a cancelled payment's value from the shop's used total. Accountant role.
+    /// @notice Removes a cancelled payment's value from the shop's used total. Only the payment controller.
     function recordCancellation(uint32 shopIndex, uint256 point) external;
 
     /// @notice The compact index the payment controller stores instead of the 32-byte shop id.
@@ -116,6 +119,11 @@ interface IShopRegistry is ISignedActions {
 
     /// @notice A shop's settings and totals.
     function shopOf(bytes32 shopId) external view returns (ShopInfo memory);
+
+    /// @notice The ledger and payment controller this registry trusts.
+    function ledger() external view returns (address);
+
+    function paymentController() external view returns (address);
 
     /// @notice Number of registered shops.
     function shopCount() external view returns (uint256);

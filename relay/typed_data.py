@@ -1,0 +1,118 @@
+"""EIP-712 typed data of every signed action, shared by the relay, the SDK, scripts and tests.
+
+Field names and order are an interface: they must match the type hashes in `contracts/`.
+`build()` returns the full ``eth_signTypedData_v4`` structure a wallet signs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from eth_account import Account
+from eth_account.messages import encode_typed_data
+
+VERSION = "1"
+
+# Domain names: the `name` each contract passes to EIP712.
+PAYMENT_DOMAIN = "LoyaltyPayment"
+SHOP_DOMAIN = "ShopRegistry"
+LEDGER_DOMAIN = "Ledger"
+
+TYPES: dict[str, list[tuple[str, str]]] = {
+    # Verified by LoyaltyPayment.
+    "NewPayment": [
+        ("paymentId", "bytes32"),
+        ("purchaseId", "string"),
+        ("amount", "uint256"),
+        ("currency", "string"),
+        ("shopId", "bytes32"),
+        ("account", "address"),
+        ("nonce", "uint256"),
+        ("deadline", "uint256"),
+    ],
+    "CancelPayment": [
+        ("paymentId", "bytes32"),
+        ("purchaseId", "string"),
+        ("shopId", "bytes32"),
+        ("account", "address"),
+        ("nonce", "uint256"),
+        ("deadline", "uint256"),
+    ],
+    # Verified by the relay, in the LoyaltyPayment domain.
+    "DenyPayment": [("paymentId", "bytes32"), ("account", "address"), ("deadline", "uint256")],
+    "DenyCancel": [("paymentId", "bytes32"), ("account", "address"), ("deadline", "uint256")],
+    "TemporaryAccount": [("account", "address"), ("deadline", "uint256")],
+    # Verified by ShopRegistry.
+    "AddShop": [
+        ("shopId", "bytes32"),
+        ("name", "string"),
+        ("provideWaitTime", "uint256"),
+        ("providePercent", "uint256"),
+        ("account", "address"),
+        ("nonce", "uint256"),
+        ("deadline", "uint256"),
+    ],
+    "UpdateShop": [
+        ("shopId", "bytes32"),
+        ("name", "string"),
+        ("provideWaitTime", "uint256"),
+        ("providePercent", "uint256"),
+        ("account", "address"),
+        ("nonce", "uint256"),
+        ("deadline", "uint256"),
+    ],
+    "OpenWithdrawal": [
+        ("shopId", "bytes32"),
+        ("amount", "uint256"),
+        ("account", "address"),
+        ("nonce", "uint256"),
+        ("deadline", "uint256"),
+    ],
+    "CloseWithdrawal": [
+        ("shopId", "bytes32"),
+        ("account", "address"),
+        ("nonce", "uint256"),
+        ("deadline", "uint256"),
+    ],
+    # Verified by Ledger.
+    "SwitchToToken": [("account", "address"), ("nonce", "uint256"), ("deadline", "uint256")],
+}
+
+DOMAIN_FIELDS = [
+    {"name": "name", "type": "string"},
+    {"name": "version", "type": "string"},
+    {"name": "chainId", "type": "uint256"},
+    {"name": "verifyingContract", "type": "address"},
+]
+
+
+def domain(name: str, chain_id: int, verifying_contract: str) -> dict[str, Any]:
+    return {"name": name, "version": VERSION, "chainId": chain_id, "verifyingContract": verifying_contract}
+
+
+def build(primary_type: str, domain_: dict[str, Any], message: dict[str, Any]) -> dict[str, Any]:
+    """The full typed-data document for ``eth_signTypedData_v4``; JSON-serialisable."""
+    fields = TYPES[primary_type]
+    missing = {name for name, _ in fields} - message.keys()
+    if missing:
+        raise ValueError(f"{primary_type} is missing {sorted(missing)}")
+    return {
+        "types": {
+            "EIP712Domain": DOMAIN_FIELDS,
+            primary_type: [{"name": name, "type": type_} for name, type_ in fields],
+        },
+        "primaryType": primary_type,
+        "domain": domain_,
+        "message": {name: message[name] for name, _ in fields},
+    }
+
+
+def sign(private_key: bytes | str, typed: dict[str, Any]) -> str:
+    """Signs a typed-data document; returns the 65-byte signature as 0x-hex."""
+    signed = Account.sign_typed_data(private_key, full_message=typed)
+    return "0x" + bytes(signed.signature).hex()
+
+
+def recover(typed: dict[str, Any], signature: str | bytes) -> str:
+    """The address that signed ``typed``, checksummed. Raises ValueError for a malformed signature."""
+    return str(Account.recover_message(encode_typed_data(full_message=typed), signature=signature))

@@ -1,0 +1,132 @@
+"""Deploys and wires the loyalty contracts. Used by `ape run deploy`, the demo fixture and the tests."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import rlp
+from ape import chain, project
+from ape.api import AccountAPI
+from ape.contracts import ContractInstance
+from eth_utils import keccak, to_checksum_address
+
+from relay import typed_data
+
+UNIT = 10**18
+
+# Points (= KRW) per unit of each currency (DESIGN.md §8). The point's own rate is fixed at 1.
+DEFAULT_RATES = {"krw": 1, "usd": 1_350, "the9": 100}
+TOKEN_NAME = "THE9 Loyalty Token"
+TOKEN_SYMBOL = "THE9"
+TOKEN_CURRENCY = "the9"
+TOKEN_SUPPLY = 1_000_000_000 * UNIT
+
+DEPLOYMENTS = Path(__file__).resolve().parent.parent / "deployments"
+
+
+@dataclass
+class System:
+    token: ContractInstance
+    rates: ContractInstance
+    shops: ContractInstance
+    ledger: ContractInstance
+    payment: ContractInstance
+
+    def contracts(self) -> dict[str, ContractInstance]:
+        return {
+            "LoyaltyToken": self.token,
+            "CurrencyRate": self.rates,
+            "ShopRegistry": self.shops,
+            "Ledger": self.ledger,
+            "LoyaltyPayment": self.payment,
+        }
+
+
+def deploy_system(
+    deployer: AccountAPI,
+    relays: list[AccountAPI | str],
+    *,
+    token_holder: AccountAPI | str | None = None,
+    rates: dict[str, int] | None = None,
+    **txn: Any,
+) -> System:
+    """Deploys every contract with `deployer` as admin, grants the relay roles to `relays`, wires
+    the contracts to each other and sets the initial currency rates."""
+    holder = token_holder or deployer
+    token = deployer.deploy(project.LoyaltyToken, TOKEN_NAME, TOKEN_SYMBOL, holder, TOKEN_SUPPLY, **txn)
+    rate_table = deployer.deploy(project.CurrencyRate, deployer, TOKEN_CURRENCY, **txn)
+
+    # The registry and the ledger trust the payment controller (and the registry the ledger) by
+    # immutable address, so those addresses are computed before the three are deployed in order.
+    nonce = deployer.nonce
+    ledger_address = create_address(deployer.address, nonce + 1)
+    payment_address = create_address(deployer.address, nonce + 2)
+    shops = deployer.deploy(project.ShopRegistry, deployer, ledger_address, payment_address, **txn)
+    ledger = deployer.deploy(project.Ledger, deployer, token, rate_table, shops, payment_address, **txn)
+    payment = deployer.deploy(project.LoyaltyPayment, deployer, ledger, shops, rate_table, **txn)
+    assert (ledger.address, payment.address) == (ledger_address, payment_address)
+
+    system = System(token, rate_table, shops, ledger, payment)
+    for relay in relays:
+        grant_relay(system, deployer, relay, **txn)
+
+    table = rates or DEFAULT_RATES
+    rate_table.setRates(list(table), [value * UNIT for value in table.values()], sender=deployer, **txn)
+    return system
+
+
+def create_address(sender: str, nonce: int) -> str:
+    """The address of the contract `sender` creates with its transaction number `nonce`."""
+    return to_checksum_address(keccak(rlp.encode([bytes.fromhex(sender[2:]), nonce]))[12:])
+
+
+def grant_relay(system: System, admin: AccountAPI, relay: AccountAPI | str, **txn: Any) -> None:
+    """Gives `relay` every role a relay signer needs."""
+    system.payment.grantRole(system.payment.RELAY_ROLE(), relay, sender=admin, **txn)
+    system.shops.grantRole(system.shops.RELAY_ROLE(), relay, sender=admin, **txn)
+    system.ledger.grantRole(system.ledger.RELAY_ROLE(), relay, sender=admin, **txn)
+    system.ledger.grantRole(system.ledger.PROVIDER_ROLE(), relay, sender=admin, **txn)
+
+
+def role_holders(system: System, admin: str, relays: list[str]) -> dict[str, Any]:
+    return {
+        "admin": admin,
+        "relays": relays,
+        "wiring": {
+            "ShopRegistry.ledger": str(system.shops.ledger()),
+            "ShopRegistry.paymentController": str(system.shops.paymentController()),
+            "Ledger.paymentController": str(system.ledger.paymentController()),
+        },
+    }
+
+
+def write_deployment(name: str, system: System, admin: str, relays: list[str], extra: dict | None = None) -> Path:
+    """Writes deployments/<name>.json: addresses, chain id, roles (and demo data if given)."""
+    DEPLOYMENTS.mkdir(exist_ok=True)
+    data: dict[str, Any] = {
+        "chainId": chain.chain_id,
+        "network": name,
+        "blockNumber": chain.blocks.head.number,
+        "contracts": {key: str(c.address) for key, c in system.contracts().items()},
+        "roles": role_holders(system, admin, relays),
+    }
+    if extra:
+        data.update(extra)
+    path = DEPLOYMENTS / f"{name}.json"
+    path.write_text(json.dumps(data, indent=2) + "\n")
+    return path
+
+
+def domain_of(contract: ContractInstance) -> dict[str, Any]:
+    """The EIP-712 domain a contract reports (EIP-5267)."""
+    _, name, _version, chain_id, verifying_contract, _, _ = contract.eip712Domain()
+    return typed_data.domain(name, chain_id, str(verifying_contract))
+
+
+def sign_action(signer: AccountAPI, contract: ContractInstance, primary_type: str, **message: Any) -> str:
+    """`signer`'s EIP-712 signature of `primary_type` in `contract`'s domain (test and demo keys only)."""
+    typed = typed_data.build(primary_type, domain_of(contract), message)
+    return typed_data.sign(signer.private_key, typed)
