@@ -31,8 +31,9 @@ contract Ledger is ILedger, AccessControl, SignedActions {
     bytes32 public constant PROVIDER_ROLE = keccak256("PROVIDER_ROLE");
     bytes32 public constant RELAY_ROLE = keccak256("RELAY_ROLE");
 
-    bytes32 public constant SWITCH_TO_TOKEN_TYPEHASH =
-        keccak256("SwitchToToken(address account,uint256 nonce,uint256 deadline)");
+    bytes32 public constant SWITCH_TO_TOKEN_TYPEHASH = keccak256(
+        "SwitchToToken(address account,uint256 nonce,uint256 deadline)"
+    );
 
     IERC20 public immutable token;
     ICurrencyRate public immutable rates;
@@ -133,11 +134,7 @@ contract Ledger is ILedger, AccessControl, SignedActions {
     }
 
     /// @inheritdoc ILedger
-    function refundFromEscrow(
-        address account,
-        LoyaltyType loyaltyType,
-        uint256 total
-    ) external onlyPaymentController {
+    function refundFromEscrow(address account, LoyaltyType loyaltyType, uint256 total) external onlyPaymentController {
         SystemBalances storage sys = _system(loyaltyType);
         sys.escrow = uint128(sys.escrow - total);
         // Credited in the payment's own type, converted if the account switched to tokens meanwhile.

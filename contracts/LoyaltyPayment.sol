@@ -28,14 +28,12 @@ contract LoyaltyPayment is ILoyaltyPayment, AccessControl, SignedActions {
 
     bytes32 public constant RELAY_ROLE = keccak256("RELAY_ROLE");
 
-    bytes32 public constant NEW_PAYMENT_TYPEHASH =
-        keccak256(
-            "NewPayment(bytes32 paymentId,string purchaseId,uint256 amount,string currency,bytes32 shopId,address account,uint256 nonce,uint256 deadline)"
-        );
-    bytes32 public constant CANCEL_PAYMENT_TYPEHASH =
-        keccak256(
-            "CancelPayment(bytes32 paymentId,string purchaseId,bytes32 shopId,address account,uint256 nonce,uint256 deadline)"
-        );
+    bytes32 public constant NEW_PAYMENT_TYPEHASH = keccak256(
+        "NewPayment(bytes32 paymentId,string purchaseId,uint256 amount,string currency,bytes32 shopId,address account,uint256 nonce,uint256 deadline)"
+    );
+    bytes32 public constant CANCEL_PAYMENT_TYPEHASH = keccak256(
+        "CancelPayment(bytes32 paymentId,string purchaseId,bytes32 shopId,address account,uint256 nonce,uint256 deadline)"
+    );
 
     uint256 public constant FEE_DENOMINATOR = 10_000;
     uint256 public constant MAX_FEE_RATE = 1_000; // 10 %

@@ -26,18 +26,18 @@ contract ShopRegistry is IShopRegistry, AccessControl, SignedActions {
     /// @notice providePercent is a percentage times 100 (1 % = 100), so 10000 is 100 %.
     uint256 public constant PERCENT_DENOMINATOR = 10_000;
 
-    bytes32 public constant ADD_SHOP_TYPEHASH =
-        keccak256(
-            "AddShop(bytes32 shopId,string name,uint256 provideWaitTime,uint256 providePercent,address account,uint256 nonce,uint256 deadline)"
-        );
-    bytes32 public constant UPDATE_SHOP_TYPEHASH =
-        keccak256(
-            "UpdateShop(bytes32 shopId,string name,uint256 provideWaitTime,uint256 providePercent,address account,uint256 nonce,uint256 deadline)"
-        );
-    bytes32 public constant OPEN_WITHDRAWAL_TYPEHASH =
-        keccak256("OpenWithdrawal(bytes32 shopId,uint256 amount,address account,uint256 nonce,uint256 deadline)");
-    bytes32 public constant CLOSE_WITHDRAWAL_TYPEHASH =
-        keccak256("CloseWithdrawal(bytes32 shopId,address account,uint256 nonce,uint256 deadline)");
+    bytes32 public constant ADD_SHOP_TYPEHASH = keccak256(
+        "AddShop(bytes32 shopId,string name,uint256 provideWaitTime,uint256 providePercent,address account,uint256 nonce,uint256 deadline)"
+    );
+    bytes32 public constant UPDATE_SHOP_TYPEHASH = keccak256(
+        "UpdateShop(bytes32 shopId,string name,uint256 provideWaitTime,uint256 providePercent,address account,uint256 nonce,uint256 deadline)"
+    );
+    bytes32 public constant OPEN_WITHDRAWAL_TYPEHASH = keccak256(
+        "OpenWithdrawal(bytes32 shopId,uint256 amount,address account,uint256 nonce,uint256 deadline)"
+    );
+    bytes32 public constant CLOSE_WITHDRAWAL_TYPEHASH = keccak256(
+        "CloseWithdrawal(bytes32 shopId,address account,uint256 nonce,uint256 deadline)"
+    );
 
     /*//////////////////////////////////////////////////////////////
                                   STORAGE
@@ -184,7 +184,9 @@ contract ShopRegistry is IShopRegistry, AccessControl, SignedActions {
     function closeWithdrawal(bytes32 shopId, uint256 deadline, bytes calldata signature) external onlyRole(RELAY_ROLE) {
         Shop storage shop = _shopById(shopId);
         address owner = shop.owner;
-        bytes32 structHash = keccak256(abi.encode(CLOSE_WITHDRAWAL_TYPEHASH, shopId, owner, _useNonce(owner), deadline));
+        bytes32 structHash = keccak256(
+            abi.encode(CLOSE_WITHDRAWAL_TYPEHASH, shopId, owner, _useNonce(owner), deadline)
+        );
         _verifySignature(owner, structHash, deadline, signature);
 
         uint128 amount = shop.withdrawAmount;

@@ -4,7 +4,6 @@ the operations around it, each in its own transaction, as the relay sends them."
 from __future__ import annotations
 
 import secrets
-from typing import Any
 
 from ape import chain
 from ape.api import AccountAPI
@@ -48,8 +47,18 @@ def measure(system: System, relay: AccountAPI, owner: AccountAPI, user: AccountA
 
     shop_id = "0x" + secrets.token_hex(32)
     dl = _deadline()
-    sig = _sign(owner, shops, "AddShop", shopId=shop_id, name="Gas Shop", provideWaitTime=0,
-                providePercent=100, account=owner.address, nonce=shops.nonces(owner), deadline=dl)
+    sig = _sign(
+        owner,
+        shops,
+        "AddShop",
+        shopId=shop_id,
+        name="Gas Shop",
+        provideWaitTime=0,
+        providePercent=100,
+        account=owner.address,
+        nonce=shops.nonces(owner),
+        deadline=dl,
+    )
     shops.addShop(shop_id, "Gas Shop", 0, 100, owner, dl, sig, sender=relay)
 
     # Purchase rewards: the first one creates the user's balance; the second is measured.
@@ -62,8 +71,19 @@ def measure(system: System, relay: AccountAPI, owner: AccountAPI, user: AccountA
         payment_id = "0x" + secrets.token_hex(32)
         dl = _deadline()
         amount = 10 * UNIT
-        sig = _sign(user, payment, "NewPayment", paymentId=payment_id, purchaseId=purchase_id, amount=amount,
-                    currency="krw", shopId=shop_id, account=user.address, nonce=payment.nonces(user), deadline=dl)
+        sig = _sign(
+            user,
+            payment,
+            "NewPayment",
+            paymentId=payment_id,
+            purchaseId=purchase_id,
+            amount=amount,
+            currency="krw",
+            shopId=shop_id,
+            account=user.address,
+            nonce=payment.nonces(user),
+            deadline=dl,
+        )
         receipt = payment.openNewPayment(
             (payment_id, purchase_id, amount, "krw", shop_id, user.address, dl), sig, sender=relay
         )
@@ -81,8 +101,17 @@ def measure(system: System, relay: AccountAPI, owner: AccountAPI, user: AccountA
 
     def open_cancel(payment_id: str, purchase_id: str) -> int:
         dl = _deadline()
-        sig = _sign(owner, payment, "CancelPayment", paymentId=payment_id, purchaseId=purchase_id, shopId=shop_id,
-                    account=owner.address, nonce=payment.nonces(owner), deadline=dl)
+        sig = _sign(
+            owner,
+            payment,
+            "CancelPayment",
+            paymentId=payment_id,
+            purchaseId=purchase_id,
+            shopId=shop_id,
+            account=owner.address,
+            nonce=payment.nonces(owner),
+            deadline=dl,
+        )
         return payment.openCancelPayment(payment_id, purchase_id, dl, sig, sender=relay).gas_used
 
     # A first cancel (opened, refused) warms the owner's nonce; then the measured cancel.
@@ -93,14 +122,29 @@ def measure(system: System, relay: AccountAPI, owner: AccountAPI, user: AccountA
 
     def open_withdrawal(amount: int) -> int:
         dl = _deadline()
-        sig = _sign(owner, shops, "OpenWithdrawal", shopId=shop_id, amount=amount, account=owner.address,
-                    nonce=shops.nonces(owner), deadline=dl)
+        sig = _sign(
+            owner,
+            shops,
+            "OpenWithdrawal",
+            shopId=shop_id,
+            amount=amount,
+            account=owner.address,
+            nonce=shops.nonces(owner),
+            deadline=dl,
+        )
         return shops.openWithdrawal(shop_id, amount, dl, sig, sender=relay).gas_used
 
     def close_withdrawal() -> int:
         dl = _deadline()
-        sig = _sign(owner, shops, "CloseWithdrawal", shopId=shop_id, account=owner.address,
-                    nonce=shops.nonces(owner), deadline=dl)
+        sig = _sign(
+            owner,
+            shops,
+            "CloseWithdrawal",
+            shopId=shop_id,
+            account=owner.address,
+            nonce=shops.nonces(owner),
+            deadline=dl,
+        )
         return shops.closeWithdrawal(shop_id, dl, sig, sender=relay).gas_used
 
     # The shop has used more than it provided only after enough payments; pay a large one.
@@ -110,8 +154,19 @@ def measure(system: System, relay: AccountAPI, owner: AccountAPI, user: AccountA
     payment_id = "0x" + secrets.token_hex(32)
     dl = _deadline()
     amount = 1_500_000 * UNIT
-    sig = _sign(user, payment, "NewPayment", paymentId=payment_id, purchaseId="P000005", amount=amount,
-                currency="krw", shopId=shop_id, account=user.address, nonce=payment.nonces(user), deadline=dl)
+    sig = _sign(
+        user,
+        payment,
+        "NewPayment",
+        paymentId=payment_id,
+        purchaseId="P000005",
+        amount=amount,
+        currency="krw",
+        shopId=shop_id,
+        account=user.address,
+        nonce=payment.nonces(user),
+        deadline=dl,
+    )
     payment.openNewPayment((payment_id, "P000005", amount, "krw", shop_id, user.address, dl), sig, sender=relay)
     payment.closeNewPayment(payment_id, True, sender=relay)
 

@@ -1,6 +1,6 @@
 """Measures gas per operation on a fresh deployment and writes GAS.md.
 
-    ape run gas_table --network ethereum:local:foundry
+ape run gas_table --network ethereum:local:foundry
 """
 
 from pathlib import Path

@@ -160,7 +160,11 @@ interface ILoyaltyPayment is ISignedActions {
     function refundExpired(bytes32 paymentId) external;
 
     /// @notice The cost of paying `amount` of `currency` for `account`, as {openNewPayment} would charge it.
-    function estimate(address account, uint256 amount, string calldata currency) external view returns (Estimate memory);
+    function estimate(
+        address account,
+        uint256 amount,
+        string calldata currency
+    ) external view returns (Estimate memory);
 
     /// @notice A payment's record.
     function paymentOf(bytes32 paymentId) external view returns (PaymentInfo memory);

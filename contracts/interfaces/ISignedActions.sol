@@ -14,5 +14,4 @@ interface ISignedActions {
     /// (wrong key, wrong nonce, wrong chain, wrong contract, or altered fields).
     /// @param signer The account whose signature was expected.
     error InvalidSignature(address signer);
-
 }

@@ -1,0 +1,33 @@
+# Two commands do everything (see README.md):
+#   make run    local chain + contracts + demo data + relay on http://127.0.0.1:8000
+#   make test   linters, contract tests and relay tests
+SHELL := /bin/bash
+export SOLCX_BINARY_PATH := $(CURDIR)/.solcx
+export PATH := $(CURDIR)/.venv/bin:$(CURDIR)/node_modules/.bin:$(PATH)
+
+.PHONY: setup test lint test-contracts test-relay properties gas run demo clean
+
+setup:
+	@tools/setup.sh
+
+lint: setup
+	ruff check .
+	ruff format --check .
+	npx --no-install solhint --max-warnings 0 'contracts/**/*.sol'
+	npx --no-install prettier --check 'contracts/**/*.sol'
+
+test-contracts: setup
+	ape test tests/unit tests/properties
+
+test: lint test-contracts
+
+# The long property run: >= 1,000 random sequences x 50 steps (reports counts and time).
+properties: setup
+	HYPOTHESIS_PROFILE=long ape test tests/properties -s
+
+# Gas per operation on anvil, written to GAS.md; fails over budget.
+gas: setup
+	ape run gas_table --network ethereum:local:foundry
+
+clean:
+	rm -rf .build .stamps contracts/.cache

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Idempotent set-up of everything the project needs, inside the repository:
+#   .venv/          Python 3.11 virtualenv with the pinned packages (requirements.lock)
+#   node_modules/   solc-js, anvil, OpenZeppelin Contracts, solhint, prettier (package-lock.json)
+#   .solcx/         solc-v<version> -> tools/solc.js, found by py-solc-x through SOLCX_BINARY_PATH
+# `source .venv/bin/activate` afterwards puts ape, anvil and the compiler on hand.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+stamps=.stamps
+mkdir -p "$stamps"
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+
+checksum() { cat "$@" | sha256sum | cut -c1-16; }
+
+# --- Python -----------------------------------------------------------------
+python=${PYTHON:-python3.11}
+command -v "$python" >/dev/null || python=python3
+py_sum=$(checksum requirements.lock pyproject.toml)
+if [ ! -x .venv/bin/python ] || [ "$(cat $stamps/python 2>/dev/null)" != "$py_sum" ]; then
+  say "Python packages (.venv)"
+  [ -x .venv/bin/python ] || "$python" -m venv .venv
+  .venv/bin/python -m pip install --quiet --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
+  .venv/bin/python -m pip install --quiet -r requirements.lock 2>&1 | grep -v '^WARNING: Location' || true
+  .venv/bin/python -m pip install --quiet --no-deps -e . 2>&1 | grep -v '^WARNING: Location' || true
+  .venv/bin/python -c "import ape, ape_solidity, ape_foundry, fastapi, sqlalchemy"  # fails loudly if incomplete
+  echo "$py_sum" > $stamps/python
+fi
+
+# --- npm tools --------------------------------------------------------------
+npm_sum=$(checksum package-lock.json)
+if [ ! -d node_modules ] || [ "$(cat $stamps/npm 2>/dev/null)" != "$npm_sum" ]; then
+  say "npm packages (node_modules)"
+  npm ci --no-audit --no-fund --loglevel=error
+  echo "$npm_sum" > $stamps/npm
+fi
+
+# --- Solidity compiler and anvil ---------------------------------------------
+solc_version=$(node -p "require('solc/package.json').version")
+mkdir -p .solcx
+ln -sfn ../tools/solc.js ".solcx/solc-v$solc_version"
+ln -sfn ../../node_modules/.bin/anvil .venv/bin/anvil
+if ! grep -q SOLCX_BINARY_PATH .venv/bin/activate; then
+  printf '\n# loyalty-payment: the solc-js compiler front (tools/solc.js)\nexport SOLCX_BINARY_PATH="%s/.solcx"\n' "$root" >> .venv/bin/activate
+fi
+
+# --- Contracts ----------------------------------------------------------------
+export SOLCX_BINARY_PATH="$root/.solcx" PATH="$root/.venv/bin:$PATH"
+src_sum=$(checksum ape-config.yaml $(find contracts -name '*.sol' -not -path '*/.cache/*' | sort))
+if [ ! -f .build/__local__.json ] || [ "$(cat $stamps/contracts 2>/dev/null)" != "$src_sum" ]; then
+  say "Compiling contracts"
+  ape compile --force > $stamps/compile.log 2>&1 || { cat $stamps/compile.log >&2; exit 1; }
+  echo "$src_sum" > $stamps/contracts
+fi
