@@ -31,3 +31,11 @@ gas: setup
 
 clean:
 	rm -rf .build .stamps contracts/.cache
+
+# The demo system: anvil + contracts + demo data + relay on http://127.0.0.1:8000 (Ctrl-C stops it).
+run: setup
+	loyalty devnet
+
+# Flows 1.1-1.4 against `make run`, as a KIOSK and the app would (run in a second terminal).
+demo: setup
+	loyalty demo

@@ -42,6 +42,8 @@ TYPES: dict[str, list[tuple[str, str]]] = {
     "DenyPayment": [("paymentId", "bytes32"), ("account", "address"), ("deadline", "uint256")],
     "DenyCancel": [("paymentId", "bytes32"), ("account", "address"), ("deadline", "uint256")],
     "TemporaryAccount": [("account", "address"), ("deadline", "uint256")],
+    "RegisterPushToken": [("account", "address"), ("token", "string"), ("deadline", "uint256")],
+    "NotificationStream": [("account", "address"), ("deadline", "uint256")],
     # Verified by ShopRegistry.
     "AddShop": [
         ("shopId", "bytes32"),

@@ -51,5 +51,6 @@ src_sum=$(checksum ape-config.yaml $(find contracts -name '*.sol' -not -path '*/
 if [ ! -f .build/__local__.json ] || [ "$(cat $stamps/contracts 2>/dev/null)" != "$src_sum" ]; then
   say "Compiling contracts"
   ape compile --force > $stamps/compile.log 2>&1 || { cat $stamps/compile.log >&2; exit 1; }
+  python tools/export_abi.py
   echo "$src_sum" > $stamps/contracts
 fi

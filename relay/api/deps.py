@@ -1,0 +1,40 @@
+"""Shared dependencies of the routes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+
+from relay import kiosks
+from relay.chain import Chain
+from relay.config import Settings
+from relay.db import Database
+from relay.kiosks import Kiosk
+from relay.payments import Payments
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db: Database
+    chain: Chain
+    payments: Payments
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+Authorization = Annotated[str | None, Header(include_in_schema=False)]
+
+
+def authenticate_kiosk(services: Services, access_key: str | None, authorization: str | None) -> Kiosk:
+    """The KIOSK of `accessKey` (body, as the spec says) or of `Authorization: Bearer <key>`."""
+    if not access_key and authorization and authorization.lower().startswith("bearer "):
+        access_key = authorization[7:].strip()
+    with services.db.session() as session:
+        return kiosks.authenticate(session, access_key)

@@ -1,0 +1,168 @@
+"""Mobile app endpoints (spec §5) and what the flows need besides: temporary addresses, push
+tokens and a live notification stream."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Request
+from sqlalchemy import select
+from sse_starlette import EventSourceResponse
+
+from relay import temporary, typed_data
+from relay.api import schemas
+from relay.api.deps import Services, ServicesDep
+from relay.api.schemas import Ok
+from relay.api.views import app_payment
+from relay.errors import ExpiredSignature, InvalidParameter
+from relay.models import Notification, PushToken
+from relay.payments import verify_signature
+
+router = APIRouter(prefix="/v1/payment", tags=["Mobile app"])
+
+MAX_DEADLINE_AHEAD = 24 * 3600
+
+
+def _check_deadline(deadline: int) -> None:
+    now = time.time()
+    if deadline < now:
+        raise ExpiredSignature(f"The deadline {deadline} has passed.")
+    if deadline > now + MAX_DEADLINE_AHEAD:
+        raise InvalidParameter("The deadline may be at most 24 hours ahead.")
+
+
+def _verify_app_signature(services: Services, primary_type: str, message: dict[str, Any], signature: str) -> None:
+    typed = typed_data.build(primary_type, services.chain.payment_domain(), message)
+    verify_signature(services.chain, typed, signature, message["account"])
+
+
+@router.get("/chain", summary="Chain id, contract addresses and EIP-712 domains the app signs in")
+def chain_info(services: ServicesDep) -> Ok[schemas.ChainInfo]:
+    chain = services.chain
+    return Ok(
+        data=schemas.ChainInfo(
+            chainId=chain.chain_id,
+            contracts={name: contract.address for name, contract in chain.contracts.items()},
+            domains={"payment": chain.payment_domain(), "shop": chain.shop_domain()},
+        )
+    )
+
+
+@router.get("/item", summary="5.1 A payment, with the typed data to sign while a decision is pending")
+def item(q: Annotated[schemas.PaymentQuery, Query()], services: ServicesDep) -> Ok[schemas.ItemResult]:
+    payment = services.payments.get(q.paymentId)
+    pending = services.payments.pending_typed_data(payment)
+    return Ok(
+        data=app_payment(
+            schemas.ItemResult,
+            payment,
+            createTimestamp=payment.open_new_at,
+            cancelTimestamp=payment.open_cancel_at,
+            typedData=pending,
+        )
+    )
+
+
+@router.post("/create/confirm", summary="5.2 The user approves a new payment")
+def create_confirm(body: schemas.SignedPaymentRequest, services: ServicesDep) -> Ok[schemas.TxResult]:
+    payment = services.payments.confirm_new(body.paymentId, body.signature)
+    return Ok(data=app_payment(schemas.TxResult, payment, txHash=payment.open_tx))
+
+
+@router.post("/create/deny", summary="5.3 The user denies a new payment")
+def create_deny(body: schemas.SignedPaymentRequest, services: ServicesDep) -> Ok[schemas.PaymentBase]:
+    payment = services.payments.deny_new(body.paymentId, body.signature)
+    return Ok(data=app_payment(schemas.PaymentBase, payment))
+
+
+@router.post("/cancel/confirm", summary="5.4 The shop owner approves a cancel")
+def cancel_confirm(body: schemas.SignedPaymentRequest, services: ServicesDep) -> Ok[schemas.TxResult]:
+    payment = services.payments.confirm_cancel(body.paymentId, body.signature)
+    return Ok(data=app_payment(schemas.TxResult, payment, txHash=payment.cancel_tx))
+
+
+@router.post("/cancel/deny", summary="5.5 The shop owner denies a cancel")
+def cancel_deny(body: schemas.SignedPaymentRequest, services: ServicesDep) -> Ok[schemas.PaymentBase]:
+    payment = services.payments.deny_cancel(body.paymentId, body.signature)
+    return Ok(data=app_payment(schemas.PaymentBase, payment))
+
+
+@router.post("/account/temporary", summary="A temporary wallet address for the payment QR code")
+def temporary_account(
+    body: schemas.TemporaryAccountRequest, services: ServicesDep
+) -> Ok[schemas.TemporaryAccountResult]:
+    _check_deadline(body.deadline)
+    _verify_app_signature(
+        services, "TemporaryAccount", {"account": body.account, "deadline": body.deadline}, body.signature
+    )
+    with services.db.session() as session:
+        created = temporary.create(session, body.account, services.settings.temporary_account_ttl)
+    return Ok(
+        data=schemas.TemporaryAccountResult(
+            account=body.account, temporaryAccount=created.address, expiresAt=int(created.expires_at)
+        )
+    )
+
+
+@router.post("/push/token", summary="Register an Expo push token for a wallet")
+def register_push_token(body: schemas.PushTokenRequest, services: ServicesDep) -> Ok[schemas.PushTokenResult]:
+    _check_deadline(body.deadline)
+    message = {"account": body.account, "token": body.token, "deadline": body.deadline}
+    _verify_app_signature(services, "RegisterPushToken", message, body.signature)
+    with services.db.session() as session:
+        if session.get(PushToken, (body.account, body.token)) is None:
+            session.add(PushToken(account=body.account, token=body.token))
+    return Ok(data=schemas.PushTokenResult(account=body.account, token=body.token))
+
+
+@router.get(
+    "/events",
+    summary="Live notifications for a wallet (server-sent events)",
+    response_class=EventSourceResponse,
+    responses={200: {"content": {"text/event-stream": {}}, "description": "One event per notification"}},
+)
+async def events(
+    request: Request,
+    account: Annotated[schemas.Address, Query()],
+    deadline: Annotated[int, Query(ge=0, lt=2**63)],
+    signature: Annotated[schemas.Signature, Query()],
+    services: ServicesDep,
+    last_event_id: Annotated[int | None, Header(alias="Last-Event-ID")] = None,
+) -> EventSourceResponse:
+    """Streams the notifications of `account` (the same ones sent by push), after the one with id
+    `Last-Event-ID`. Authorised by the wallet's `NotificationStream(account, deadline)` signature."""
+    _check_deadline(deadline)
+    _verify_app_signature(services, "NotificationStream", {"account": account, "deadline": deadline}, signature)
+    if last_event_id is None:
+        with services.db.session() as session:
+            latest = session.execute(
+                select(Notification.id).where(Notification.account == account).order_by(Notification.id.desc())
+            ).scalar()
+        last_event_id = latest or 0
+
+    async def stream() -> AsyncIterator[dict[str, Any]]:
+        cursor = last_event_id
+        while not await request.is_disconnected() and time.time() < deadline:
+            rows = await asyncio.to_thread(_notifications_after, services, account, cursor)
+            for row in rows:
+                cursor = row.id
+                yield {"id": str(row.id), "event": row.kind, "data": json.dumps(row.payload)}
+            await asyncio.sleep(services.settings.worker_interval)
+
+    return EventSourceResponse(stream(), ping=15)
+
+
+def _notifications_after(services: Services, account: str, cursor: int) -> list[Notification]:
+    with services.db.session() as session:
+        return list(
+            session.execute(
+                select(Notification)
+                .where(Notification.account == account, Notification.id > cursor)
+                .order_by(Notification.id)
+                .limit(100)
+            ).scalars()
+        )

@@ -1,0 +1,109 @@
+"""KIOSK endpoints (spec §3)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from relay.api import schemas
+from relay.api.deps import Authorization, ServicesDep, authenticate_kiosk
+from relay.api.schemas import Ok
+from relay.api.views import kiosk_payment
+
+router = APIRouter(prefix="/v1/payment", tags=["KIOSK"])
+
+
+@router.get("/user/balance", summary="3.1 The user's loyalty balance")
+def user_balance(q: Annotated[schemas.AccountQuery, Query()], services: ServicesDep) -> Ok[schemas.Balance]:
+    account, loyalty_type, balance = services.payments.balance(q.account)
+    return Ok(data=schemas.Balance(account=account, loyaltyType=loyalty_type, balance=str(balance)))
+
+
+@router.get("/info", summary="3.2 Loyalty a payment would use")
+def payment_info(q: Annotated[schemas.InfoQuery, Query()], services: ServicesDep) -> Ok[schemas.PaymentInfo]:
+    e = services.payments.estimate(q.account, int(q.amount), q.currency)
+    return Ok(
+        data=schemas.PaymentInfo(
+            account=q.account,
+            loyaltyType=e.loyalty_type,
+            amount=q.amount,
+            currency=q.currency,
+            balance=str(e.balance),
+            paidPoint=str(e.paid_point),
+            paidToken=str(e.paid_token),
+            paidValue=str(e.paid_value),
+            feePoint=str(e.fee_point),
+            feeToken=str(e.fee_token),
+            feeValue=str(e.fee_value),
+            totalPoint=str(e.total_point),
+            totalToken=str(e.total_token),
+            totalValue=str(e.total_value),
+        )
+    )
+
+
+@router.post("/openNew", summary="3.3 Open a new payment")
+def open_new(
+    body: schemas.OpenNewRequest, services: ServicesDep, authorization: Authorization = None
+) -> Ok[schemas.OpenNewResult]:
+    kiosk = authenticate_kiosk(services, body.accessKey, authorization)
+    payment = services.payments.open_new(
+        kiosk, body.purchaseId, int(body.amount), body.currency, body.shopId, body.account
+    )
+    return Ok(data=kiosk_payment(schemas.OpenNewResult, payment))
+
+
+@router.post("/closeNew", summary="3.4 Complete (or refund) an approved payment")
+def close_new(
+    body: schemas.CloseRequest, services: ServicesDep, authorization: Authorization = None
+) -> Ok[schemas.CloseNewResult]:
+    kiosk = authenticate_kiosk(services, body.accessKey, authorization)
+    payment = services.payments.close_new(kiosk, body.paymentId, body.confirm)
+    return Ok(data=kiosk_payment(schemas.CloseNewResult, payment))
+
+
+@router.post("/openCancel", summary="3.5 Ask the shop owner to cancel a completed payment")
+def open_cancel(
+    body: schemas.PaymentRequest, services: ServicesDep, authorization: Authorization = None
+) -> Ok[schemas.OpenCancelResult]:
+    kiosk = authenticate_kiosk(services, body.accessKey, authorization)
+    payment = services.payments.open_cancel(kiosk, body.paymentId)
+    return Ok(data=kiosk_payment(schemas.OpenCancelResult, payment))
+
+
+@router.post("/closeCancel", summary="3.6 Complete (or revert) an approved cancel")
+def close_cancel(
+    body: schemas.CloseRequest, services: ServicesDep, authorization: Authorization = None
+) -> Ok[schemas.CloseCancelResult]:
+    kiosk = authenticate_kiosk(services, body.accessKey, authorization)
+    payment = services.payments.close_cancel(kiosk, body.paymentId, body.confirm)
+    return Ok(data=kiosk_payment(schemas.CloseCancelResult, payment))
+
+
+@router.get("/shop/info", summary="3.7 A shop's settings and totals")
+def shop_info(q: Annotated[schemas.ShopQuery, Query()], services: ServicesDep) -> Ok[schemas.ShopInfo]:
+    shop = services.chain.shop(q.shopId)
+    return Ok(
+        data=schemas.ShopInfo(
+            shopId=shop.shop_id,
+            name=shop.name,
+            provideWaitTime=shop.provide_wait_time,
+            providePercent=shop.provide_percent,
+            account=shop.account,
+            providedPoint=str(shop.provided_point),
+            usedPoint=str(shop.used_point),
+            settledPoint=str(shop.settled_point),
+            withdrawnPoint=str(shop.withdrawn_point),
+        )
+    )
+
+
+@router.get("/shop/withdrawal", summary="3.8 A shop's withdrawal in progress")
+def shop_withdrawal(q: Annotated[schemas.ShopQuery, Query()], services: ServicesDep) -> Ok[schemas.ShopWithdrawal]:
+    shop = services.chain.shop(q.shopId)
+    return Ok(
+        data=schemas.ShopWithdrawal(
+            shopId=shop.shop_id, withdrawAmount=str(shop.withdraw_amount), withdrawStatus=int(shop.withdraw_open)
+        )
+    )

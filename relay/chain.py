@@ -1,0 +1,331 @@
+"""Everything the relay does on chain: reads through the contracts' views, and transactions sent by
+the relay signers with a nonce kept in the database (row-locked, so several relay instances can
+share a signer), with reverts decoded into the contracts' named errors."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import requests
+from eth_abi import decode as abi_decode
+from eth_abi import encode as abi_encode
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from eth_utils import keccak, to_checksum_address
+from sqlalchemy import select
+from web3 import Web3
+from web3.contract import Contract
+from web3.contract.contract import ContractFunction
+from web3.exceptions import ContractCustomError, ContractLogicError, TransactionNotFound, Web3RPCError
+from web3.logs import DISCARD
+from web3.types import TxReceipt
+
+from relay import typed_data
+from relay.db import Database
+from relay.errors import ChainRejected, ChainUnavailable, ShopNotFound, UnknownCurrency
+from relay.models import Signer
+
+ABI_DIR = Path(__file__).resolve().parent / "abi"
+CONTRACTS = ("LoyaltyToken", "CurrencyRate", "ShopRegistry", "Ledger", "LoyaltyPayment")
+# On-chain payment statuses (ILoyaltyPayment.PaymentStatus).
+NONE, OPEN, CLOSED, REFUNDED, CANCEL_OPEN, CANCELLED = range(6)
+ERC1271_MAGIC = bytes.fromhex("1626ba7e")  # isValidSignature(bytes32,bytes)
+CONNECTION_ERRORS = (requests.exceptions.ConnectionError, requests.exceptions.Timeout, ConnectionError, TimeoutError)
+
+
+@dataclass(frozen=True)
+class Estimate:
+    loyalty_type: int
+    balance: int
+    paid_point: int
+    paid_token: int
+    paid_value: int
+    fee_point: int
+    fee_token: int
+    fee_value: int
+    total_point: int
+    total_token: int
+    total_value: int
+
+
+@dataclass(frozen=True)
+class Shop:
+    shop_id: str
+    name: str
+    provide_wait_time: int
+    provide_percent: int
+    account: str
+    provided_point: int
+    used_point: int
+    settled_point: int
+    withdrawn_point: int
+    withdraw_amount: int
+    withdraw_open: bool
+
+
+@dataclass(frozen=True)
+class OnChainPayment:
+    status: int
+    account: str
+    loyalty_type: int
+    paid: int
+    fee: int
+    deadline: int
+
+
+class ErrorDecoder:
+    """Turns revert data into `ErrorName(arg=value, ...)` using every contract's ABI."""
+
+    def __init__(self, abis: list[list[dict[str, Any]]]) -> None:
+        self.errors: dict[bytes, tuple[str, list[str], list[str]]] = {}
+        for abi in abis:
+            for item in abi:
+                if item["type"] == "error":
+                    types = [i["type"] for i in item["inputs"]]
+                    selector = keccak(text=f"{item['name']}({','.join(types)})")[:4]
+                    self.errors[selector] = (item["name"], [i["name"] for i in item["inputs"]], types)
+
+    def decode(self, data: str | bytes | None) -> str:
+        raw = bytes.fromhex(data[2:] if data.startswith("0x") else data) if isinstance(data, str) else data
+        if not raw or len(raw) < 4 or raw[:4] not in self.errors:
+            return "execution reverted"
+        name, names, types = self.errors[raw[:4]]
+        try:
+            values = abi_decode(types, raw[4:])
+        except Exception:
+            return name
+        args = ", ".join(f"{n}={v.hex() if isinstance(v, bytes) else v}" for n, v in zip(names, values, strict=True))
+        return f"{name}({args})"
+
+
+class Chain:
+    def __init__(self, rpc_url: str, deployment_file: Path, db: Database, signer_keys: list[str], timeout: float):
+        self.w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": timeout}))
+        self.deployment = json.loads(Path(deployment_file).read_text())
+        self.chain_id: int = self.deployment["chainId"]
+        abis = {name: json.loads((ABI_DIR / f"{name}.json").read_text()) for name in CONTRACTS}
+        addresses = self.deployment["contracts"]
+        self.contracts: dict[str, Contract] = {
+            name: self.w3.eth.contract(address=to_checksum_address(addresses[name]), abi=abis[name])
+            for name in CONTRACTS
+        }
+        self.payment = self.contracts["LoyaltyPayment"]
+        self.ledger = self.contracts["Ledger"]
+        self.shops = self.contracts["ShopRegistry"]
+        self.rates = self.contracts["CurrencyRate"]
+        self.decoder = ErrorDecoder(list(abis.values()))
+        self.db = db
+        self.signers: list[LocalAccount] = [Account.from_key(key) for key in signer_keys]
+        self._locks = {s.address: threading.Lock() for s in self.signers}
+        self._turn = 0
+        self._turn_lock = threading.Lock()
+
+    # ------------------------------------------------------------------ domains
+
+    def payment_domain(self) -> dict[str, Any]:
+        return typed_data.domain(typed_data.PAYMENT_DOMAIN, self.chain_id, self.payment.address)
+
+    def shop_domain(self) -> dict[str, Any]:
+        return typed_data.domain(typed_data.SHOP_DOMAIN, self.chain_id, self.shops.address)
+
+    # ------------------------------------------------------------------ reads
+
+    def _call(self, fn: ContractFunction) -> Any:
+        try:
+            return fn.call()
+        except CONNECTION_ERRORS as exc:
+            raise ChainUnavailable() from exc
+        except ContractCustomError as exc:
+            raise ChainRejected(self.decoder.decode(exc.data if isinstance(exc.data, str) else None)) from exc
+
+    def account_of(self, account: str) -> tuple[int, int]:
+        loyalty_type, balance = self._call(self.ledger.functions.accountOf(account))
+        return int(loyalty_type), int(balance)
+
+    def estimate(self, account: str, amount: int, currency: str) -> Estimate:
+        try:
+            values = self._call(self.payment.functions.estimate(account, amount, currency))
+        except ChainRejected as exc:
+            if exc.message.startswith("UnknownCurrency"):
+                raise UnknownCurrency(f"Unknown currency: {currency}") from exc
+            raise
+        return Estimate(*(int(v) for v in values))
+
+    def payment_nonce(self, account: str) -> int:
+        return int(self._call(self.payment.functions.nonces(account)))
+
+    def shop_nonce(self, account: str) -> int:
+        return int(self._call(self.shops.functions.nonces(account)))
+
+    def shop(self, shop_id: str) -> Shop:
+        try:
+            info = self._call(self.shops.functions.shopOf(shop_id))
+        except ChainRejected as exc:
+            if exc.message.startswith("UnknownShop"):
+                raise ShopNotFound(f"Unknown shop: {shop_id}") from exc
+            raise
+        return Shop(
+            "0x" + info[0].hex(),
+            info[1],
+            *(int(v) for v in info[2:4]),
+            to_checksum_address(info[4]),
+            *(int(v) for v in info[5:10]),
+            bool(info[10]),
+        )
+
+    def payment_of(self, payment_id: str) -> OnChainPayment:
+        info = self._call(self.payment.functions.paymentOf(payment_id))
+        return OnChainPayment(
+            status=int(info[4]),
+            account=to_checksum_address(info[2]),
+            loyalty_type=int(info[3]),
+            paid=int(info[5]),
+            fee=int(info[6]),
+            deadline=int(info[9]),
+        )
+
+    def latest_timestamp(self) -> int:
+        try:
+            return int(self.w3.eth.get_block("latest")["timestamp"])
+        except CONNECTION_ERRORS as exc:
+            raise ChainUnavailable() from exc
+
+    def has_code(self, account: str) -> bool:
+        try:
+            return len(self.w3.eth.get_code(to_checksum_address(account))) > 0
+        except CONNECTION_ERRORS as exc:
+            raise ChainUnavailable() from exc
+
+    def is_valid_erc1271(self, account: str, digest: bytes, signature: bytes) -> bool:
+        """Asks a contract wallet whether it signed `digest` (ERC-1271)."""
+        data = ERC1271_MAGIC + abi_encode(["bytes32", "bytes"], [digest, signature])
+        try:
+            result = self.w3.eth.call({"to": to_checksum_address(account), "data": "0x" + data.hex()})
+        except CONNECTION_ERRORS as exc:
+            raise ChainUnavailable() from exc
+        except (ContractLogicError, Web3RPCError, ValueError):
+            return False
+        return bytes(result)[:4] == ERC1271_MAGIC
+
+    # ------------------------------------------------------------------ transactions
+
+    def _next_signer(self) -> LocalAccount:
+        if not self.signers:
+            raise ChainUnavailable("The relay has no signer key configured (RELAY_SIGNER_KEYS).")
+        with self._turn_lock:
+            self._turn = (self._turn + 1) % len(self.signers)
+            return self.signers[self._turn]
+
+    def send(self, fn: ContractFunction) -> str:
+        """Simulates and sends a transaction from one of the relay signers; returns its hash.
+        Raises ChainRejected (with the decoded error) if it would revert, ChainUnavailable if the
+        node cannot be reached."""
+        signer = self._next_signer()
+        try:
+            gas = fn.estimate_gas({"from": signer.address})
+        except CONNECTION_ERRORS as exc:
+            raise ChainUnavailable() from exc
+        except ContractCustomError as exc:
+            raise ChainRejected(self.decoder.decode(exc.data if isinstance(exc.data, str) else None)) from exc
+        except (ContractLogicError, Web3RPCError) as exc:
+            raise ChainRejected(str(exc)) from exc
+        with self._locks[signer.address]:
+            for attempt in range(3):
+                try:
+                    return self._send_locked(signer, fn, gas + gas // 5)
+                except _NonceOutOfSync:
+                    if attempt == 2:
+                        raise ChainUnavailable("Could not agree a nonce with the node.") from None
+        raise AssertionError("unreachable")
+
+    def _send_locked(self, signer: LocalAccount, fn: ContractFunction, gas: int) -> str:
+        with self.db.session() as session:
+            row = session.execute(
+                select(Signer).where(Signer.address == signer.address).with_for_update()
+            ).scalar_one_or_none()
+            if row is None:
+                row = Signer(address=signer.address, next_nonce=None)
+                session.add(row)
+            try:
+                nonce = row.next_nonce
+                if nonce is None:
+                    nonce = self.w3.eth.get_transaction_count(signer.address, "pending")
+                tx = fn.build_transaction(
+                    {
+                        "from": signer.address,
+                        "nonce": nonce,
+                        "gas": gas,
+                        "gasPrice": self._gas_price(),
+                        "chainId": self.chain_id,
+                    }
+                )
+                signed = signer.sign_transaction(tx)
+                self.w3.eth.send_raw_transaction(signed.raw_transaction)
+            except CONNECTION_ERRORS as exc:
+                raise ChainUnavailable() from exc
+            except Web3RPCError as exc:
+                if "nonce" in str(exc).lower():
+                    row.next_nonce = None
+                    raise _NonceOutOfSync() from exc
+                raise ChainRejected(str(exc)) from exc
+            row.next_nonce = nonce + 1
+            return "0x" + bytes(signed.hash).hex()
+
+    _price: tuple[float, int] = (0.0, 0)
+
+    def _gas_price(self) -> int:
+        fetched_at, price = self._price
+        if time.monotonic() - fetched_at > 5:
+            price = int(self.w3.eth.gas_price)
+            self._price = (time.monotonic(), price)
+        return price
+
+    def receipt(self, tx_hash: str) -> TxReceipt | None:
+        """The receipt, or None while the transaction is pending (or unknown to the node)."""
+        try:
+            return self.w3.eth.get_transaction_receipt(tx_hash)  # type: ignore[arg-type]
+        except TransactionNotFound:
+            return None
+        except CONNECTION_ERRORS as exc:
+            raise ChainUnavailable() from exc
+
+    def is_known(self, tx_hash: str) -> bool:
+        try:
+            self.w3.eth.get_transaction(tx_hash)  # type: ignore[arg-type]
+            return True
+        except TransactionNotFound:
+            return False
+        except CONNECTION_ERRORS as exc:
+            raise ChainUnavailable() from exc
+
+    def wait(self, tx_hash: str, timeout: float) -> TxReceipt | None:
+        deadline = time.monotonic() + timeout
+        while True:
+            receipt = self.receipt(tx_hash)
+            if receipt is not None or time.monotonic() > deadline:
+                return receipt
+            time.sleep(0.05)
+
+    def events(self, receipt: TxReceipt, contract: str, event: str) -> list[dict[str, Any]]:
+        processed = self.contracts[contract].events[event]().process_receipt(receipt, errors=DISCARD)
+        return [dict(e["args"]) for e in processed]
+
+    def find_events(self, contract: str, event: str, payment_id: str, from_block: int = 0) -> list[Any]:
+        """Events of `contract` whose first indexed argument is `payment_id`."""
+        try:
+            return list(
+                self.contracts[contract]
+                .events[event]()
+                .get_logs(from_block=from_block, argument_filters={"paymentId": payment_id})
+            )
+        except CONNECTION_ERRORS as exc:
+            raise ChainUnavailable() from exc
+
+
+class _NonceOutOfSync(Exception):
+    pass

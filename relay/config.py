@@ -1,0 +1,64 @@
+"""Settings, from environment variables prefixed `RELAY_` (or a `.env` file)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RELAY_", env_file=".env", extra="ignore")
+
+    # Storage: SQLite file by default; PostgreSQL with postgresql+psycopg://user@host/db.
+    database_url: str = Field(default=f"sqlite:///{ROOT / 'var' / 'relay.sqlite3'}", validation_alias="DATABASE_URL")
+
+    # Chain: any JSON-RPC endpoint, and the deployment file `ape run deploy` wrote.
+    rpc_url: str = "http://127.0.0.1:8545"
+    deployment_file: Path = ROOT / "deployments" / "local.json"
+    rpc_timeout: float = 10.0
+    # Private keys of the relay signers (comma-separated). Each needs the relay roles on chain.
+    signer_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    receipt_timeout: float = 30.0
+
+    # Payment life cycle (seconds).
+    payment_timeout: int = 45  # no decision after openNew / openCancel
+    close_timeout: int = 600  # approved but never closed by the KIOSK: closed with a refund
+    signature_ttl: int = 600  # deadline of the typed data handed to the app
+    temporary_account_ttl: int = 60
+
+    # Callbacks to KIOSKs: retried with exponential backoff for this long.
+    callback_retry_period: int = 24 * 3600
+    callback_backoff_initial: float = 1.0
+    callback_backoff_max: float = 3600.0
+    callback_timeout: float = 10.0
+
+    # Push notifications (Expo); tests point this at a local fake.
+    expo_base_url: str = "https://exp.host"
+    expo_access_token: SecretStr | None = None
+
+    # Background workers' polling interval (seconds).
+    worker_interval: float = 0.5
+
+    # Operator page.
+    admin_user: str = "admin"
+    admin_password: SecretStr | None = None
+
+    log_level: str = "INFO"
+
+    @field_validator("signer_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [key.strip() for key in value.split(",") if key.strip()]
+        return value
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,109 @@
+"""The relay's errors: one exception per documented error code, mapped to HTTP by one handler.
+
+| code | HTTP | meaning |
+|---|---|---|
+| 1000 | 400 | a parameter is missing or malformed |
+| 1001 | 401 | the access key is missing, unknown or revoked |
+| 1002 | 403 | the access key is not allowed for this shop |
+| 2001 | 404 | unknown payment |
+| 2002 | 404 | unknown shop |
+| 2003 | 404 | unknown, expired or already used temporary account |
+| 2004 | 400 | unknown currency |
+| 3001 | 409 | the payment's status does not allow this action |
+| 3002 | 403 | the signature is not the expected signer's signature of the expected message |
+| 3003 | 403 | the signature's deadline has passed |
+| 3004 | 422 | the account's balance does not cover the payment |
+| 3005 | 409 | this purchase id was already used for a different payment |
+| 4001 | 503 | the chain node is unreachable |
+| 4002 | 409 | the chain rejected the operation (the payment is marked failed) |
+| 5000 | 500 | unexpected server error |
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class RelayError(Exception):
+    code: ClassVar[int] = 5000
+    http_status: ClassVar[int] = 500
+    default_message: ClassVar[str] = "Internal server error."
+
+    def __init__(self, message: str | None = None) -> None:
+        self.message = message or self.default_message
+        super().__init__(self.message)
+
+
+class InvalidParameter(RelayError):
+    code, http_status, default_message = 1000, 400, "Invalid parameter."
+
+
+class InvalidAccessKey(RelayError):
+    code, http_status, default_message = 1001, 401, "The access key is missing, unknown or revoked."
+
+
+class ShopNotAllowed(RelayError):
+    code, http_status, default_message = 1002, 403, "This access key is not allowed for this shop."
+
+
+class PaymentNotFound(RelayError):
+    code, http_status, default_message = 2001, 404, "Unknown payment."
+
+
+class ShopNotFound(RelayError):
+    code, http_status, default_message = 2002, 404, "Unknown shop."
+
+
+class TemporaryAccountNotFound(RelayError):
+    code, http_status, default_message = 2003, 404, "Unknown, expired or already used temporary account."
+
+
+class UnknownCurrency(RelayError):
+    code, http_status, default_message = 2004, 400, "Unknown currency."
+
+
+class InvalidStatus(RelayError):
+    code, http_status, default_message = 3001, 409, "The payment's status does not allow this action."
+
+
+class InvalidSignature(RelayError):
+    code, http_status, default_message = 3002, 403, "Invalid signature."
+
+
+class ExpiredSignature(RelayError):
+    code, http_status, default_message = 3003, 403, "The signature has expired."
+
+
+class InsufficientBalance(RelayError):
+    code, http_status, default_message = 3004, 422, "Insufficient balance."
+
+
+class DuplicatePurchase(RelayError):
+    code, http_status, default_message = 3005, 409, "This purchase id was already used for a different payment."
+
+
+class ChainUnavailable(RelayError):
+    code, http_status, default_message = 4001, 503, "The chain node is unreachable; try again."
+
+
+class ChainRejected(RelayError):
+    code, http_status, default_message = 4002, 409, "The chain rejected the operation."
+
+
+ERRORS: list[type[RelayError]] = [
+    InvalidParameter,
+    InvalidAccessKey,
+    ShopNotAllowed,
+    PaymentNotFound,
+    ShopNotFound,
+    TemporaryAccountNotFound,
+    UnknownCurrency,
+    InvalidStatus,
+    InvalidSignature,
+    ExpiredSignature,
+    InsufficientBalance,
+    DuplicatePurchase,
+    ChainUnavailable,
+    ChainRejected,
+    RelayError,
+]

@@ -1,0 +1,98 @@
+"""KIOSK clients: access keys (stored as SHA-256, compared in constant time), their shops, callback
+URL and signing secret."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from relay.errors import InvalidAccessKey, ShopNotAllowed
+from relay.models import KioskClient, KioskShop, now
+
+
+@dataclass(frozen=True)
+class Kiosk:
+    id: int
+    name: str
+    shops: frozenset[str]
+    callback_url: str | None
+
+
+@dataclass(frozen=True)
+class NewKiosk:
+    kiosk: Kiosk
+    access_key: str
+    callback_secret: str
+
+
+def hash_key(access_key: str) -> str:
+    return hashlib.sha256(access_key.encode()).hexdigest()
+
+
+def new_callback_secret() -> str:
+    """A Standard Webhooks secret: `whsec_` + base64 of 32 random bytes."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def add(
+    session: Session,
+    name: str,
+    shops: list[str],
+    callback_url: str | None,
+    access_key: str | None = None,
+    callback_secret: str | None = None,
+) -> NewKiosk:
+    access_key = access_key or "kk_" + secrets.token_urlsafe(32)
+    secret = callback_secret or new_callback_secret()
+    client = KioskClient(
+        name=name,
+        key_hash=hash_key(access_key),
+        key_hint=access_key[:8],
+        callback_url=callback_url,
+        callback_secret=secret,
+    )
+    session.add(client)
+    session.flush()
+    normalized = sorted({s.lower() for s in shops})
+    session.add_all(KioskShop(kiosk_id=client.id, shop_id=shop) for shop in normalized)
+    return NewKiosk(Kiosk(client.id, name, frozenset(normalized), callback_url), access_key, secret)
+
+
+def authenticate(session: Session, access_key: str | None) -> Kiosk:
+    if not access_key:
+        raise InvalidAccessKey()
+    digest = hash_key(access_key)
+    client = session.execute(select(KioskClient).where(KioskClient.key_hash == digest)).scalar_one_or_none()
+    # The lookup is by hash; the comparison repeats it in constant time so timing reveals nothing.
+    if client is None or not hmac.compare_digest(client.key_hash, digest) or client.revoked_at is not None:
+        raise InvalidAccessKey()
+    shops = session.execute(select(KioskShop.shop_id).where(KioskShop.kiosk_id == client.id)).scalars()
+    return Kiosk(client.id, client.name, frozenset(shops), client.callback_url)
+
+
+def require_shop(kiosk: Kiosk, shop_id: str) -> None:
+    if shop_id.lower() not in kiosk.shops:
+        raise ShopNotAllowed(f"This access key is not allowed for shop {shop_id}.")
+
+
+def revoke(session: Session, kiosk_id: int) -> bool:
+    client = session.get(KioskClient, kiosk_id)
+    if client is None or client.revoked_at is not None:
+        return False
+    client.revoked_at = now()
+    return True
+
+
+def list_all(session: Session) -> list[tuple[KioskClient, list[str]]]:
+    clients = session.execute(select(KioskClient).order_by(KioskClient.id)).scalars().all()
+    result = []
+    for client in clients:
+        shops = session.execute(select(KioskShop.shop_id).where(KioskShop.kiosk_id == client.id)).scalars().all()
+        result.append((client, list(shops)))
+    return result

@@ -1,0 +1,127 @@
+"""The relay application: routes, error mapping, and the background workers it runs."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from relay import db as database
+from relay import errors
+from relay.api.deps import Services
+from relay.api.routes import app as app_routes
+from relay.api.routes import kiosk as kiosk_routes
+from relay.api.schemas import ErrorResponse
+from relay.chain import Chain
+from relay.config import Settings, get_settings
+from relay.payments import Payments
+from relay.workers import run_forever
+from relay.workers.callbacks import CallbackSender
+from relay.workers.push import Pusher
+
+log = logging.getLogger("relay")
+
+DESCRIPTION = f"""
+The relay between shop KIOSKs, the wallet app and the loyalty payment contracts.
+
+* Amounts are decimal integer strings with 18 decimals and no decimal point.
+* Success: `200 {{"code": 0, "data": {{...}}}}`. Failure: an HTTP 4xx/5xx status and
+  `{{"code": <code>, "error": {{"message": "..."}}}}`.
+* KIOSK endpoints that change state take the access key as `accessKey` in the body or as
+  `Authorization: Bearer <key>`.
+* The app signs EIP-712 typed data (`eth_signTypedData_v4`). `GET /v1/payment/item` hands out the
+  exact documents for a pending decision; confirm/deny bodies carry only `paymentId` and `signature`.
+* Callbacks to the KIOSK follow the spec's table (codes 0, 1001, 1002, 1003, 2000; `type` "create" or
+  "cancel"; the spec's JSON examples use other values and are not followed) and are signed with
+  Standard Webhooks headers (`webhook-id`, `webhook-timestamp`, `webhook-signature`).
+
+Error codes:
+
+{errors.__doc__.split("| code |", 1)[1].join(["| code |", ""]) if errors.__doc__ else ""}
+"""
+
+
+def _error(status: int, code: int, message: str) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"code": code, "error": {"message": message}})
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        database.upgrade(settings.database_url)
+        db = database.Database(settings.database_url)
+        chain = Chain(
+            settings.rpc_url,
+            settings.deployment_file,
+            db,
+            [key.get_secret_value() for key in settings.signer_keys],
+            settings.rpc_timeout,
+        )
+        payments = Payments(db, chain, settings)
+        app.state.services = Services(settings, db, chain, payments)
+        sender = CallbackSender(db, settings)
+        pusher = Pusher(db, settings)
+        interval = settings.worker_interval
+        tasks = [
+            asyncio.create_task(run_forever("callbacks", sender.run_once, interval)),
+            asyncio.create_task(run_forever("push", pusher.run_once, interval)),
+            asyncio.create_task(run_forever("timeouts", payments.expire, interval)),
+            asyncio.create_task(run_forever("chain", lambda: _settle_all(payments, settings), interval)),
+        ]
+        log.info("relay ready: chain %s at %s", chain.chain_id, settings.rpc_url)
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            sender.close()
+            db.engine.dispose()
+
+    app = FastAPI(
+        title="Loyalty payment relay",
+        version="1.0.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        responses={
+            400: {"model": ErrorResponse, "description": "Invalid parameter"},
+            503: {"model": ErrorResponse, "description": "Chain node unreachable"},
+        },
+    )
+    app.include_router(kiosk_routes.router)
+    app.include_router(app_routes.router)
+
+    @app.exception_handler(errors.RelayError)
+    async def relay_error(_: Request, exc: errors.RelayError) -> JSONResponse:
+        if exc.http_status >= 500:
+            log.warning("%s: %s", type(exc).__name__, exc.message)
+        return _error(exc.http_status, exc.code, exc.message)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = []
+        for e in exc.errors():
+            where = ".".join(str(part) for part in e["loc"] if part not in ("body", "query"))
+            problems.append(f"{where or 'body'}: {e['msg']}")
+        return _error(400, errors.InvalidParameter.code, "; ".join(problems))
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error")
+        return _error(500, errors.RelayError.code, "Internal server error.")
+
+    return app
+
+
+def _settle_all(payments: Payments, settings: Settings) -> None:
+    """Finishes on-chain operations whose caller did not (a restart, a lost response)."""
+    for payment_id in payments.pending_chain_ops(older_than=2.0):
+        payments.settle(payment_id)

@@ -1,0 +1,177 @@
+"""Tables. Amounts are decimal strings (exact for any uint256 on every database); times are unix seconds."""
+
+from __future__ import annotations
+
+import enum
+import time
+
+from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from relay.db import Base
+
+
+def now() -> float:
+    return time.time()
+
+
+class PaymentStatus(enum.IntEnum):
+    """Payment statuses of the API (spec §3.3), plus 10 and 11."""
+
+    NEW = 1  # openNew received; waiting for the user
+    APPROVED = 2  # the user approved; the on-chain open was sent (escrow)
+    DENIED = 3  # the user denied
+    COMPLETED = 4  # closeNew: escrow moved to the shop and fee account
+    CANCEL_RECEIVED = 5  # openCancel received; waiting for the shop owner
+    CANCEL_APPROVED = 6  # the owner approved; the on-chain cancel was sent (back into escrow)
+    CANCEL_DENIED = 7  # the owner denied; the payment stands and may be cancelled again
+    CANCEL_COMPLETED = 8  # closeCancel: escrow returned to the user
+    TIMEOUT = 9  # no decision in time
+    FAILED = 10  # the chain rejected the operation
+    REFUNDED = 11  # closed with a refund: closeNew(confirm=false), or not closed in time
+
+
+class ChainOp(enum.StrEnum):
+    """The on-chain transaction a payment is waiting for."""
+
+    OPEN = "open"
+    CLOSE = "close"
+    REFUND = "refund"
+    OPEN_CANCEL = "open_cancel"
+    CLOSE_CANCEL = "close_cancel"
+    REVERT_CANCEL = "revert_cancel"
+
+
+class KioskClient(Base):
+    __tablename__ = "kiosk_clients"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)  # sha256 of the access key
+    key_hint: Mapped[str] = mapped_column(String(12))  # first characters, for operators
+    callback_url: Mapped[str | None] = mapped_column(String(500))
+    callback_secret: Mapped[str] = mapped_column(String(100))  # whsec_..., signs callbacks
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+    revoked_at: Mapped[float | None] = mapped_column(Float)
+
+
+class KioskShop(Base):
+    __tablename__ = "kiosk_shops"
+
+    kiosk_id: Mapped[int] = mapped_column(ForeignKey("kiosk_clients.id", ondelete="CASCADE"), primary_key=True)
+    shop_id: Mapped[str] = mapped_column(String(66), primary_key=True)
+
+
+class Payment(Base):
+    __tablename__ = "payments"
+    __table_args__ = (
+        UniqueConstraint("shop_id", "purchase_id", name="uq_payments_shop_purchase"),
+        Index("ix_payments_status_updated", "status", "updated_at"),
+        Index("ix_payments_chain_op", "chain_op"),
+    )
+
+    payment_id: Mapped[str] = mapped_column(String(66), primary_key=True)
+    purchase_id: Mapped[str] = mapped_column(String(100))
+    amount: Mapped[str] = mapped_column(String(80))
+    currency: Mapped[str] = mapped_column(String(16))
+    shop_id: Mapped[str] = mapped_column(String(66))
+    account: Mapped[str] = mapped_column(String(42), index=True)  # the wallet
+    kiosk_account: Mapped[str] = mapped_column(String(42))  # as the KIOSK gave it (maybe temporary)
+    kiosk_id: Mapped[int] = mapped_column(ForeignKey("kiosk_clients.id"))
+    loyalty_type: Mapped[int] = mapped_column(Integer)
+    paid_point: Mapped[str] = mapped_column(String(80))
+    paid_token: Mapped[str] = mapped_column(String(80))
+    paid_value: Mapped[str] = mapped_column(String(80))
+    fee_point: Mapped[str] = mapped_column(String(80))
+    fee_token: Mapped[str] = mapped_column(String(80))
+    fee_value: Mapped[str] = mapped_column(String(80))
+    total_point: Mapped[str] = mapped_column(String(80))
+    total_token: Mapped[str] = mapped_column(String(80))
+    total_value: Mapped[str] = mapped_column(String(80))
+    status: Mapped[int] = mapped_column(Integer, default=PaymentStatus.NEW)
+    open_new_at: Mapped[int] = mapped_column(BigInteger)
+    close_new_at: Mapped[int | None] = mapped_column(BigInteger)
+    open_cancel_at: Mapped[int | None] = mapped_column(BigInteger)
+    close_cancel_at: Mapped[int | None] = mapped_column(BigInteger)
+    # The on-chain transaction in flight, if any, and what it does.
+    chain_op: Mapped[str | None] = mapped_column(String(16))
+    chain_tx: Mapped[str | None] = mapped_column(String(66))
+    chain_op_at: Mapped[float | None] = mapped_column(Float)
+    # Signature the app sent for the pending on-chain open or cancel, kept until it is mined,
+    # its signer, and when the decision was made.
+    signature: Mapped[str | None] = mapped_column(Text)
+    signer: Mapped[str | None] = mapped_column(String(42))
+    decided_at: Mapped[float | None] = mapped_column(Float)
+    open_tx: Mapped[str | None] = mapped_column(String(66))
+    close_tx: Mapped[str | None] = mapped_column(String(66))
+    cancel_tx: Mapped[str | None] = mapped_column(String(66))
+    close_cancel_tx: Mapped[str | None] = mapped_column(String(66))
+    error: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[float] = mapped_column(Float, default=now, onupdate=now)
+
+
+class CallbackState(enum.StrEnum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    DEAD = "dead"
+
+
+class Callback(Base):
+    """Outbox of KIOSK callbacks: one row per message, the same id on every retry."""
+
+    __tablename__ = "callbacks"
+    __table_args__ = (Index("ix_callbacks_due", "state", "next_attempt_at"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)  # msg_<hex>, the webhook-id header
+    kiosk_id: Mapped[int] = mapped_column(ForeignKey("kiosk_clients.id"))
+    payment_id: Mapped[str] = mapped_column(String(66), index=True)
+    type: Mapped[str] = mapped_column(String(16))
+    code: Mapped[int] = mapped_column(Integer)
+    body: Mapped[str] = mapped_column(Text)  # the exact JSON that is signed and sent
+    state: Mapped[str] = mapped_column(String(16), default=CallbackState.PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[float] = mapped_column(Float, default=now)
+    locked_until: Mapped[float] = mapped_column(Float, default=0.0)
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+    delivered_at: Mapped[float | None] = mapped_column(Float)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class Notification(Base):
+    """Messages to the app (a user or a shop owner): pushed through Expo and streamed over SSE."""
+
+    __tablename__ = "notifications"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    account: Mapped[str] = mapped_column(String(42), index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    payment_id: Mapped[str | None] = mapped_column(String(66))
+    payload: Mapped[dict] = mapped_column(JSON)
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+    pushed: Mapped[int] = mapped_column(Integer, default=0)  # 0 to do, 1 done or nothing to do
+
+
+class PushToken(Base):
+    __tablename__ = "push_tokens"
+
+    account: Mapped[str] = mapped_column(String(42), primary_key=True)
+    token: Mapped[str] = mapped_column(String(200), primary_key=True)
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+
+
+class TemporaryAccount(Base):
+    __tablename__ = "temporary_accounts"
+
+    address: Mapped[str] = mapped_column(String(42), primary_key=True)
+    account: Mapped[str] = mapped_column(String(42))
+    expires_at: Mapped[float] = mapped_column(Float)
+    used_at: Mapped[float | None] = mapped_column(Float)
+
+
+class Signer(Base):
+    """Next nonce of each relay signer; the row lock serialises sends across relay instances."""
+
+    __tablename__ = "signers"
+
+    address: Mapped[str] = mapped_column(String(42), primary_key=True)
+    next_nonce: Mapped[int | None] = mapped_column(BigInteger)

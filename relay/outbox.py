@@ -1,0 +1,44 @@
+"""Messages that leave the relay, written in the same transaction as the state change that causes
+them: KIOSK callbacks (delivered by workers/callbacks.py) and app notifications (pushed by
+workers/push.py and streamed over SSE)."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from relay.models import Callback, Notification
+
+# Callback codes (spec §4.1).
+SUCCESS, DENIED, CONTRACT_ERROR, SERVER_ERROR, TIMEOUT = 0, 1001, 1002, 1003, 2000
+
+
+def enqueue_callback(
+    session: Session,
+    kiosk_id: int,
+    payment_id: str,
+    type_: str,
+    code: int,
+    message: str,
+    data: dict[str, Any],
+) -> Callback:
+    """Queues a callback; its id (the `webhook-id` header) stays the same on every retry."""
+    body = json.dumps({"type": type_, "code": code, "message": message, "data": data}, separators=(",", ":"))
+    callback = Callback(
+        id="msg_" + secrets.token_hex(16),
+        kiosk_id=kiosk_id,
+        payment_id=payment_id,
+        type=type_,
+        code=code,
+        body=body,
+    )
+    session.add(callback)
+    return callback
+
+
+def notify(session: Session, account: str, kind: str, payment_id: str | None, payload: dict[str, Any]) -> None:
+    """Queues a message for the app of `account` (push and live stream)."""
+    session.add(Notification(account=account, kind=kind, payment_id=payment_id, payload=payload))

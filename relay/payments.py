@@ -1,0 +1,724 @@
+"""The payment flows of spec §1.1-1.4: what the KIOSK and app endpoints do, and what the workers
+finish (receipts, timeouts).
+
+State lives in the `payments` table; every status change is a conditional UPDATE on the prior
+status, so concurrent requests and several relay instances can never apply a step twice. An
+on-chain step is claimed (`chain_op`) in the database before its transaction is sent and finished
+from its receipt — inline when the caller waits, or by the chain watcher after a restart — and
+callbacks are queued in the same transaction as the status they report.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from typing import Any
+
+from eth_account.messages import encode_typed_data
+from eth_utils import keccak, to_checksum_address
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+from web3.contract.contract import ContractFunction
+from web3.types import TxReceipt
+
+from relay import chain as onchain
+from relay import kiosks, temporary, typed_data
+from relay.chain import Chain
+from relay.config import Settings
+from relay.db import Database
+from relay.errors import (
+    ChainRejected,
+    ChainUnavailable,
+    DuplicatePurchase,
+    ExpiredSignature,
+    InsufficientBalance,
+    InvalidParameter,
+    InvalidSignature,
+    InvalidStatus,
+    PaymentNotFound,
+)
+from relay.kiosks import Kiosk
+from relay.models import ChainOp, Payment, PaymentStatus, now
+from relay.outbox import CONTRACT_ERROR, DENIED, SUCCESS, TIMEOUT, enqueue_callback, notify
+
+log = logging.getLogger(__name__)
+
+S = PaymentStatus
+POINT = 0
+
+# What each on-chain operation needs before and leaves after, as on-chain payment statuses.
+_BEFORE = {
+    ChainOp.OPEN: onchain.NONE,
+    ChainOp.CLOSE: onchain.OPEN,
+    ChainOp.REFUND: onchain.OPEN,
+    ChainOp.OPEN_CANCEL: onchain.CLOSED,
+    ChainOp.CLOSE_CANCEL: onchain.CANCEL_OPEN,
+    ChainOp.REVERT_CANCEL: onchain.CANCEL_OPEN,
+}
+_AFTER = {
+    ChainOp.OPEN: onchain.OPEN,
+    ChainOp.CLOSE: onchain.CLOSED,
+    ChainOp.REFUND: onchain.REFUNDED,
+    ChainOp.OPEN_CANCEL: onchain.CANCEL_OPEN,
+    ChainOp.CLOSE_CANCEL: onchain.CANCELLED,
+    ChainOp.REVERT_CANCEL: onchain.CLOSED,
+}
+# The relay status that matches an on-chain status once no operation is in flight.
+_STATUS_OF_CHAIN = {
+    onchain.NONE: S.FAILED,
+    onchain.OPEN: S.APPROVED,
+    onchain.CLOSED: S.COMPLETED,
+    onchain.REFUNDED: S.REFUNDED,
+    onchain.CANCEL_OPEN: S.CANCEL_APPROVED,
+    onchain.CANCELLED: S.CANCEL_COMPLETED,
+}
+
+MESSAGES = {
+    ("create", SUCCESS): "The payment has been approved by the user and is held in escrow.",
+    ("create", DENIED): "The payment was denied by the user.",
+    ("create", TIMEOUT): "The payment timed out: the user made no decision in time.",
+    ("cancel", SUCCESS): "The cancellation has been approved by the shop owner.",
+    ("cancel", DENIED): "The cancellation was denied by the shop owner.",
+    ("cancel", TIMEOUT): "The cancellation timed out: the shop owner made no decision in time.",
+}
+
+
+def _amounts(estimate: onchain.Estimate) -> dict[str, str]:
+    return {
+        "paid_point": str(estimate.paid_point),
+        "paid_token": str(estimate.paid_token),
+        "paid_value": str(estimate.paid_value),
+        "fee_point": str(estimate.fee_point),
+        "fee_token": str(estimate.fee_token),
+        "fee_value": str(estimate.fee_value),
+        "total_point": str(estimate.total_point),
+        "total_token": str(estimate.total_token),
+        "total_value": str(estimate.total_value),
+    }
+
+
+def kiosk_view(p: Payment) -> dict[str, Any]:
+    """The spec's payment fields, as the KIOSK sees them (its own view of the account)."""
+    return {
+        "paymentId": p.payment_id,
+        "purchaseId": p.purchase_id,
+        "amount": p.amount,
+        "currency": p.currency,
+        "shopId": p.shop_id,
+        "account": p.kiosk_account,
+        "loyaltyType": p.loyalty_type,
+        "paidPoint": p.paid_point,
+        "paidToken": p.paid_token,
+        "paidValue": p.paid_value,
+        "feePoint": p.fee_point,
+        "feeToken": p.fee_token,
+        "feeValue": p.fee_value,
+        "totalPoint": p.total_point,
+        "totalToken": p.total_token,
+        "totalValue": p.total_value,
+    }
+
+
+class Payments:
+    def __init__(self, db: Database, chain: Chain, settings: Settings) -> None:
+        self.db = db
+        self.chain = chain
+        self.settings = settings
+
+    # ================================================================== KIOSK reads
+
+    def resolve(self, session: Session, address: str) -> str:
+        """The wallet behind `address` (itself, or the wallet of a live temporary address)."""
+        return temporary.resolve(session, address) or to_checksum_address(address)
+
+    def balance(self, address: str) -> tuple[str, int, int]:
+        with self.db.session() as session:
+            account = self.resolve(session, address)
+        loyalty_type, balance = self.chain.account_of(account)
+        return address, loyalty_type, balance
+
+    def estimate(self, address: str, amount: int, currency: str) -> onchain.Estimate:
+        with self.db.session() as session:
+            account = self.resolve(session, address)
+        return self.chain.estimate(account, amount, currency)
+
+    # ================================================================== 1.1 / 1.2 new payment
+
+    def open_new(
+        self, kiosk: Kiosk, purchase_id: str, amount: int, currency: str, shop_id: str, address: str
+    ) -> Payment:
+        kiosks.require_shop(kiosk, shop_id)
+        existing = self._by_purchase(shop_id, purchase_id)
+        if existing is not None:
+            return self._same_purchase(existing, kiosk, amount, currency, address)
+        self.chain.shop(shop_id)  # ShopNotFound
+        with self.db.session() as session:
+            account = self.resolve(session, address)
+        estimate = self.chain.estimate(account, amount, currency)
+        total = estimate.total_point if estimate.loyalty_type == POINT else estimate.total_token
+        if estimate.balance < total:
+            raise InsufficientBalance(f"The balance {estimate.balance} does not cover the total {total}.")
+        payment = Payment(
+            payment_id="0x" + secrets.token_hex(32),
+            purchase_id=purchase_id,
+            amount=str(amount),
+            currency=currency,
+            shop_id=shop_id,
+            account=account,
+            kiosk_account=address,
+            kiosk_id=kiosk.id,
+            loyalty_type=estimate.loyalty_type,
+            status=S.NEW,
+            open_new_at=int(time.time()),
+            **_amounts(estimate),
+        )
+        try:
+            with self.db.session() as session:
+                if address != account:
+                    temporary.consume(session, address)
+                session.add(payment)
+                session.flush()
+                notify(session, account, "payment.new", payment.payment_id, kiosk_view(payment) | {"account": account})
+        except IntegrityError:
+            # The same purchase arrived concurrently; answer like a retry.
+            existing = self._by_purchase(shop_id, purchase_id)
+            if existing is None:
+                raise
+            return self._same_purchase(existing, kiosk, amount, currency, address)
+        return payment
+
+    def _by_purchase(self, shop_id: str, purchase_id: str) -> Payment | None:
+        with self.db.session() as session:
+            return session.execute(
+                select(Payment).where(Payment.shop_id == shop_id, Payment.purchase_id == purchase_id)
+            ).scalar_one_or_none()
+
+    @staticmethod
+    def _same_purchase(existing: Payment, kiosk: Kiosk, amount: int, currency: str, address: str) -> Payment:
+        same = (existing.kiosk_id, existing.amount, existing.currency, existing.kiosk_account.lower()) == (
+            kiosk.id,
+            str(amount),
+            currency,
+            address.lower(),
+        )
+        if not same:
+            raise DuplicatePurchase(f"Purchase {existing.purchase_id} already has payment {existing.payment_id}.")
+        return existing
+
+    def get(self, payment_id: str) -> Payment:
+        with self.db.session() as session:
+            payment = session.get(Payment, payment_id)
+            if payment is None:
+                raise PaymentNotFound(f"Unknown payment: {payment_id}")
+            return payment
+
+    def pending_typed_data(self, payment: Payment) -> dict[str, Any] | None:
+        """The EIP-712 documents the app may sign for the payment's pending decision."""
+        if payment.status == S.NEW:
+            deadline = payment.open_new_at + self.settings.signature_ttl
+            return {
+                "confirm": self._new_payment_typed(payment, self._expected_nonce(payment.account), deadline),
+                "deny": self._deny_typed("DenyPayment", payment, payment.account, deadline),
+            }
+        if payment.status == S.CANCEL_RECEIVED:
+            owner = self.chain.shop(payment.shop_id).account
+            deadline = (payment.open_cancel_at or 0) + self.settings.signature_ttl
+            return {
+                "confirm": self._cancel_typed(payment, owner, self._expected_nonce(owner), deadline),
+                "deny": self._deny_typed("DenyCancel", payment, owner, deadline),
+            }
+        return None
+
+    def confirm_new(self, payment_id: str, signature: str) -> Payment:
+        with self.db.session() as session:
+            p = self._load(session, payment_id)
+            if p.status == S.APPROVED and p.signature == signature:
+                return p  # a retry of the same approval
+            self._require(p, S.NEW)
+            deadline = p.open_new_at + self.settings.signature_ttl
+            nonce = self._expected_nonce(p.account)
+            self._verify(self._new_payment_typed(p, nonce, deadline), signature, p.account, deadline)
+            self._claim(session, p, {S.NEW}, ChainOp.OPEN, status=S.APPROVED, signature=signature, signer=p.account)
+        fn = self.chain.payment.functions.openNewPayment(self._new_payment_args(p, deadline), signature)
+        self._submit(p, ChainOp.OPEN, fn, restore={"status": S.NEW, "signature": None, "signer": None})
+        return self.get(payment_id)
+
+    def deny_new(self, payment_id: str, signature: str) -> Payment:
+        with self.db.session() as session:
+            p = self._load(session, payment_id)
+            self._require(p, S.NEW)
+            deadline = p.open_new_at + self.settings.signature_ttl
+            self._verify(self._deny_typed("DenyPayment", p, p.account, deadline), signature, p.account, deadline)
+            if not self._transition(session, p, {S.NEW}, status=S.DENIED, decided_at=now()):
+                raise InvalidStatus()
+            self._callback(session, p, "create", DENIED)
+            notify(session, p.account, "payment.denied", p.payment_id, {"paymentStatus": S.DENIED})
+        return self.get(payment_id)
+
+    def close_new(self, kiosk: Kiosk, payment_id: str, confirm: bool) -> Payment:
+        p = self.get(payment_id)
+        kiosks.require_shop(kiosk, p.shop_id)
+        if p.status == (S.COMPLETED if confirm else S.REFUNDED) and p.chain_op is None:
+            return p  # a retry of the same close
+        if p.chain_op == ChainOp.OPEN:
+            self.settle(payment_id)  # the approval may just have been mined
+            p = self.get(payment_id)
+        op = ChainOp.CLOSE if confirm else ChainOp.REFUND
+        with self.db.session() as session:
+            p = self._load(session, payment_id)
+            self._require(p, S.APPROVED, idle=True)
+            self._claim(session, p, {S.APPROVED}, op)
+        fn = self.chain.payment.functions.closeNewPayment(payment_id, confirm)
+        return self._submit_and_wait(p, op, fn)
+
+    # ================================================================== 1.3 / 1.4 cancel
+
+    def open_cancel(self, kiosk: Kiosk, payment_id: str) -> Payment:
+        p = self.get(payment_id)
+        kiosks.require_shop(kiosk, p.shop_id)
+        if p.status == S.CANCEL_RECEIVED:
+            return p  # a retry
+        self._require(p, S.COMPLETED, S.CANCEL_DENIED, idle=True)
+        on_chain = self.chain.payment_of(payment_id)
+        if on_chain.status != onchain.CLOSED or self.chain.latest_timestamp() > on_chain.deadline:
+            raise InvalidStatus("The cancel period of this payment is over.")
+        owner = self.chain.shop(p.shop_id).account
+        with self.db.session() as session:
+            p = self._load(session, payment_id)
+            if not self._transition(
+                session, p, {S.COMPLETED, S.CANCEL_DENIED}, status=S.CANCEL_RECEIVED, open_cancel_at=int(time.time())
+            ):
+                raise InvalidStatus()
+            notify(session, owner, "cancel.new", p.payment_id, kiosk_view(p) | {"account": p.account})
+        return self.get(payment_id)
+
+    def confirm_cancel(self, payment_id: str, signature: str) -> Payment:
+        with self.db.session() as session:
+            p = self._load(session, payment_id)
+            if p.status == S.CANCEL_APPROVED and p.signature == signature:
+                return p
+            self._require(p, S.CANCEL_RECEIVED)
+            owner = self.chain.shop(p.shop_id).account
+            deadline = (p.open_cancel_at or 0) + self.settings.signature_ttl
+            nonce = self._expected_nonce(owner)
+            self._verify(self._cancel_typed(p, owner, nonce, deadline), signature, owner, deadline)
+            self._claim(
+                session,
+                p,
+                {S.CANCEL_RECEIVED},
+                ChainOp.OPEN_CANCEL,
+                status=S.CANCEL_APPROVED,
+                signature=signature,
+                signer=owner,
+            )
+        fn = self.chain.payment.functions.openCancelPayment(payment_id, p.purchase_id, deadline, signature)
+        self._submit(p, ChainOp.OPEN_CANCEL, fn, restore={"status": S.CANCEL_RECEIVED, "signature": None})
+        return self.get(payment_id)
+
+    def deny_cancel(self, payment_id: str, signature: str) -> Payment:
+        with self.db.session() as session:
+            p = self._load(session, payment_id)
+            self._require(p, S.CANCEL_RECEIVED)
+            owner = self.chain.shop(p.shop_id).account
+            deadline = (p.open_cancel_at or 0) + self.settings.signature_ttl
+            self._verify(self._deny_typed("DenyCancel", p, owner, deadline), signature, owner, deadline)
+            if not self._transition(session, p, {S.CANCEL_RECEIVED}, status=S.CANCEL_DENIED, decided_at=now()):
+                raise InvalidStatus()
+            self._callback(session, p, "cancel", DENIED)
+        return self.get(payment_id)
+
+    def close_cancel(self, kiosk: Kiosk, payment_id: str, confirm: bool) -> Payment:
+        p = self.get(payment_id)
+        kiosks.require_shop(kiosk, p.shop_id)
+        if p.status == (S.CANCEL_COMPLETED if confirm else S.COMPLETED) and p.close_cancel_at and not p.chain_op:
+            return p
+        if p.chain_op == ChainOp.OPEN_CANCEL:
+            self.settle(payment_id)
+        op = ChainOp.CLOSE_CANCEL if confirm else ChainOp.REVERT_CANCEL
+        with self.db.session() as session:
+            p = self._load(session, payment_id)
+            self._require(p, S.CANCEL_APPROVED, idle=True)
+            self._claim(session, p, {S.CANCEL_APPROVED}, op)
+        fn = self.chain.payment.functions.closeCancelPayment(payment_id, confirm)
+        return self._submit_and_wait(p, op, fn)
+
+    # ================================================================== workers
+
+    def settle(self, payment_id: str) -> None:
+        """Finishes the payment's on-chain operation if its transaction has been mined; if it was
+        never sent or the node lost it, checks the chain and sends it again or records what happened."""
+        p = self.get(payment_id)
+        if p.chain_op is None:
+            return
+        if p.chain_tx is not None:
+            receipt = self.chain.receipt(p.chain_tx)
+            if receipt is not None:
+                self._finish(p, receipt)
+                return
+            if self.chain.is_known(p.chain_tx):
+                return  # still pending
+        if (p.chain_op_at or 0) > now() - self.settings.receipt_timeout:
+            return  # being sent right now, perhaps by another request
+        self._recover(p)
+
+    def pending_chain_ops(self, older_than: float) -> list[str]:
+        with self.db.session() as session:
+            return list(
+                session.execute(
+                    select(Payment.payment_id).where(
+                        Payment.chain_op.is_not(None), Payment.chain_op_at < now() - older_than
+                    )
+                ).scalars()
+            )
+
+    def expire(self) -> int:
+        """Applies the timeouts; returns how many payments it changed."""
+        t = now()
+        changed = 0
+        with self.db.session() as session:
+            undecided = session.execute(
+                select(Payment).where(Payment.status == S.NEW, Payment.open_new_at < t - self.settings.payment_timeout)
+            ).scalars()
+            for p in list(undecided):
+                if self._transition(session, p, {S.NEW}, status=S.TIMEOUT):
+                    self._callback(session, p, "create", TIMEOUT)
+                    notify(session, p.account, "payment.timeout", p.payment_id, {"paymentStatus": S.TIMEOUT})
+                    changed += 1
+            undecided_cancels = session.execute(
+                select(Payment).where(
+                    Payment.status == S.CANCEL_RECEIVED,
+                    Payment.open_cancel_at < t - self.settings.payment_timeout,
+                )
+            ).scalars()
+            for p in list(undecided_cancels):
+                # The payment stands; the KIOSK learns the cancel timed out.
+                if self._transition(session, p, {S.CANCEL_RECEIVED}, status=S.COMPLETED):
+                    self._callback(session, p, "cancel", TIMEOUT)
+                    changed += 1
+            unclosed = session.execute(
+                select(Payment.payment_id, Payment.status).where(
+                    Payment.status.in_([S.APPROVED, S.CANCEL_APPROVED]),
+                    Payment.chain_op.is_(None),
+                    Payment.decided_at < t - self.settings.close_timeout,
+                )
+            ).all()
+        for payment_id, status in unclosed:
+            changed += self._close_unclosed(payment_id, status)
+        return changed
+
+    def _close_unclosed(self, payment_id: str, status: int) -> int:
+        """An approved payment (or cancel) the KIOSK never closed: the loyalty goes back to the user."""
+        new = status == S.APPROVED
+        op = ChainOp.REFUND if new else ChainOp.CLOSE_CANCEL
+        with self.db.session() as session:
+            p = self._load(session, payment_id)
+            if not self._transition(session, p, {status}, chain_op=op, chain_op_at=now(), chain_tx=None):
+                return 0
+            message = (
+                "The approved payment was not closed in time and has been refunded."
+                if new
+                else "The approved cancellation was not closed in time and has been completed."
+            )
+            self._callback(session, p, "create" if new else "cancel", TIMEOUT, message)
+        fn = (
+            self.chain.payment.functions.closeNewPayment(payment_id, False)
+            if new
+            else self.chain.payment.functions.closeCancelPayment(payment_id, True)
+        )
+        try:
+            self._submit_and_wait(p, op, fn)
+        except (ChainUnavailable, ChainRejected) as exc:
+            log.warning("closing unclosed payment %s: %s", payment_id, exc.message)
+        return 1
+
+    # ================================================================== internals: state
+
+    @staticmethod
+    def _load(session: Session, payment_id: str) -> Payment:
+        payment = session.get(Payment, payment_id)
+        if payment is None:
+            raise PaymentNotFound(f"Unknown payment: {payment_id}")
+        return payment
+
+    @staticmethod
+    def _require(p: Payment, *statuses: int, idle: bool = False) -> None:
+        if p.status not in statuses:
+            names = ", ".join(str(s) for s in statuses)
+            raise InvalidStatus(f"Payment {p.payment_id} has status {p.status}; this action needs {names}.")
+        if idle and p.chain_op is not None:
+            raise InvalidStatus(f"Payment {p.payment_id} is waiting for its transaction {p.chain_tx or ''}.")
+
+    @staticmethod
+    def _transition(session: Session, p: Payment, from_statuses: set[int], **values: Any) -> bool:
+        """Sets `values` if the payment is still in one of `from_statuses`; False if another
+        request or instance changed it first."""
+        result = session.execute(
+            update(Payment)
+            .where(Payment.payment_id == p.payment_id, Payment.status.in_(from_statuses))
+            .values(updated_at=now(), **values)
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            return False
+        session.refresh(p)
+        return True
+
+    def _claim(self, session: Session, p: Payment, from_statuses: set[int], op: ChainOp, **values: Any) -> None:
+        stamp = now()
+        claimed = self._transition(
+            session,
+            p,
+            from_statuses,
+            chain_op=op,
+            chain_op_at=stamp,
+            chain_tx=None,
+            decided_at=stamp if "status" in values else p.decided_at,
+            **values,
+        )
+        if not claimed or p.chain_op != op:
+            raise InvalidStatus(f"Payment {p.payment_id} changed meanwhile; reload it.")
+
+    def _callback(self, session: Session, p: Payment, type_: str, code: int, message: str | None = None) -> None:
+        data = kiosk_view(p)
+        enqueue_callback(session, p.kiosk_id, p.payment_id, type_, code, message or MESSAGES[(type_, code)], data)
+
+    # ================================================================== internals: chain
+
+    def _submit(self, p: Payment, op: ChainOp, fn: ContractFunction, restore: dict[str, Any]) -> str:
+        """Sends the transaction of a claimed operation. If the node is unreachable the claim is
+        released (`restore`) so the request can be retried; if the chain would reject it, the
+        rejection is recorded and reported."""
+        try:
+            tx = self.chain.send(fn)
+        except ChainUnavailable:
+            with self.db.session() as session:
+                session.execute(
+                    update(Payment)
+                    .where(Payment.payment_id == p.payment_id, Payment.chain_op == op, Payment.chain_tx.is_(None))
+                    .values(chain_op=None, chain_op_at=None, updated_at=now(), **restore)
+                )
+            raise
+        except ChainRejected as exc:
+            self._rejected(p.payment_id, op, exc.message)
+            raise
+        with self.db.session() as session:
+            columns = {
+                ChainOp.OPEN: "open_tx",
+                ChainOp.CLOSE: "close_tx",
+                ChainOp.REFUND: "close_tx",
+                ChainOp.OPEN_CANCEL: "cancel_tx",
+                ChainOp.CLOSE_CANCEL: "close_cancel_tx",
+                ChainOp.REVERT_CANCEL: "close_cancel_tx",
+            }
+            session.execute(
+                update(Payment)
+                .where(Payment.payment_id == p.payment_id, Payment.chain_op == op)
+                .values({"chain_tx": tx, columns[op]: tx, "updated_at": now()})
+            )
+        return tx
+
+    def _submit_and_wait(self, p: Payment, op: ChainOp, fn: ContractFunction) -> Payment:
+        tx = self._submit(p, op, fn, restore={})
+        receipt = self.chain.wait(tx, self.settings.receipt_timeout)
+        if receipt is None:
+            raise ChainUnavailable(f"Transaction {tx} was sent but is not mined yet; call again to see the result.")
+        outcome = self._finish(self.get(p.payment_id), receipt)
+        if outcome is not None:
+            raise ChainRejected(outcome)
+        return self.get(p.payment_id)
+
+    def _finish(self, p: Payment, receipt: TxReceipt) -> str | None:
+        """Records a mined transaction of the payment's operation; returns the error if it reverted."""
+        op = ChainOp(p.chain_op) if p.chain_op else None
+        if op is None or p.chain_tx is None:
+            return None
+        if receipt["status"] == 1:
+            self._succeeded(p, op, receipt)
+            return None
+        message = "The transaction reverted on chain."
+        self._rejected(p.payment_id, op, message, expected_tx=p.chain_tx)
+        return message
+
+    def _succeeded(self, p: Payment, op: ChainOp, receipt: TxReceipt | None) -> None:
+        values: dict[str, Any] = {"chain_op": None, "updated_at": now(), "error": None, "signature": None}
+        stamp = int(time.time())
+        if op == ChainOp.OPEN:
+            values |= self._opened_amounts(p, receipt)
+        elif op == ChainOp.CLOSE:
+            values |= {"status": S.COMPLETED, "close_new_at": stamp}
+        elif op == ChainOp.REFUND:
+            values |= {"status": S.REFUNDED, "close_new_at": stamp}
+        elif op == ChainOp.CLOSE_CANCEL:
+            values |= {"status": S.CANCEL_COMPLETED, "close_cancel_at": stamp}
+        elif op == ChainOp.REVERT_CANCEL:
+            values |= {"status": S.COMPLETED, "close_cancel_at": stamp}
+        with self.db.session() as session:
+            where = [Payment.payment_id == p.payment_id, Payment.chain_op == op]
+            if receipt is not None:
+                where.append(Payment.chain_tx == p.chain_tx)
+            result = session.execute(update(Payment).where(*where).values(values))
+            if result.rowcount != 1:  # type: ignore[attr-defined]
+                return  # finished by someone else
+            p = self._load(session, p.payment_id)
+            session.refresh(p)
+            if op in (ChainOp.OPEN, ChainOp.OPEN_CANCEL):
+                type_ = "create" if op == ChainOp.OPEN else "cancel"
+                balance = self.chain.account_of(p.account)[1]
+                data = kiosk_view(p) | {"balance": str(balance)}
+                enqueue_callback(session, p.kiosk_id, p.payment_id, type_, SUCCESS, MESSAGES[(type_, SUCCESS)], data)
+            notify(session, p.account, f"payment.{op.value}", p.payment_id, {"paymentStatus": p.status})
+
+    def _opened_amounts(self, p: Payment, receipt: TxReceipt | None) -> dict[str, str]:
+        """What actually moved into escrow, from the PaymentOpened event (or the payment record)."""
+        if receipt is not None:
+            events = self.chain.events(receipt, "LoyaltyPayment", "PaymentOpened")
+            paid, fee = int(events[0]["paid"]), int(events[0]["fee"])
+        else:
+            record = self.chain.payment_of(p.payment_id)
+            paid, fee = record.paid, record.fee
+        unit = "point" if p.loyalty_type == POINT else "token"
+        other = "token" if unit == "point" else "point"
+        return {
+            f"paid_{unit}": str(paid),
+            f"fee_{unit}": str(fee),
+            f"total_{unit}": str(paid + fee),
+            f"paid_{other}": "0",
+            f"fee_{other}": "0",
+            f"total_{other}": "0",
+        }
+
+    def _rejected(self, payment_id: str, op: ChainOp, message: str, expected_tx: str | None = None) -> None:
+        """The chain refused the operation: a new payment fails (status 10, callback 1002); any
+        other operation leaves the payment as the chain says it is, with the error recorded."""
+        with self.db.session() as session:
+            where = [Payment.payment_id == payment_id, Payment.chain_op == op]
+            if expected_tx is not None:
+                where.append(Payment.chain_tx == expected_tx)
+            # A failed open moved nothing; any other step leaves the payment as the chain has it.
+            status = S.FAILED if op == ChainOp.OPEN else _STATUS_OF_CHAIN[self.chain.payment_of(payment_id).status]
+            result = session.execute(
+                update(Payment)
+                .where(*where)
+                .values(status=status, chain_op=None, error=message, signature=None, updated_at=now())
+            )
+            if result.rowcount != 1:  # type: ignore[attr-defined]
+                return
+            p = self._load(session, payment_id)
+            session.refresh(p)
+            if op in (ChainOp.OPEN, ChainOp.OPEN_CANCEL):
+                type_ = "create" if op == ChainOp.OPEN else "cancel"
+                self._callback(session, p, type_, CONTRACT_ERROR, f"The contract rejected the operation: {message}")
+
+    def _recover(self, p: Payment) -> None:
+        """The operation's transaction is not on chain (never sent, or dropped): the chain's own
+        record decides whether it already happened, must be sent again, or cannot happen."""
+        op = ChainOp(p.chain_op) if p.chain_op else None
+        if op is None:
+            return
+        with self.db.session() as session:
+            claimed = session.execute(
+                update(Payment)
+                .where(Payment.payment_id == p.payment_id, Payment.chain_op == op, Payment.chain_op_at == p.chain_op_at)
+                .values(chain_op_at=now())
+            )
+            if claimed.rowcount != 1:  # type: ignore[attr-defined]
+                return  # another instance is on it
+        status = self.chain.payment_of(p.payment_id).status
+        if status == _AFTER[op]:
+            self._succeeded(p, op, None)
+        elif status == _BEFORE[op]:
+            log.info("re-sending %s of payment %s", op.value, p.payment_id)
+            fn = self._operation(p, op)
+            try:
+                self._submit(p, op, fn, restore={})
+            except (ChainRejected, ChainUnavailable) as exc:
+                log.warning("re-sending %s of %s failed: %s", op.value, p.payment_id, exc.message)
+        else:
+            self._rejected(p.payment_id, op, f"The payment is in on-chain state {status}.")
+
+    def _operation(self, p: Payment, op: ChainOp) -> ContractFunction:
+        functions = self.chain.payment.functions
+        operations: dict[ChainOp, Callable[[], ContractFunction]] = {
+            ChainOp.OPEN: lambda: functions.openNewPayment(
+                self._new_payment_args(p, p.open_new_at + self.settings.signature_ttl), p.signature
+            ),
+            ChainOp.CLOSE: lambda: functions.closeNewPayment(p.payment_id, True),
+            ChainOp.REFUND: lambda: functions.closeNewPayment(p.payment_id, False),
+            ChainOp.OPEN_CANCEL: lambda: functions.openCancelPayment(
+                p.payment_id, p.purchase_id, (p.open_cancel_at or 0) + self.settings.signature_ttl, p.signature
+            ),
+            ChainOp.CLOSE_CANCEL: lambda: functions.closeCancelPayment(p.payment_id, True),
+            ChainOp.REVERT_CANCEL: lambda: functions.closeCancelPayment(p.payment_id, False),
+        }
+        return operations[op]()
+
+    # ================================================================== internals: signatures
+
+    def _expected_nonce(self, account: str) -> int:
+        """The nonce the next signature of `account` must carry: its on-chain nonce plus the
+        signatures of it already accepted but not yet mined."""
+        with self.db.session() as session:
+            in_flight = session.execute(
+                select(func.count()).where(
+                    Payment.signer == account,
+                    Payment.chain_op.in_([ChainOp.OPEN, ChainOp.OPEN_CANCEL]),
+                )
+            ).scalar_one()
+        return self.chain.payment_nonce(account) + int(in_flight)
+
+    def _new_payment_args(self, p: Payment, deadline: int) -> tuple[Any, ...]:
+        return (p.payment_id, p.purchase_id, int(p.amount), p.currency, p.shop_id, p.account, deadline)
+
+    def _new_payment_typed(self, p: Payment, nonce: int, deadline: int) -> dict[str, Any]:
+        message = {
+            "paymentId": p.payment_id,
+            "purchaseId": p.purchase_id,
+            "amount": int(p.amount),
+            "currency": p.currency,
+            "shopId": p.shop_id,
+            "account": p.account,
+            "nonce": nonce,
+            "deadline": deadline,
+        }
+        return typed_data.build("NewPayment", self.chain.payment_domain(), message)
+
+    def _cancel_typed(self, p: Payment, owner: str, nonce: int, deadline: int) -> dict[str, Any]:
+        message = {
+            "paymentId": p.payment_id,
+            "purchaseId": p.purchase_id,
+            "shopId": p.shop_id,
+            "account": owner,
+            "nonce": nonce,
+            "deadline": deadline,
+        }
+        return typed_data.build("CancelPayment", self.chain.payment_domain(), message)
+
+    def _deny_typed(self, primary_type: str, p: Payment, account: str, deadline: int) -> dict[str, Any]:
+        message = {"paymentId": p.payment_id, "account": account, "deadline": deadline}
+        return typed_data.build(primary_type, self.chain.payment_domain(), message)
+
+    def _verify(self, typed: dict[str, Any], signature: str, signer: str, deadline: int) -> None:
+        if time.time() > deadline:
+            raise ExpiredSignature(f"The signature deadline {deadline} has passed.")
+        verify_signature(self.chain, typed, signature, signer)
+
+
+def verify_signature(chain: Chain, typed: dict[str, Any], signature: str, signer: str) -> None:
+    """Accepts `signer`'s EIP-712 signature of `typed`: an EOA's, or a contract wallet's (ERC-1271)."""
+    try:
+        recovered = typed_data.recover(typed, signature)
+    except Exception as exc:  # malformed or non-canonical signature bytes
+        recovered = None
+        if not chain.has_code(signer):
+            raise InvalidParameter(f"Malformed signature: {exc}") from exc
+    if recovered is not None and recovered.lower() == signer.lower():
+        return
+    if chain.has_code(signer):
+        signable = encode_typed_data(full_message=typed)
+        digest = keccak(b"\x19" + signable.version + signable.header + signable.body)
+        if chain.is_valid_erc1271(signer, digest, bytes.fromhex(signature.removeprefix("0x"))):
+            return
+    raise InvalidSignature(f"The signature is not {signer}'s signature of this {typed['primaryType']}.")

@@ -1,0 +1,48 @@
+"""Temporary wallet addresses (DESIGN.md §5): a short-lived, single-use alias of a wallet for QR codes."""
+
+from __future__ import annotations
+
+import secrets
+
+from eth_utils import to_checksum_address
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from relay.errors import TemporaryAccountNotFound
+from relay.models import TemporaryAccount, now
+
+
+def create(session: Session, account: str, ttl: int) -> TemporaryAccount:
+    temporary = TemporaryAccount(
+        address=to_checksum_address("0x" + secrets.token_hex(20)),
+        account=account,
+        expires_at=now() + ttl,
+    )
+    session.add(temporary)
+    return temporary
+
+
+def resolve(session: Session, address: str) -> str | None:
+    """The wallet behind a temporary address, or None if `address` is not one.
+    Raises TemporaryAccountNotFound if it is one but expired or used."""
+    temporary = session.get(TemporaryAccount, to_checksum_address(address))
+    if temporary is None:
+        return None
+    if temporary.used_at is not None or temporary.expires_at <= now():
+        raise TemporaryAccountNotFound("This temporary account has expired or was already used.")
+    return temporary.account
+
+
+def consume(session: Session, address: str) -> None:
+    """Marks a temporary address used; exactly one caller succeeds."""
+    result = session.execute(
+        update(TemporaryAccount)
+        .where(
+            TemporaryAccount.address == to_checksum_address(address),
+            TemporaryAccount.used_at.is_(None),
+            TemporaryAccount.expires_at > now(),
+        )
+        .values(used_at=now())
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        raise TemporaryAccountNotFound("This temporary account has expired or was already used.")
