@@ -19,7 +19,7 @@ lint: setup
 test-contracts: setup
 	ape test tests/unit tests/properties
 
-test: lint test-contracts
+test: lint test-contracts test-relay
 
 # The long property run: >= 1,000 random sequences x 50 steps (reports counts and time).
 properties: setup
@@ -39,3 +39,7 @@ run: setup
 # Flows 1.1-1.4 against `make run`, as a KIOSK and the app would (run in a second terminal).
 demo: setup
 	loyalty demo
+
+# Relay tests: real relay processes on anvil, SQLite and PostgreSQL (plain pytest, not Ape's runner).
+test-relay: setup
+	pytest -p no:ape_test --confcutdir=tests/relay tests/relay

@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -16,7 +16,10 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RELAY_", env_file=".env", extra="ignore")
 
     # Storage: SQLite file by default; PostgreSQL with postgresql+psycopg://user@host/db.
-    database_url: str = Field(default=f"sqlite:///{ROOT / 'var' / 'relay.sqlite3'}", validation_alias="DATABASE_URL")
+    database_url: str = Field(
+        default=f"sqlite:///{ROOT / 'var' / 'relay.sqlite3'}",
+        validation_alias=AliasChoices("RELAY_DATABASE_URL", "DATABASE_URL"),
+    )
 
     # Chain: any JSON-RPC endpoint, and the deployment file `ape run deploy` wrote.
     rpc_url: str = "http://127.0.0.1:8545"

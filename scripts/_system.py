@@ -103,9 +103,8 @@ def role_holders(system: System, admin: str, relays: list[str]) -> dict[str, Any
     }
 
 
-def write_deployment(name: str, system: System, admin: str, relays: list[str], extra: dict | None = None) -> Path:
-    """Writes deployments/<name>.json: addresses, chain id, roles (and demo data if given)."""
-    DEPLOYMENTS.mkdir(exist_ok=True)
+def write_deployment(name: str, system: System, admin: str, relays: list[str], path: str | Path | None = None) -> Path:
+    """Writes deployments/<name>.json (or `path`): addresses, chain id, roles."""
     data: dict[str, Any] = {
         "chainId": chain.chain_id,
         "network": name,
@@ -113,9 +112,8 @@ def write_deployment(name: str, system: System, admin: str, relays: list[str], e
         "contracts": {key: str(c.address) for key, c in system.contracts().items()},
         "roles": role_holders(system, admin, relays),
     }
-    if extra:
-        data.update(extra)
-    path = DEPLOYMENTS / f"{name}.json"
+    path = Path(path) if path else DEPLOYMENTS / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2) + "\n")
     return path
 

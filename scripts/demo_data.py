@@ -10,6 +10,7 @@ and records the demo shop id in deployments/local.json.
 """
 
 import json
+from pathlib import Path
 
 import click
 from ape import accounts, networks, project
@@ -32,12 +33,13 @@ def demo_shop_id(owner: str) -> str:
 
 
 @click.command(cls=ConnectedProviderCommand)
-def cli():
+@click.option("--deployment", type=click.Path(dir_okay=False), help="Deployment file (default deployments/local.json).")
+def cli(deployment):
     if networks.provider.network.name != "local":
         raise click.UsageError("the demo fixture is for local networks only")
-    path = DEPLOYMENTS / "local.json"
-    deployment = json.loads(path.read_text())
-    c = deployment["contracts"]
+    path = Path(deployment) if deployment else DEPLOYMENTS / "local.json"
+    data = json.loads(path.read_text())
+    c = data["contracts"]
     token = project.LoyaltyToken.at(c["LoyaltyToken"])
     shops = project.ShopRegistry.at(c["ShopRegistry"])
     ledger = project.Ledger.at(c["Ledger"])
@@ -67,14 +69,14 @@ def cli():
         ledger.switchToToken(sender=token_user)
         ledger.deposit(token_user, TOKEN_USER_BALANCE, sender=admin)
 
-    deployment["demo"] = {
+    data["demo"] = {
         "shopId": shop_id,
         "shopName": SHOP_NAME,
         "shopOwner": owner.address,
         "pointUser": point_user.address,
         "tokenUser": token_user.address,
     }
-    path.write_text(json.dumps(deployment, indent=2) + "\n")
+    path.write_text(json.dumps(data, indent=2) + "\n")
     click.echo(f"Demo shop {SHOP_NAME!r}: {shop_id} (owner {owner.address})")
     click.echo(f"Point user {point_user.address}: {ledger.accountOf(point_user)[1] / UNIT:,.0f} points")
     click.echo(f"Token user {token_user.address}: {ledger.accountOf(token_user)[1] / UNIT:,.0f} THE9")

@@ -23,7 +23,8 @@ def deployment_name() -> str:
 @account_option(prompt=False)
 @click.option("--relay", "relays", multiple=True, help="Relay signer address (repeatable). Default: the deployer.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation on a live network.")
-def cli(account, relays, yes):
+@click.option("--out", type=click.Path(dir_okay=False), help="Write the deployment here instead.")
+def cli(account, relays, yes, out):
     local = networks.provider.network.name == "local"
     if account is None:
         if not local:
@@ -36,7 +37,7 @@ def cli(account, relays, yes):
         click.confirm("Deploy and wire the contracts?", abort=True)
 
     system = deploy_system(account, relay_addresses)
-    path = write_deployment(deployment_name(), system, account.address, relay_addresses)
+    path = write_deployment(deployment_name(), system, account.address, relay_addresses, path=out)
     for name, contract in system.contracts().items():
         click.echo(f"  {name:15} {contract.address}")
-    click.echo(f"Wrote {path.relative_to(path.parent.parent)}")
+    click.echo(f"Wrote {path}")

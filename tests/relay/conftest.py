@@ -1,0 +1,432 @@
+"""Relay tests run real processes: anvil, the contracts deployed by `ape run deploy`, the relay
+(`loyalty serve`) on SQLite and on PostgreSQL, a KIOSK callback receiver that checks Standard
+Webhooks signatures, and a fake Expo push service — all over real HTTP.
+
+Run with `make test-relay` (plain pytest, without Ape's test runner)."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+from standardwebhooks import Webhook, WebhookVerificationError
+
+from relay import db as database
+from relay import kiosks
+from relay.devnet import MNEMONIC, anvil_key
+from relay.sdk import AppClient, KioskClient
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+UNIT = 10**18
+POSTGRES_ADMIN_URL = os.environ.get("RELAY_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+# anvil accounts: 0 admin, 1 shop owner, 2 point user, 3 token user (demo fixture);
+# 4 another user; 5-8 relay signers of the test relays.
+OWNER, POINT_USER, TOKEN_USER, OTHER_USER = 1, 2, 3, 4
+SIGNERS = {"sqlite": 5, "postgresql": 6, "timeouts": 7, "spare": 8}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def address(index: int) -> str:
+    from eth_account import Account
+
+    return str(Account.from_key(anvil_key(index)).address)
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.1) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout} s")
+
+
+def _env() -> dict[str, str]:
+    return os.environ | {
+        "SOLCX_BINARY_PATH": str(ROOT / ".solcx"),
+        "PATH": f"{BIN}{os.pathsep}{ROOT / 'node_modules' / '.bin'}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+
+
+# ------------------------------------------------------------------------------- chain
+
+
+@pytest.fixture(scope="session")
+def anvil() -> Iterator[str]:
+    port = free_port()
+    process = subprocess.Popen(
+        ["anvil", "--host", "127.0.0.1", "--port", str(port), "--mnemonic", MNEMONIC, "--silent"],
+        env=_env(),
+    )
+    url = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        try:
+            return httpx.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "eth_chainId"}).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_until(ready)
+    yield url
+    process.terminate()
+    process.wait(10)
+
+
+@pytest.fixture(scope="session")
+def deployment(anvil: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The contracts and the demo fixture, deployed with `ape run` like `make run` does."""
+    path = tmp_path_factory.mktemp("chain") / "deployment.json"
+    network = f"ethereum:local:{anvil}"
+    relays = [arg for i in (0, *SIGNERS.values()) for arg in ("--relay", address(i))]
+    for args in (
+        ["run", "deploy", "--network", network, "--out", str(path), *relays],
+        ["run", "demo_data", "--network", network, "--deployment", str(path)],
+    ):
+        result = subprocess.run([str(BIN / "ape"), *args], cwd=ROOT, env=_env(), capture_output=True, text=True)
+        assert result.returncode == 0, result.stdout + result.stderr
+    data: dict[str, Any] = json.loads(path.read_text())
+    data["path"] = str(path)
+    return data
+
+
+@pytest.fixture(scope="session")
+def shop_id(deployment: dict[str, Any]) -> str:
+    return str(deployment["demo"]["shopId"])
+
+
+# ------------------------------------------------------------------------------- HTTP peers
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: str
+    verified: bool
+
+    @property
+    def json(self) -> dict[str, Any]:
+        return dict(json.loads(self.body))
+
+    @property
+    def id(self) -> str:
+        return self.headers.get("webhook-id", "")
+
+
+class _Server:
+    """A tiny threaded HTTP server that records POST requests."""
+
+    def __init__(self, handle: Callable[[str, dict[str, str], str], tuple[int, dict[str, Any]]]) -> None:
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("content-length", 0))
+                body = self.rfile.read(length).decode()
+                status, reply = handle(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+                payload = json.dumps(reply).encode()
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *_: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        outer.url = f"http://127.0.0.1:{self.port}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+class CallbackReceiver:
+    """The KIOSK's callback endpoint: verifies each delivery's Standard Webhooks signature with the
+    secret of the KIOSK it is addressed to (`/<name>`), and can pretend to be down."""
+
+    def __init__(self) -> None:
+        self.secrets: dict[str, str] = {}
+        self.received: list[Received] = []
+        self.status = 200
+        self.lock = threading.Lock()
+        self.http = _Server(self._handle)
+
+    def _handle(self, path: str, headers: dict[str, str], body: str) -> tuple[int, dict[str, Any]]:
+        name = path.strip("/")
+        try:
+            Webhook(self.secrets[name]).verify(body, headers)
+            verified = True
+        except (KeyError, WebhookVerificationError):
+            verified = False
+        with self.lock:
+            self.received.append(Received(name, headers, body, verified))
+            return self.status, {"ok": self.status == 200}
+
+    def url(self, name: str, secret: str | None = None) -> str:
+        if secret is not None:
+            self.secrets[name] = secret
+        return f"{self.http.url}/{name}"
+
+    def for_payment(self, payment_id: str, accepted_only: bool = True) -> list[Received]:
+        with self.lock:
+            return [
+                r
+                for r in self.received
+                if r.json.get("data", {}).get("paymentId") == payment_id and (r.verified or not accepted_only)
+            ]
+
+    def wait_for(self, payment_id: str, count: int = 1, timeout: float = 20.0) -> list[Received]:
+        return list(
+            wait_until(lambda: len(self.for_payment(payment_id)) >= count and self.for_payment(payment_id), timeout)
+        )
+
+
+class FakeExpo:
+    """Expo's push API (POST /--/api/v2/push/send), recording the messages it is sent."""
+
+    def __init__(self) -> None:
+        self.messages: list[dict[str, Any]] = []
+        self.fail = False
+        self.http = _Server(self._handle)
+
+    def _handle(self, path: str, headers: dict[str, str], body: str) -> tuple[int, dict[str, Any]]:
+        if self.fail:
+            return 500, {"errors": [{"code": "INTERNAL", "message": "down"}]}
+        messages = json.loads(body)
+        messages = messages if isinstance(messages, list) else [messages]
+        self.messages.extend(messages)
+        return 200, {"data": [{"status": "ok", "id": str(uuid.uuid4())} for _ in messages]}
+
+
+@pytest.fixture(scope="session")
+def callbacks() -> Iterator[CallbackReceiver]:
+    receiver = CallbackReceiver()
+    yield receiver
+    receiver.http.close()
+
+
+@pytest.fixture(scope="session")
+def expo() -> Iterator[FakeExpo]:
+    fake = FakeExpo()
+    yield fake
+    fake.http.close()
+
+
+# ------------------------------------------------------------------------------- databases
+
+
+def _create_postgres_database() -> str:
+    name = f"relay_test_{secrets.token_hex(4)}"
+    try:
+        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=3) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.OperationalError as exc:
+        message = (
+            f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL} ({exc}). Start it, or point "
+            "RELAY_TEST_POSTGRES_URL at a server where this user may create databases."
+        )
+        if os.environ.get("RELAY_REQUIRE_POSTGRES"):
+            pytest.fail(message)
+        pytest.skip(message)
+    base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
+    return f"{base}/{name}"
+
+
+def _drop_postgres_database(url: str) -> None:
+    name = url.rsplit("/", 1)[1]
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def new_database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[str], str]]:
+    """Creates an empty database of the given backend; all are dropped at the end."""
+    created: list[str] = []
+
+    def new(backend: str) -> str:
+        if backend == "postgresql":
+            url = _create_postgres_database()
+        else:
+            url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'relay.sqlite3'}"
+        created.append(url)
+        return url
+
+    yield new
+    for url in created:
+        if url.startswith("postgresql"):
+            _drop_postgres_database(url)
+
+
+# ------------------------------------------------------------------------------- relays
+
+
+@dataclass
+class RelayProcess:
+    name: str
+    db_url: str
+    env: dict[str, str]
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+    log: Path | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> RelayProcess:
+        assert self.log is not None
+        out = self.log.open("a")
+        self.process = subprocess.Popen(
+            [str(BIN / "loyalty"), "serve", "--port", str(self.port)],
+            cwd=ROOT,
+            env=self.env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+        def ready() -> bool:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise AssertionError(f"relay {self.name} exited; log:\n{self.log.read_text() if self.log else ''}")
+            try:
+                return httpx.get(f"{self.url}/openapi.json", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_until(ready, timeout=30)
+        return self
+
+    def stop(self, kill: bool = False) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+            self.process.wait(15)
+        self.process = None
+
+    def restart(self, kill: bool = True) -> None:
+        self.stop(kill=kill)
+        self.start()
+
+    def db(self) -> database.Database:
+        return database.Database(self.db_url)
+
+
+@pytest.fixture(scope="session")
+def start_relay(
+    anvil: str,
+    deployment: dict[str, Any],
+    expo: FakeExpo,
+    new_database: Callable[[str], str],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Callable[..., RelayProcess]]:
+    """Starts a relay process; keyword arguments become RELAY_* settings."""
+    started: list[RelayProcess] = []
+
+    def start(name: str, backend: str = "sqlite", signer: int | None = None, **settings: Any) -> RelayProcess:
+        db_url = new_database(backend)
+        env = _env() | {
+            "RELAY_DATABASE_URL": db_url,
+            "RELAY_RPC_URL": anvil,
+            "RELAY_DEPLOYMENT_FILE": deployment["path"],
+            "RELAY_SIGNER_KEYS": anvil_key(signer) if signer is not None else "",
+            "RELAY_EXPO_BASE_URL": expo.http.url,
+            "RELAY_WORKER_INTERVAL": "0.1",
+            "RELAY_CALLBACK_BACKOFF_INITIAL": "0.2",
+            "RELAY_CALLBACK_BACKOFF_MAX": "1",
+            "RELAY_LOG_LEVEL": "INFO",
+        }
+        env |= {f"RELAY_{key.upper()}": str(value) for key, value in settings.items()}
+        relay = RelayProcess(name, db_url, env, log=tmp_path_factory.mktemp("log") / f"{name}.log")
+        database.upgrade(db_url)
+        started.append(relay)
+        return relay.start()
+
+    yield start
+    for relay in started:
+        relay.stop()
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(scope="session")
+def relay(backend: str, start_relay: Callable[..., RelayProcess]) -> RelayProcess:
+    """The relay under test, once per database backend."""
+    return start_relay(f"relay-{backend}", backend=backend, signer=SIGNERS[backend])
+
+
+@dataclass
+class KioskAccount:
+    id: int
+    access_key: str
+    secret: str
+    name: str
+    client: KioskClient
+
+
+@pytest.fixture(scope="session")
+def make_kiosk(callbacks: CallbackReceiver) -> Callable[..., KioskAccount]:
+    def make(relay: RelayProcess, shops: list[str], name: str | None = None) -> KioskAccount:
+        name = name or f"kiosk-{secrets.token_hex(4)}"
+        secret = kiosks.new_callback_secret()
+        with relay.db().session() as session:
+            created = kiosks.add(session, name, shops, callbacks.url(name, secret), callback_secret=secret)
+        return KioskAccount(
+            created.kiosk.id, created.access_key, secret, name, KioskClient(relay.url, created.access_key)
+        )
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def kiosk(relay: RelayProcess, shop_id: str, make_kiosk: Callable[..., KioskAccount]) -> KioskAccount:
+    return make_kiosk(relay, [shop_id])
+
+
+@pytest.fixture(scope="session")
+def user(relay: RelayProcess) -> AppClient:
+    return AppClient(relay.url, anvil_key(POINT_USER))
+
+
+@pytest.fixture(scope="session")
+def token_user(relay: RelayProcess) -> AppClient:
+    return AppClient(relay.url, anvil_key(TOKEN_USER))
+
+
+@pytest.fixture(scope="session")
+def owner(relay: RelayProcess) -> AppClient:
+    return AppClient(relay.url, anvil_key(OWNER))
+
+
+@pytest.fixture
+def purchase_id() -> str:
+    return f"P-{secrets.token_hex(6)}"
