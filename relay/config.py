@@ -48,6 +48,11 @@ class Settings(BaseSettings):
     # Background workers' polling interval (seconds).
     worker_interval: float = 0.5
 
+    # Event indexer: blocks behind the head it waits before indexing (0 on a local chain; more
+    # on a public one), and the most blocks it reads per step.
+    indexer_confirmations: int = 0
+    indexer_batch: int = 500
+
     # Operator page.
     admin_user: str = "admin"
     admin_password: SecretStr | None = None

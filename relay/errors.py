@@ -9,11 +9,13 @@
 | 2002 | 404 | unknown shop |
 | 2003 | 404 | unknown, expired or already used temporary account |
 | 2004 | 400 | unknown currency |
+| 2005 | 404 | unknown purchase |
 | 3001 | 409 | the payment's status does not allow this action |
 | 3002 | 403 | the signature is not the expected signer's signature of the expected message |
 | 3003 | 403 | the signature's deadline has passed |
 | 3004 | 422 | the account's balance does not cover the payment |
 | 3005 | 409 | this purchase id was already used for a different payment |
+| 3006 | 422 | the amount is more than the shop may withdraw (settled - withdrawn) |
 | 4001 | 503 | the chain node is unreachable |
 | 4002 | 409 | the chain rejected the operation (the payment is marked failed) |
 | 5000 | 500 | unexpected server error |
@@ -62,6 +64,10 @@ class UnknownCurrency(RelayError):
     code, http_status, default_message = 2004, 400, "Unknown currency."
 
 
+class PurchaseNotFound(RelayError):
+    code, http_status, default_message = 2005, 404, "Unknown purchase."
+
+
 class InvalidStatus(RelayError):
     code, http_status, default_message = 3001, 409, "The payment's status does not allow this action."
 
@@ -82,6 +88,10 @@ class DuplicatePurchase(RelayError):
     code, http_status, default_message = 3005, 409, "This purchase id was already used for a different payment."
 
 
+class AmountNotAvailable(RelayError):
+    code, http_status, default_message = 3006, 422, "The amount is more than the shop may withdraw."
+
+
 class ChainUnavailable(RelayError):
     code, http_status, default_message = 4001, 503, "The chain node is unreachable; try again."
 
@@ -98,11 +108,13 @@ ERRORS: list[type[RelayError]] = [
     ShopNotFound,
     TemporaryAccountNotFound,
     UnknownCurrency,
+    PurchaseNotFound,
     InvalidStatus,
     InvalidSignature,
     ExpiredSignature,
     InsufficientBalance,
     DuplicatePurchase,
+    AmountNotAvailable,
     ChainUnavailable,
     ChainRejected,
     RelayError,

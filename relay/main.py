@@ -11,15 +11,19 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from relay import admin, errors
 from relay import db as database
-from relay import errors
 from relay.api.deps import Services
 from relay.api.routes import app as app_routes
 from relay.api.routes import kiosk as kiosk_routes
+from relay.api.routes import shop as shop_routes
 from relay.api.schemas import ErrorResponse
 from relay.chain import Chain
 from relay.config import Settings, get_settings
+from relay.indexer import Indexer
 from relay.payments import Payments
+from relay.rewards import Rewards
+from relay.shops import Shops
 from relay.workers import run_forever
 from relay.workers.callbacks import CallbackSender
 from relay.workers.push import Pusher
@@ -66,15 +70,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings.rpc_timeout,
         )
         payments = Payments(db, chain, settings)
-        app.state.services = Services(settings, db, chain, payments)
+        rewards = Rewards(db, chain, settings)
+        app.state.services = Services(settings, db, chain, payments, Shops(chain, settings), rewards)
         sender = CallbackSender(db, settings)
         pusher = Pusher(db, settings)
+        indexer = Indexer(
+            db,
+            chain,
+            start_block=int(chain.deployment.get("startBlock", 0)),
+            confirmations=settings.indexer_confirmations,
+            batch=settings.indexer_batch,
+        )
         interval = settings.worker_interval
         tasks = [
             asyncio.create_task(run_forever("callbacks", sender.run_once, interval)),
             asyncio.create_task(run_forever("push", pusher.run_once, interval)),
             asyncio.create_task(run_forever("timeouts", payments.expire, interval)),
             asyncio.create_task(run_forever("chain", lambda: _settle_all(payments, settings), interval)),
+            asyncio.create_task(run_forever("rewards", rewards.run_once, interval)),
+            asyncio.create_task(run_forever("indexer", indexer.run_once, interval)),
         ]
         log.info("relay ready: chain %s at %s", chain.chain_id, settings.rpc_url)
         try:
@@ -98,6 +112,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.include_router(kiosk_routes.router)
     app.include_router(app_routes.router)
+    app.include_router(shop_routes.router)
+    app.include_router(admin.router)
 
     @app.exception_handler(errors.RelayError)
     async def relay_error(_: Request, exc: errors.RelayError) -> JSONResponse:

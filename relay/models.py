@@ -175,3 +175,95 @@ class Signer(Base):
 
     address: Mapped[str] = mapped_column(String(42), primary_key=True)
     next_nonce: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class PurchaseStatus(enum.IntEnum):
+    WAITING = 0  # credited after the shop's provideWaitTime
+    PROVIDED = 1
+    FAILED = 2
+
+
+class Purchase(Base):
+    """A purchase a KIOSK reported; its loyalty reward is credited on chain after the shop's wait time."""
+
+    __tablename__ = "purchases"
+    __table_args__ = (Index("ix_purchases_due", "status", "provide_at"),)
+
+    shop_id: Mapped[str] = mapped_column(String(66), primary_key=True)
+    purchase_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    account: Mapped[str] = mapped_column(String(42))
+    kiosk_account: Mapped[str] = mapped_column(String(42))
+    kiosk_id: Mapped[int] = mapped_column(ForeignKey("kiosk_clients.id"))
+    amount: Mapped[str] = mapped_column(String(80))
+    currency: Mapped[str] = mapped_column(String(16))
+    status: Mapped[int] = mapped_column(Integer, default=PurchaseStatus.WAITING)
+    provide_at: Mapped[float] = mapped_column(Float)
+    locked_until: Mapped[float] = mapped_column(Float, default=0.0)
+    tx: Mapped[str | None] = mapped_column(String(66))
+    loyalty_type: Mapped[int | None] = mapped_column(Integer)
+    reward: Mapped[str | None] = mapped_column(String(80))  # in the account's loyalty type
+    reward_point: Mapped[str | None] = mapped_column(String(80))
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[float] = mapped_column(Float, default=now)
+
+
+class IndexerCursor(Base):
+    """The next block the event indexer reads."""
+
+    __tablename__ = "indexer_cursor"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    next_block: Mapped[int] = mapped_column(BigInteger)
+
+
+class ChainEvent(Base):
+    """Every event of the deployed contracts, as the chain logged it (one row per log)."""
+
+    __tablename__ = "chain_events"
+    __table_args__ = (UniqueConstraint("tx_hash", "log_index", name="uq_chain_events_log"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    block_number: Mapped[int] = mapped_column(BigInteger, index=True)
+    log_index: Mapped[int] = mapped_column(Integer)
+    tx_hash: Mapped[str] = mapped_column(String(66))
+    contract: Mapped[str] = mapped_column(String(32))
+    event: Mapped[str] = mapped_column(String(64), index=True)
+    payment_id: Mapped[str | None] = mapped_column(String(66), index=True)
+    shop_id: Mapped[str | None] = mapped_column(String(66), index=True)
+    account: Mapped[str | None] = mapped_column(String(42))
+    args: Mapped[dict] = mapped_column(JSON)
+
+
+class Shop(Base):
+    """A shop as of the last indexed block that touched it (read from the registry at that block)."""
+
+    __tablename__ = "shops"
+
+    shop_id: Mapped[str] = mapped_column(String(66), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    owner: Mapped[str] = mapped_column(String(42))
+    provide_wait_time: Mapped[int] = mapped_column(BigInteger)
+    provide_percent: Mapped[int] = mapped_column(Integer)
+    provided_point: Mapped[str] = mapped_column(String(80))
+    used_point: Mapped[str] = mapped_column(String(80))
+    settled_point: Mapped[str] = mapped_column(String(80))
+    withdrawn_point: Mapped[str] = mapped_column(String(80))
+    withdraw_amount: Mapped[str] = mapped_column(String(80))
+    block_number: Mapped[int] = mapped_column(BigInteger)
+
+
+class Withdrawal(Base):
+    """A shop withdrawal from its registration to its completion, and the operator's transfer."""
+
+    __tablename__ = "withdrawals"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    shop_id: Mapped[str] = mapped_column(String(66), index=True)
+    amount: Mapped[str] = mapped_column(String(80))
+    opened_tx: Mapped[str] = mapped_column(String(66), unique=True)
+    opened_block: Mapped[int] = mapped_column(BigInteger)
+    closed_tx: Mapped[str | None] = mapped_column(String(66))
+    closed_block: Mapped[int | None] = mapped_column(BigInteger)
+    transfer_reference: Mapped[str | None] = mapped_column(String(200))
+    transfer_recorded_at: Mapped[float | None] = mapped_column(Float)
+    transfer_recorded_by: Mapped[str | None] = mapped_column(String(100))

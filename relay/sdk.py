@@ -16,13 +16,17 @@ from typing import Any, TypeVar
 
 import httpx
 from eth_account import Account
-from pydantic import BaseModel
+from pydantic import BaseModel, RootModel
 
 from relay import errors, typed_data
 from relay.api import schemas
 
 M = TypeVar("M", bound=BaseModel)
 _BY_CODE = {cls.code: cls for cls in errors.ERRORS}
+
+
+class _Document(RootModel[dict[str, Any]]):
+    pass
 
 
 class _Client:
@@ -82,6 +86,24 @@ class KioskClient(_Client):
     def close_cancel(self, payment_id: str, confirm: bool = True) -> schemas.CloseCancelResult:
         body = {"accessKey": self.access_key, "paymentId": payment_id, "confirm": confirm}
         return self._request(schemas.CloseCancelResult, "POST", "/v1/payment/closeCancel", json=body)
+
+    def report_purchase(
+        self, purchase_id: str, amount: int, currency: str, shop_id: str, account: str
+    ) -> schemas.PurchaseResult:
+        """Reports a purchase paid without loyalty; its reward is credited after the shop's wait time."""
+        body = {
+            "accessKey": self.access_key,
+            "purchaseId": purchase_id,
+            "amount": str(amount),
+            "currency": currency,
+            "shopId": shop_id,
+            "account": account,
+        }
+        return self._request(schemas.PurchaseResult, "POST", "/v1/payment/purchase", json=body)
+
+    def purchase(self, shop_id: str, purchase_id: str) -> schemas.PurchaseResult:
+        params = {"shopId": shop_id, "purchaseId": purchase_id}
+        return self._request(schemas.PurchaseResult, "GET", "/v1/payment/purchase", params=params)
 
     def shop_info(self, shop_id: str) -> schemas.ShopInfo:
         return self._request(schemas.ShopInfo, "GET", "/v1/payment/shop/info", params={"shopId": shop_id})
@@ -153,6 +175,45 @@ class AppClient(_Client):
         deadline, signature = self._signed("RegisterPushToken", token=token)
         body = {"account": self.address, "token": token, "deadline": deadline, "signature": signature}
         return self._request(schemas.PushTokenResult, "POST", "/v1/payment/push/token", json=body)
+
+    # ----------------------------------------------------------------- as a shop owner
+
+    def _shop_action(self, action: str, path: str, **fields: Any) -> schemas.ShopTx:
+        params = {"action": action, **{k: str(v) if isinstance(v, int) else v for k, v in fields.items()}}
+        typed = self._request(_Document, "GET", "/v1/payment/shop/typedData", params=params).root
+        if typed["message"]["account"].lower() != self.address.lower():
+            raise errors.InvalidSignature(f"This shop belongs to {typed['message']['account']}.")
+        body = {**fields, "deadline": typed["message"]["deadline"], "signature": self.sign(typed)}
+        if "amount" in body:
+            body["amount"] = str(body["amount"])
+        return self._request(schemas.ShopTx, "POST", path, json=body)
+
+    def add_shop(self, shop_id: str, name: str, provide_wait_time: int, provide_percent: int) -> schemas.ShopTx:
+        return self._shop_action(
+            "AddShop",
+            "/v1/payment/shop/add",
+            shopId=shop_id,
+            name=name,
+            provideWaitTime=provide_wait_time,
+            providePercent=provide_percent,
+            account=self.address,
+        )
+
+    def update_shop(self, shop_id: str, name: str, provide_wait_time: int, provide_percent: int) -> schemas.ShopTx:
+        return self._shop_action(
+            "UpdateShop",
+            "/v1/payment/shop/update",
+            shopId=shop_id,
+            name=name,
+            provideWaitTime=provide_wait_time,
+            providePercent=provide_percent,
+        )
+
+    def open_withdrawal(self, shop_id: str, amount: int) -> schemas.ShopTx:
+        return self._shop_action("OpenWithdrawal", "/v1/payment/shop/withdrawal/open", shopId=shop_id, amount=amount)
+
+    def close_withdrawal(self, shop_id: str) -> schemas.ShopTx:
+        return self._shop_action("CloseWithdrawal", "/v1/payment/shop/withdrawal/close", shopId=shop_id)
 
     def stream_params(self, ttl: int = 3600) -> dict[str, Any]:
         """Query parameters for GET /v1/payment/events (the live notification stream)."""

@@ -103,12 +103,15 @@ def role_holders(system: System, admin: str, relays: list[str]) -> dict[str, Any
     }
 
 
-def write_deployment(name: str, system: System, admin: str, relays: list[str], path: str | Path | None = None) -> Path:
-    """Writes deployments/<name>.json (or `path`): addresses, chain id, roles."""
+def write_deployment(
+    name: str, system: System, admin: str, relays: list[str], start_block: int, path: str | Path | None = None
+) -> Path:
+    """Writes deployments/<name>.json (or `path`): addresses, chain id, roles, and the block the
+    deployment started at (where the relay's event indexer begins)."""
     data: dict[str, Any] = {
         "chainId": chain.chain_id,
         "network": name,
-        "blockNumber": chain.blocks.head.number,
+        "startBlock": start_block,
         "contracts": {key: str(c.address) for key, c in system.contracts().items()},
         "roles": role_holders(system, admin, relays),
     }

@@ -8,7 +8,7 @@ On a local network the deployer defaults to test account 0 and the relay to the 
 """
 
 import click
-from ape import accounts, networks
+from ape import accounts, chain, networks
 from ape.cli import ConnectedProviderCommand, account_option
 
 from scripts._system import deploy_system, write_deployment
@@ -36,8 +36,9 @@ def cli(account, relays, yes, out):
     if not local and not yes:
         click.confirm("Deploy and wire the contracts?", abort=True)
 
+    start_block = chain.blocks.head.number + 1
     system = deploy_system(account, relay_addresses)
-    path = write_deployment(deployment_name(), system, account.address, relay_addresses, path=out)
+    path = write_deployment(deployment_name(), system, account.address, relay_addresses, start_block, path=out)
     for name, contract in system.contracts().items():
         click.echo(f"  {name:15} {contract.address}")
     click.echo(f"Wrote {path}")

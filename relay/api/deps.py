@@ -13,6 +13,8 @@ from relay.config import Settings
 from relay.db import Database
 from relay.kiosks import Kiosk
 from relay.payments import Payments
+from relay.rewards import Rewards
+from relay.shops import Shops
 
 
 @dataclass
@@ -21,6 +23,8 @@ class Services:
     db: Database
     chain: Chain
     payments: Payments
+    shops: Shops
+    rewards: Rewards
 
 
 def get_services(request: Request) -> Services:

@@ -266,3 +266,77 @@ class ChainInfo(BaseModel):
     chainId: int
     contracts: dict[str, str]
     domains: dict[str, dict[str, Any]] = Field(description="EIP-712 domains: payment, shop")
+
+
+# ----------------------------------------------------------------------------- shops and rewards
+
+
+class PurchaseRequest(Request):
+    accessKey: AccessKey = None
+    purchaseId: PurchaseId
+    amount: Amount
+    currency: Currency
+    shopId: Bytes32
+    account: Address
+
+
+class PurchaseQuery(Request):
+    shopId: Bytes32
+    purchaseId: PurchaseId
+
+
+class PurchaseResult(BaseModel):
+    purchaseId: str
+    shopId: str
+    account: str
+    amount: str
+    currency: str
+    provideTimestamp: int = Field(description="When the reward is (or was) credited")
+    provideStatus: int = Field(description="0 waiting, 1 provided, 2 failed")
+    loyaltyType: int | None
+    providedAmount: str | None = Field(description="Credited, in the account's loyalty type")
+    providedPoint: str | None = Field(description="The reward's value in points (added to the shop's providedPoint)")
+    txHash: str | None
+    error: str | None
+
+
+class ShopTypedDataQuery(Request):
+    action: str = Field(description="AddShop, UpdateShop, OpenWithdrawal or CloseWithdrawal")
+    shopId: Bytes32
+    account: Address | None = Field(None, description="The owner (AddShop only)")
+    name: str | None = Field(None, max_length=100)
+    provideWaitTime: int | None = Field(None, ge=0, lt=2**32)
+    providePercent: int | None = Field(None, ge=0, le=10_000)
+    amount: Amount | None = None
+
+
+class ShopRequest(Request):
+    shopId: Bytes32
+    name: str = Field(min_length=1, max_length=100)
+    provideWaitTime: int = Field(ge=0, lt=2**32, description="Seconds between a purchase and its reward")
+    providePercent: int = Field(ge=0, le=10_000, description="Reward rate, percent x 100 (1 % = 100)")
+    deadline: int = Field(ge=0, lt=2**63)
+    signature: Signature
+
+
+class AddShopRequest(ShopRequest):
+    account: Address = Field(description="The shop owner, who signs AddShop")
+
+
+class WithdrawalOpenRequest(Request):
+    shopId: Bytes32
+    amount: Amount
+    deadline: int = Field(ge=0, lt=2**63)
+    signature: Signature = Field(description="The owner's OpenWithdrawal signature")
+
+
+class WithdrawalCloseRequest(Request):
+    shopId: Bytes32
+    deadline: int = Field(ge=0, lt=2**63)
+    signature: Signature = Field(description="The owner's CloseWithdrawal signature")
+
+
+class ShopTx(ShopInfo):
+    withdrawAmount: str
+    withdrawStatus: int
+    txHash: str

@@ -10,6 +10,8 @@ from relay.api import schemas
 from relay.api.deps import Authorization, ServicesDep, authenticate_kiosk
 from relay.api.schemas import Ok
 from relay.api.views import kiosk_payment
+from relay.errors import PurchaseNotFound
+from relay.models import Purchase
 
 router = APIRouter(prefix="/v1/payment", tags=["KIOSK"])
 
@@ -79,6 +81,42 @@ def close_cancel(
     kiosk = authenticate_kiosk(services, body.accessKey, authorization)
     payment = services.payments.close_cancel(kiosk, body.paymentId, body.confirm)
     return Ok(data=kiosk_payment(schemas.CloseCancelResult, payment))
+
+
+def _purchase(p: Purchase) -> schemas.PurchaseResult:
+    return schemas.PurchaseResult(
+        purchaseId=p.purchase_id,
+        shopId=p.shop_id,
+        account=p.kiosk_account,
+        amount=p.amount,
+        currency=p.currency,
+        provideTimestamp=int(p.provide_at),
+        provideStatus=p.status,
+        loyaltyType=p.loyalty_type,
+        providedAmount=p.reward,
+        providedPoint=p.reward_point,
+        txHash=p.tx,
+        error=p.error,
+    )
+
+
+@router.post("/purchase", summary="Report a purchase: its loyalty reward is credited after the shop's wait time")
+def report_purchase(
+    body: schemas.PurchaseRequest, services: ServicesDep, authorization: Authorization = None
+) -> Ok[schemas.PurchaseResult]:
+    kiosk = authenticate_kiosk(services, body.accessKey, authorization)
+    purchase = services.rewards.report(
+        kiosk, body.purchaseId, int(body.amount), body.currency, body.shopId, body.account
+    )
+    return Ok(data=_purchase(purchase))
+
+
+@router.get("/purchase", summary="A reported purchase and its reward")
+def purchase(q: Annotated[schemas.PurchaseQuery, Query()], services: ServicesDep) -> Ok[schemas.PurchaseResult]:
+    found = services.rewards.get(q.shopId, q.purchaseId)
+    if found is None:
+        raise PurchaseNotFound(f"No purchase {q.purchaseId} was reported for shop {q.shopId}.")
+    return Ok(data=_purchase(found))
 
 
 @router.get("/shop/info", summary="3.7 A shop's settings and totals")

@@ -1,0 +1,179 @@
+"""Event indexer: follows every event of the deployed contracts from a stored block cursor, a
+confirmation depth behind the head, and writes them to the database together with what the
+operator page needs (shops and their totals, withdrawals).
+
+Each step reads a block range and stores its events and the advanced cursor in one transaction,
+so a restart resumes exactly where the last committed step ended: no gap, no duplicate. The cursor
+row is locked (`FOR UPDATE SKIP LOCKED` on PostgreSQL), so with several relay instances one
+indexes while the others skip. An unreachable node only delays the next step.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from eth_utils import to_checksum_address
+from hexbytes import HexBytes
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from web3.types import LogReceipt
+
+from relay.chain import CONNECTION_ERRORS, Chain
+from relay.db import Database
+from relay.errors import ChainUnavailable
+from relay.models import ChainEvent, IndexerCursor, Shop, Withdrawal
+
+log = logging.getLogger(__name__)
+
+CURSOR = "events"
+SHOP_EVENTS = {"ShopAdded", "ShopUpdated", "ProvisionRecorded", "WithdrawalOpened", "WithdrawalClosed"}
+PAYMENT_TOTAL_EVENTS = {"PaymentClosed", "CancelOpened"}  # change a shop's used total
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, bytes | HexBytes):
+        return "0x" + bytes(value).hex()
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value) if abs(value) > 2**53 else value
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+class Indexer:
+    def __init__(self, db: Database, chain: Chain, start_block: int, confirmations: int, batch: int = 500) -> None:
+        self.db = db
+        self.chain = chain
+        self.start_block = start_block
+        self.confirmations = confirmations
+        self.batch = batch
+        self.addresses = [c.address for c in chain.contracts.values()]
+        self.names = {c.address.lower(): name for name, c in chain.contracts.items()}
+        self.topics: dict[bytes, tuple[str, str]] = {}
+        for name, contract in chain.contracts.items():
+            for abi in contract.abi:
+                if abi["type"] == "event":
+                    event = contract.events[abi["name"]]
+                    self.topics[bytes(HexBytes(event.topic))] = (name, abi["name"])
+
+    def run_once(self) -> int:
+        """Indexes the next block range, if any is confirmed; returns the number of events stored."""
+        try:
+            head = self.chain.w3.eth.block_number
+        except CONNECTION_ERRORS as exc:
+            raise ChainUnavailable() from exc
+        safe = head - self.confirmations
+        with self.db.session() as session:
+            cursor = session.execute(
+                select(IndexerCursor).where(IndexerCursor.name == CURSOR).with_for_update(skip_locked=True)
+            ).scalar_one_or_none()
+            if cursor is None:
+                if session.get(IndexerCursor, CURSOR) is not None:
+                    return 0  # another instance holds it
+                cursor = IndexerCursor(name=CURSOR, next_block=self.start_block)
+                session.add(cursor)
+            start = cursor.next_block
+            if start > safe:
+                return 0
+            end = min(safe, start + self.batch - 1)
+            try:
+                logs = self.chain.w3.eth.get_logs({"fromBlock": start, "toBlock": end, "address": self.addresses})
+            except CONNECTION_ERRORS as exc:
+                raise ChainUnavailable() from exc
+            touched_shops: set[str] = set()
+            stored = 0
+            for entry in logs:
+                event = self._store(session, entry, touched_shops)
+                stored += event is not None
+            for shop_id in touched_shops:
+                self._refresh_shop(session, shop_id, end)
+            cursor.next_block = end + 1
+        if stored:
+            log.debug("indexed %d events in blocks %d-%d", stored, start, end)
+        return stored
+
+    def _store(self, session: Session, entry: LogReceipt, touched_shops: set[str]) -> ChainEvent | None:
+        topic = bytes(entry["topics"][0]) if entry["topics"] else b""
+        if topic not in self.topics:
+            return None
+        contract, name = self.topics[topic]
+        decoded = self.chain.contracts[contract].events[name]().process_log(entry)
+        args = {key: _plain(value) for key, value in decoded["args"].items()}
+        tx_hash = "0x" + bytes(entry["transactionHash"]).hex()
+        log_index = int(entry["logIndex"])
+        exists = session.execute(
+            select(ChainEvent.id).where(ChainEvent.tx_hash == tx_hash, ChainEvent.log_index == log_index)
+        ).first()
+        if exists:
+            return None
+        payment_id = args.get("paymentId")
+        shop_id = args.get("shopId")
+        if shop_id is None and name in PAYMENT_TOTAL_EVENTS:
+            shop_id = self._shop_of_payment(session, payment_id)
+        account = args.get("account")
+        event = ChainEvent(
+            block_number=int(entry["blockNumber"]),
+            log_index=log_index,
+            tx_hash=tx_hash,
+            contract=contract,
+            event=name,
+            payment_id=payment_id,
+            shop_id=shop_id,
+            account=to_checksum_address(account) if isinstance(account, str) else None,
+            args=args,
+        )
+        session.add(event)
+        if shop_id is not None and (name in SHOP_EVENTS or name in PAYMENT_TOTAL_EVENTS):
+            touched_shops.add(shop_id)
+        if name == "WithdrawalOpened":
+            session.add(
+                Withdrawal(
+                    shop_id=shop_id, amount=str(args["amount"]), opened_tx=tx_hash, opened_block=event.block_number
+                )
+            )
+        elif name == "WithdrawalClosed":
+            self._close_withdrawal(session, shop_id, tx_hash, event.block_number)
+        session.flush()
+        return event
+
+    @staticmethod
+    def _shop_of_payment(session: Session, payment_id: str | None) -> str | None:
+        if payment_id is None:
+            return None
+        return session.execute(
+            select(ChainEvent.shop_id).where(ChainEvent.payment_id == payment_id, ChainEvent.event == "PaymentOpened")
+        ).scalar()
+
+    @staticmethod
+    def _close_withdrawal(session: Session, shop_id: str, tx_hash: str, block: int) -> None:
+        open_withdrawal = session.execute(
+            select(Withdrawal)
+            .where(Withdrawal.shop_id == shop_id, Withdrawal.closed_tx.is_(None))
+            .order_by(Withdrawal.id.desc())
+        ).scalar()
+        if open_withdrawal is not None:
+            open_withdrawal.closed_tx = tx_hash
+            open_withdrawal.closed_block = block
+
+    def _refresh_shop(self, session: Session, shop_id: str, block: int) -> None:
+        """Reads the shop from the registry as of `block` (not the head), so the row matches the events."""
+        info = self.chain.shops.functions.shopOf(shop_id).call(block_identifier=block)
+        values = {
+            "name": info[1],
+            "owner": to_checksum_address(info[4]),
+            "provide_wait_time": int(info[2]),
+            "provide_percent": int(info[3]),
+            "provided_point": str(info[5]),
+            "used_point": str(info[6]),
+            "settled_point": str(info[7]),
+            "withdrawn_point": str(info[8]),
+            "withdraw_amount": str(info[9]),
+            "block_number": block,
+        }
+        shop = session.get(Shop, shop_id)
+        if shop is None:
+            session.add(Shop(shop_id=shop_id, **values))
+        else:
+            for key, value in values.items():
+                setattr(shop, key, value)

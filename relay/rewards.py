@@ -1,0 +1,160 @@
+"""Purchase rewards: a KIOSK reports a purchase; after the shop's `provideWaitTime` the relay
+credits the shop's `providePercent` of it to the buyer through the ledger's provider role.
+
+Reports are idempotent on (shopId, purchaseId). A purchase is claimed with a lease before its
+transaction is sent; after a crash, the chain's LoyaltyProvided events decide whether it was
+already credited, so a reward is never paid twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from sqlalchemy import select, update
+
+from relay import kiosks, temporary
+from relay.chain import Chain
+from relay.config import Settings
+from relay.db import Database
+from relay.errors import ChainRejected, ChainUnavailable, DuplicatePurchase, InvalidStatus
+from relay.kiosks import Kiosk
+from relay.models import Payment, PaymentStatus, Purchase, PurchaseStatus, now
+
+log = logging.getLogger(__name__)
+
+# A purchase paid with loyalty earns none: these payment statuses mean loyalty was (or is being) spent.
+PAID_WITH_LOYALTY = {
+    PaymentStatus.APPROVED,
+    PaymentStatus.COMPLETED,
+    PaymentStatus.CANCEL_RECEIVED,
+    PaymentStatus.CANCEL_APPROVED,
+    PaymentStatus.CANCEL_DENIED,
+}
+
+
+class Rewards:
+    def __init__(self, db: Database, chain: Chain, settings: Settings) -> None:
+        self.db = db
+        self.chain = chain
+        self.settings = settings
+
+    def report(
+        self, kiosk: Kiosk, purchase_id: str, amount: int, currency: str, shop_id: str, address: str
+    ) -> Purchase:
+        kiosks.require_shop(kiosk, shop_id)
+        with self.db.session() as session:
+            existing = session.get(Purchase, (shop_id, purchase_id))
+            if existing is not None:
+                same = (existing.amount, existing.currency, existing.kiosk_account.lower()) == (
+                    str(amount),
+                    currency,
+                    address.lower(),
+                )
+                if not same:
+                    raise DuplicatePurchase(f"Purchase {purchase_id} was already reported with other values.")
+                return existing
+            payment = session.execute(
+                select(Payment.status).where(Payment.shop_id == shop_id, Payment.purchase_id == purchase_id)
+            ).scalar()
+            if payment in PAID_WITH_LOYALTY:
+                raise InvalidStatus(f"Purchase {purchase_id} was paid with loyalty, which earns no loyalty.")
+            account = temporary.resolve(session, address) or address
+        shop = self.chain.shop(shop_id)  # ShopNotFound
+        self.chain.estimate(account, amount, currency)  # UnknownCurrency, before anything is stored
+        purchase = Purchase(
+            shop_id=shop_id,
+            purchase_id=purchase_id,
+            account=account,
+            kiosk_account=address,
+            kiosk_id=kiosk.id,
+            amount=str(amount),
+            currency=currency,
+            provide_at=time.time() + shop.provide_wait_time,
+        )
+        with self.db.session() as session:
+            session.add(purchase)
+        return purchase
+
+    def get(self, shop_id: str, purchase_id: str) -> Purchase | None:
+        with self.db.session() as session:
+            return session.get(Purchase, (shop_id, purchase_id))
+
+    def run_once(self) -> int:
+        """Credits the purchases whose wait time has passed; returns how many it handled."""
+        t = now()
+        lease = 2 * self.settings.receipt_timeout
+        with self.db.session() as session:
+            due = (
+                session.execute(
+                    select(Purchase)
+                    .where(
+                        Purchase.status == PurchaseStatus.WAITING,
+                        Purchase.provide_at <= t,
+                        Purchase.locked_until <= t,
+                    )
+                    .order_by(Purchase.provide_at)
+                    .limit(20)
+                    .with_for_update(skip_locked=True)
+                )
+                .scalars()
+                .all()
+            )
+            claimed = [(p, p.locked_until > 0) for p in due]
+            for p in due:
+                p.locked_until = t + lease
+        for purchase, retried in claimed:
+            self._provide(purchase, retried)
+        return len(claimed)
+
+    def _provide(self, p: Purchase, retried: bool) -> None:
+        if retried or p.tx:
+            # A previous attempt may have credited it before the relay stopped.
+            if self._record_if_provided(p):
+                return
+        fn = self.chain.ledger.functions.provide(p.account, p.shop_id, p.purchase_id, int(p.amount), p.currency)
+        try:
+            tx = self.chain.send(fn)
+        except ChainRejected as exc:
+            self._set(p, status=PurchaseStatus.FAILED, error=exc.message)
+            return
+        except ChainUnavailable:
+            self._set(p, locked_until=0.0)
+            return
+        self._set(p, tx=tx)
+        receipt = self.chain.wait(tx, self.settings.receipt_timeout)
+        if receipt is not None:
+            if receipt["status"] != 1:
+                self._set(p, status=PurchaseStatus.FAILED, error="The transaction reverted on chain.")
+                return
+            events = self.chain.events(receipt, "Ledger", "LoyaltyProvided")
+            self._record(p, events[0], tx)
+
+    def _record_if_provided(self, p: Purchase) -> bool:
+        logs = self.chain.ledger.events.LoyaltyProvided().get_logs(
+            from_block=self.chain.deployment.get("startBlock", 0),
+            argument_filters={"account": p.account, "shopId": p.shop_id},
+        )
+        for entry in logs:
+            if entry["args"]["purchaseId"] == p.purchase_id:
+                self._record(p, dict(entry["args"]), "0x" + bytes(entry["transactionHash"]).hex())
+                return True
+        return False
+
+    def _record(self, p: Purchase, event: dict[str, object], tx: str) -> None:
+        self._set(
+            p,
+            status=PurchaseStatus.PROVIDED,
+            tx=tx,
+            loyalty_type=int(event["loyaltyType"]),  # type: ignore[call-overload]
+            reward=str(event["amount"]),
+            reward_point=str(event["rewardPoint"]),
+        )
+
+    def _set(self, p: Purchase, **values: object) -> None:
+        with self.db.session() as session:
+            session.execute(
+                update(Purchase)
+                .where(Purchase.shop_id == p.shop_id, Purchase.purchase_id == p.purchase_id)
+                .values(values)
+            )
