@@ -42,4 +42,5 @@ demo: setup
 
 # Relay tests: real relay processes on anvil, SQLite and PostgreSQL (plain pytest, not Ape's runner).
 test-relay: setup
+	@tools/setup.sh --browser
 	pytest -p no:ape_test --confcutdir=tests/relay tests/relay

@@ -54,3 +54,13 @@ if [ ! -f .build/__local__.json ] || [ "$(cat $stamps/contracts 2>/dev/null)" !=
   python tools/export_abi.py
   echo "$src_sum" > $stamps/contracts
 fi
+
+# --- Browser for the admin-page tests (Debian's chromium, driven by Playwright) -----
+if [ "${1:-}" = "--browser" ] && [ ! -x /usr/bin/chromium ]; then
+  say "Chromium (Debian package, for the browser tests)"
+  if [ "$(id -u)" = 0 ]; then
+    apt-get install -y -q chromium > $stamps/apt.log 2>&1 || { apt-get update -q > /dev/null && apt-get install -y -q chromium > $stamps/apt.log 2>&1; } || { cat $stamps/apt.log >&2; exit 1; }
+  else
+    sudo apt-get install -y -q chromium > $stamps/apt.log 2>&1 || { echo "install the 'chromium' package (sudo apt-get install chromium)" >&2; exit 1; }
+  fi
+fi
