@@ -10,22 +10,67 @@ loyalty demo                       play flows 1.1-1.4 against a running devnet
 
 from __future__ import annotations
 
-from typing import Annotated
+import json
+from decimal import Decimal, InvalidOperation
+from typing import Annotated, Any
 
 import typer
+from pydantic import BaseModel
 
-from relay import db as database
-from relay import kiosks
 from relay.config import get_settings
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="Run the loyalty relay and manage it.")
 kiosk_app = typer.Typer(no_args_is_help=True, help="KIOSK clients: access keys, shops, callbacks.")
 db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
+pos_app = typer.Typer(no_args_is_help=True, help="KIOSK actions against a relay (as a point of sale).")
+wallet_app = typer.Typer(no_args_is_help=True, help="Wallet actions against a relay, signed with a local key.")
 app.add_typer(kiosk_app, name="kiosk")
 app.add_typer(db_app, name="db")
+app.add_typer(pos_app, name="pos")
+app.add_typer(wallet_app, name="wallet")
+
+Url = Annotated[str, typer.Option("--url", envvar="LOYALTY_RELAY_URL", help="Relay base URL")]
+AccessKey = Annotated[str, typer.Option("--access-key", envvar="LOYALTY_ACCESS_KEY", help="KIOSK access key")]
+PrivateKey = Annotated[
+    str, typer.Option("--key", envvar="LOYALTY_PRIVATE_KEY", help="Wallet private key (0x...)", show_default=False)
+]
+DEFAULT_URL = "http://127.0.0.1:8000"
 
 
-def _db() -> database.Database:
+def units(value: str) -> int:
+    """'10.5' -> 10.5 x 10**18, exactly."""
+    try:
+        amount = Decimal(value) * 10**18
+    except InvalidOperation:
+        raise typer.BadParameter(f"{value!r} is not a number") from None
+    if amount != amount.to_integral_value() or amount <= 0:
+        raise typer.BadParameter(f"{value!r} must be positive with at most 18 decimals")
+    return int(amount)
+
+
+def show(result: BaseModel | dict[str, Any]) -> None:
+    data = result.model_dump() if isinstance(result, BaseModel) else result
+    typer.echo(json.dumps(data, indent=2))
+
+
+def _call(fn: Any, *args: Any) -> Any:
+    import httpx
+
+    from relay import errors
+
+    try:
+        return fn(*args)
+    except errors.RelayError as exc:
+        typer.echo(f"error {exc.code}: {exc.message}", err=True)
+        raise typer.Exit(2) from None
+    except httpx.HTTPError as exc:
+        typer.echo(f"cannot reach the relay: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _db() -> Any:
+    from relay import db as database
+
     settings = get_settings()
     database.upgrade(settings.database_url)
     return database.Database(settings.database_url)
@@ -46,6 +91,8 @@ def serve(
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Applies all migrations to RELAY_DATABASE_URL / DATABASE_URL."""
+    from relay import db as database
+
     database.upgrade(get_settings().database_url)
     typer.echo("database is up to date")
 
@@ -58,6 +105,8 @@ def kiosk_add(
     access_key: Annotated[str | None, typer.Option(help="Use this key instead of a random one")] = None,
 ) -> None:
     """Creates a KIOSK client and prints its access key and callback secret (shown once)."""
+    from relay import kiosks
+
     with _db().session() as session:
         created = kiosks.add(session, name, shop, callback_url, access_key)
     typer.echo(f"kiosk id:        {created.kiosk.id}")
@@ -68,6 +117,8 @@ def kiosk_add(
 @kiosk_app.command("list")
 def kiosk_list() -> None:
     """Lists KIOSK clients (never their keys)."""
+    from relay import kiosks
+
     with _db().session() as session:
         for client, shops in kiosks.list_all(session):
             state = "revoked" if client.revoked_at else "active"
@@ -79,11 +130,143 @@ def kiosk_list() -> None:
 @kiosk_app.command("revoke")
 def kiosk_revoke(kiosk_id: int) -> None:
     """Revokes a KIOSK client's access key."""
+    from relay import kiosks
+
     with _db().session() as session:
         if not kiosks.revoke(session, kiosk_id):
             typer.echo(f"no active KIOSK client {kiosk_id}", err=True)
             raise typer.Exit(1)
     typer.echo(f"revoked KIOSK client {kiosk_id}")
+
+
+# ---------------------------------------------------------------- KIOSK (point of sale)
+
+
+def _kiosk(url: str, access_key: str) -> Any:
+    from relay.sdk import KioskClient
+
+    return KioskClient(url, access_key)
+
+
+@pos_app.command("balance")
+def pos_balance(account: str, url: Url = DEFAULT_URL) -> None:
+    """A wallet's (or temporary address's) loyalty balance."""
+    show(_call(_kiosk(url, "").balance, account))
+
+
+@pos_app.command("pay")
+def pos_pay(
+    purchase_id: str,
+    amount: str,
+    shop: Annotated[str, typer.Option(help="Shop id")],
+    account: Annotated[str, typer.Option(help="Wallet or temporary address")],
+    currency: str = "krw",
+    access_key: AccessKey = "",
+    url: Url = DEFAULT_URL,
+) -> None:
+    """Opens a new payment (the user then approves it in the app)."""
+    show(_call(_kiosk(url, access_key).open_new, purchase_id, units(amount), currency, shop, account))
+
+
+@pos_app.command("close")
+def pos_close(
+    payment_id: str,
+    refund: Annotated[bool, typer.Option(help="Refund instead of completing")] = False,
+    access_key: AccessKey = "",
+    url: Url = DEFAULT_URL,
+) -> None:
+    """Completes (or refunds) an approved payment."""
+    show(_call(_kiosk(url, access_key).close_new, payment_id, not refund))
+
+
+@pos_app.command("cancel")
+def pos_cancel(payment_id: str, access_key: AccessKey = "", url: Url = DEFAULT_URL) -> None:
+    """Asks the shop owner to cancel a completed payment."""
+    show(_call(_kiosk(url, access_key).open_cancel, payment_id))
+
+
+@pos_app.command("close-cancel")
+def pos_close_cancel(
+    payment_id: str,
+    revert: Annotated[bool, typer.Option(help="Keep the payment instead of refunding it")] = False,
+    access_key: AccessKey = "",
+    url: Url = DEFAULT_URL,
+) -> None:
+    """Completes an approved cancel (refunds the user)."""
+    show(_call(_kiosk(url, access_key).close_cancel, payment_id, not revert))
+
+
+@pos_app.command("purchase")
+def pos_purchase(
+    purchase_id: str,
+    amount: str,
+    shop: Annotated[str, typer.Option(help="Shop id")],
+    account: Annotated[str, typer.Option(help="Wallet or temporary address")],
+    currency: str = "krw",
+    access_key: AccessKey = "",
+    url: Url = DEFAULT_URL,
+) -> None:
+    """Reports a purchase paid without loyalty; it earns the shop's reward."""
+    show(_call(_kiosk(url, access_key).report_purchase, purchase_id, units(amount), currency, shop, account))
+
+
+@app.command("shops")
+def shops(shop_id: str, url: Url = DEFAULT_URL) -> None:
+    """A shop's settings, totals and withdrawal in progress."""
+    kiosk = _kiosk(url, "")
+    show(_call(kiosk.shop_info, shop_id).model_dump() | _call(kiosk.shop_withdrawal, shop_id).model_dump())
+
+
+# ---------------------------------------------------------------- wallet (app)
+
+
+def _wallet(url: str, key: str) -> Any:
+    from relay.sdk import AppClient
+
+    if not key:
+        raise typer.BadParameter("a private key is required (--key or LOYALTY_PRIVATE_KEY)")
+    return AppClient(url, key)
+
+
+@wallet_app.command("item")
+def wallet_item(payment_id: str, url: Url = DEFAULT_URL) -> None:
+    """A payment, with the typed data to sign if a decision is pending."""
+    from relay.sdk import AppClient
+
+    show(_call(AppClient(url, "0x" + "11" * 32).item, payment_id))
+
+
+@wallet_app.command("approve")
+def wallet_approve(payment_id: str, key: PrivateKey = "", url: Url = DEFAULT_URL) -> None:
+    """Approves a pending payment (as its user) or cancel (as the shop owner)."""
+    show(_call(_wallet(url, key).approve, payment_id))
+
+
+@wallet_app.command("deny")
+def wallet_deny(payment_id: str, key: PrivateKey = "", url: Url = DEFAULT_URL) -> None:
+    """Denies a pending payment or cancel."""
+    show(_call(_wallet(url, key).deny, payment_id))
+
+
+@wallet_app.command("temporary")
+def wallet_temporary(key: PrivateKey = "", url: Url = DEFAULT_URL) -> None:
+    """A temporary address for the payment QR code."""
+    show(_call(_wallet(url, key).temporary_account))
+
+
+@wallet_app.command("withdraw")
+def wallet_withdraw(
+    shop: str,
+    amount: Annotated[str | None, typer.Argument(help="Points to withdraw; omit to complete the open one")] = None,
+    key: PrivateKey = "",
+    url: Url = DEFAULT_URL,
+) -> None:
+    """As a shop owner: registers a withdrawal, or (without AMOUNT) completes the open one."""
+    wallet = _wallet(url, key)
+    if amount is None:
+        show(_call(wallet.close_withdrawal, shop))
+    else:
+        show(_call(wallet.open_withdrawal, shop, units(amount)))
 
 
 @app.command()

@@ -108,10 +108,9 @@ class Rewards:
         return len(claimed)
 
     def _provide(self, p: Purchase, retried: bool) -> None:
-        if retried or p.tx:
-            # A previous attempt may have credited it before the relay stopped.
-            if self._record_if_provided(p):
-                return
+        # A previous attempt may have credited it before the relay stopped.
+        if (retried or p.tx) and self._record_if_provided(p):
+            return
         fn = self.chain.ledger.functions.provide(p.account, p.shop_id, p.purchase_id, int(p.amount), p.currency)
         try:
             tx = self.chain.send(fn)
