@@ -30,6 +30,9 @@ def make_engine(url: str) -> Engine:
         def _sqlite_pragmas(conn: Any, _: Any) -> None:
             cur = conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
+            # With WAL, NORMAL keeps the database consistent on a crash; a power cut may lose the
+            # last commits, which the relay reconciles from the chain (the source of truth).
+            cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA busy_timeout=30000")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()

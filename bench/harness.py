@@ -1,0 +1,141 @@
+"""A throwaway system for benchmarks: anvil, the contracts, relay processes and funded wallets."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import secrets
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from eth_account import Account
+from web3 import Web3
+
+from relay import db as database
+from relay import kiosks
+from relay.devnet import anvil_key, deploy, relay_env, start_anvil, start_relay, stop
+
+ROOT = Path(__file__).resolve().parent.parent
+ABI = ROOT / "relay" / "abi"
+UNIT = 10**18
+POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
+# anvil accounts 5.. sign for relays and the direct baseline; they get the relay roles at deployment.
+SIGNER_INDEXES = list(range(5, 13))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def contract(w3: Web3, deployment: dict[str, Any], name: str) -> Any:
+    abi = json.loads((ABI / f"{name}.json").read_text())
+    return w3.eth.contract(address=deployment["contracts"][name], abi=abi)
+
+
+@dataclass
+class System:
+    rpc_url: str
+    deployment: dict[str, Any]
+    deployment_file: Path
+    workdir: Path
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    databases: list[str] = field(default_factory=list)
+
+    @property
+    def shop_id(self) -> str:
+        return str(self.deployment["demo"]["shopId"])
+
+    def w3(self) -> Web3:
+        return Web3(Web3.HTTPProvider(self.rpc_url, request_kwargs={"timeout": 60}))
+
+    def new_database(self, backend: str) -> str:
+        if backend == "sqlite":
+            url = f"sqlite:///{self.workdir / f'relay-{secrets.token_hex(3)}.sqlite3'}"
+        else:
+            name = f"relay_bench_{secrets.token_hex(4)}"
+            with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
+                conn.execute(f'CREATE DATABASE "{name}"')
+            url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+        self.databases.append(url)
+        database.upgrade(url)
+        return url
+
+    def start_relay(
+        self, backend: str = "postgresql", workers: int = 1, signers: list[int] | None = None, **settings: Any
+    ) -> tuple[str, str, subprocess.Popen[bytes]]:
+        """Starts a relay; returns (base URL, database URL, process)."""
+        db_url = self.new_database(backend)
+        keys = [anvil_key(i) for i in (signers or SIGNER_INDEXES[:1])]
+        env = relay_env(db_url, self.rpc_url, self.deployment_file, keys, log_level="WARNING", **settings)
+        port = free_port()
+        process = start_relay(env, port, self.workdir / f"relay-{port}.log", workers=workers)
+        self.processes.append(process)
+        return f"http://127.0.0.1:{port}", db_url, process
+
+    def add_kiosk(self, db_url: str, callback_url: str | None = None) -> str:
+        with database.Database(db_url).session() as session:
+            return kiosks.add(session, "bench", [self.shop_id], callback_url).access_key
+
+    def fund_users(self, count: int, points: int) -> list[str]:
+        """New wallets with `points` points each (granted by the deployer, who holds the provider role)."""
+        w3 = self.w3()
+        ledger = contract(w3, self.deployment, "Ledger")
+        keys = ["0x" + secrets.token_hex(32) for _ in range(count)]
+        deployer = Account.from_key(anvil_key(0)).address
+        hashes = [
+            ledger.functions.grant(Account.from_key(key).address, points).transact({"from": deployer}) for key in keys
+        ]
+        for tx in hashes:
+            w3.eth.wait_for_transaction_receipt(tx)
+        return keys
+
+    def close(self) -> None:
+        stop(self.processes)
+        for url in self.databases:
+            if url.startswith("postgresql"):
+                with (
+                    contextlib.suppress(psycopg.Error),
+                    psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn,
+                ):
+                    conn.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
+
+
+@contextlib.contextmanager
+def system() -> Iterator[System]:
+    workdir = Path(tempfile.mkdtemp(prefix="loyalty-bench-"))
+    port = free_port()
+    anvil = start_anvil(port, workdir / "anvil.log", accounts=20)
+    rpc_url = f"http://127.0.0.1:{port}"
+    try:
+        relays = [Account.from_key(anvil_key(i)).address for i in (0, *SIGNER_INDEXES)]
+        deployment_file = workdir / "deployment.json"
+        deployment = deploy(rpc_url, deployment_file, relays, workdir / "deploy.log")
+        bench = System(rpc_url, deployment, deployment_file, workdir, [anvil])
+        yield bench
+    finally:
+        stop([anvil])
+        if "bench" in locals():
+            bench.close()
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    index = min(len(ordered) - 1, max(0, round(p / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def timed(fn: Any, *args: Any) -> float:
+    start = time.perf_counter()
+    fn(*args)
+    return time.perf_counter() - start

@@ -1,0 +1,147 @@
+"""Complete payments per second through the relay (openNew -> approve -> closeNew over HTTP, signed
+by the wallet) against the same two transactions sent straight from web3.py to the same anvil.
+
+    python -m bench.throughput [--payments 200] [--clients 8] [--workers 1 2 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from eth_account import Account
+
+from bench.harness import SIGNER_INDEXES, UNIT, System, contract, system
+from relay import typed_data
+from relay.devnet import anvil_key
+from relay.sdk import AppClient, KioskClient
+
+AMOUNT = 10 * UNIT
+
+
+def direct(bench: System, user_keys: list[str], payments: int, clients: int) -> float:
+    """The baseline: each client thread signs the user's NewPayment and sends openNewPayment and
+    closeNewPayment from its own relay key, waiting for each receipt."""
+    w3 = bench.w3()
+    payment = contract(w3, bench.deployment, "LoyaltyPayment")
+    domain = typed_data.domain(typed_data.PAYMENT_DOMAIN, bench.deployment["chainId"], payment.address)
+    gas_price = w3.eth.gas_price
+
+    def client(index: int, count: int) -> None:
+        signer = Account.from_key(anvil_key(SIGNER_INDEXES[index]))
+        nonce = w3.eth.get_transaction_count(signer.address)
+        user = Account.from_key(user_keys[index])
+        user_nonce = payment.functions.nonces(user.address).call()
+
+        def send(fn: Any) -> None:
+            nonlocal nonce
+            tx = fn.build_transaction(
+                {
+                    "from": signer.address,
+                    "nonce": nonce,
+                    "gas": 400_000,
+                    "gasPrice": gas_price,
+                    "chainId": domain["chainId"],
+                }
+            )
+            nonce += 1
+            tx_hash = w3.eth.send_raw_transaction(signer.sign_transaction(tx).raw_transaction)
+            assert w3.eth.wait_for_transaction_receipt(tx_hash, poll_latency=0.01)["status"] == 1
+
+        for _ in range(count):
+            payment_id = "0x" + secrets.token_hex(32)
+            deadline = int(time.time()) + 600
+            message = {
+                "paymentId": payment_id,
+                "purchaseId": payment_id[:18],
+                "amount": AMOUNT,
+                "currency": "krw",
+                "shopId": bench.shop_id,
+                "account": user.address,
+                "nonce": user_nonce,
+                "deadline": deadline,
+            }
+            signature = typed_data.sign(user.key, typed_data.build("NewPayment", domain, message))
+            user_nonce += 1
+            data = (payment_id, message["purchaseId"], AMOUNT, "krw", bench.shop_id, user.address, deadline)
+            send(payment.functions.openNewPayment(data, signature))
+            send(payment.functions.closeNewPayment(payment_id, True))
+
+    return _run(clients, payments, client)
+
+
+def through_relay(url: str, access_key: str, shop_id: str, user_keys: list[str], payments: int, clients: int) -> float:
+    def client(index: int, count: int) -> None:
+        kiosk = KioskClient(url, access_key)
+        wallet = AppClient(url, user_keys[index])
+        for _ in range(count):
+            opened = kiosk.open_new(f"B-{secrets.token_hex(6)}", AMOUNT, "krw", shop_id, wallet.address)
+            wallet.approve(opened.paymentId)
+            assert kiosk.close_new(opened.paymentId).paymentStatus == 4
+
+    return _run(clients, payments, client)
+
+
+def _run(clients: int, payments: int, client: Any) -> float:
+    per_client = [payments // clients + (i < payments % clients) for i in range(clients)]
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(clients + 1)
+
+    def run(index: int) -> None:
+        barrier.wait()
+        try:
+            client(index, per_client[index])
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    with ThreadPoolExecutor(clients) as pool:
+        futures = [pool.submit(run, i) for i in range(clients)]
+        barrier.wait()
+        start = time.perf_counter()
+        for future in futures:
+            future.result()
+        elapsed = time.perf_counter() - start
+    if errors:
+        raise errors[0]
+    return payments / elapsed
+
+
+def measure(bench: System, payments: int, clients: int, workers: list[int], signers: int) -> list[dict[str, Any]]:
+    rows = []
+    users = bench.fund_users(clients, 1_000_000 * UNIT)
+    baseline = direct(bench, users, payments, clients)
+    for count in workers:
+        users = bench.fund_users(clients, 1_000_000 * UNIT)
+        url, db_url, process = bench.start_relay(workers=count, signers=SIGNER_INDEXES[:signers])
+        access_key = bench.add_kiosk(db_url)
+        through_relay(url, access_key, bench.shop_id, users, clients * 2, clients)  # warm-up
+        rate = through_relay(url, access_key, bench.shop_id, users, payments, clients)
+        process.terminate()
+        process.wait(15)
+        rows.append({"workers": count, "direct": baseline, "relay": rate, "ratio": rate / baseline})
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--payments", type=int, default=200)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
+    parser.add_argument("--signers", type=int, default=4, help="relay signer keys")
+    args = parser.parse_args()
+    with system() as bench:
+        rows = measure(bench, args.payments, args.clients, args.workers, args.signers)
+    print(
+        f"\nComplete payments/s ({args.payments} payments, {args.clients} concurrent clients, {args.signers} signer keys)"
+    )
+    print(f"{'relay workers':>14} {'direct web3':>12} {'relay':>8} {'relay/direct':>13}")
+    for row in rows:
+        print(f"{row['workers']:>14} {row['direct']:>12.1f} {row['relay']:>8.1f} {row['ratio']:>13.2f}")
+
+
+if __name__ == "__main__":
+    main()
