@@ -23,7 +23,7 @@ from web3.contract import Contract
 from web3.contract.contract import ContractFunction
 from web3.exceptions import ContractCustomError, ContractLogicError, TransactionNotFound, Web3RPCError
 from web3.logs import DISCARD
-from web3.types import TxReceipt
+from web3.types import BlockIdentifier, TxReceipt
 
 from relay import typed_data
 from relay.db import Database
@@ -106,6 +106,10 @@ class ErrorDecoder:
 class Chain:
     def __init__(self, rpc_url: str, deployment_file: Path, db: Database, signer_keys: list[str], timeout: float):
         self.w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": timeout}))
+        # Every argument is already validated and every transaction fully specified: the default
+        # middleware would only add ENS lookups, chain-id round trips and gas re-estimation.
+        for name in ("validation", "ens_name_to_address", "gas_estimate", "gas_price_strategy"):
+            self.w3.middleware_onion.remove(name)
         self.deployment = json.loads(Path(deployment_file).read_text())
         self.chain_id: int = self.deployment["chainId"]
         abis = {name: json.loads((ABI_DIR / f"{name}.json").read_text()) for name in CONTRACTS}
@@ -135,9 +139,9 @@ class Chain:
 
     # ------------------------------------------------------------------ reads
 
-    def _call(self, fn: ContractFunction) -> Any:
+    def _call(self, fn: ContractFunction, block: BlockIdentifier = "latest") -> Any:
         try:
-            return fn.call()
+            return fn.call(block_identifier=block)
         except CONNECTION_ERRORS as exc:
             raise ChainUnavailable() from exc
         except ContractCustomError as exc:
@@ -156,8 +160,8 @@ class Chain:
             raise
         return Estimate(*(int(v) for v in values))
 
-    def payment_nonce(self, account: str) -> int:
-        return int(self._call(self.payment.functions.nonces(account)))
+    def payment_nonce(self, account: str, block: BlockIdentifier = "latest") -> int:
+        return int(self._call(self.payment.functions.nonces(account), block))
 
     def shop_nonce(self, account: str) -> int:
         return int(self._call(self.shops.functions.nonces(account)))
@@ -188,6 +192,12 @@ class Chain:
             fee=int(info[6]),
             deadline=int(info[9]),
         )
+
+    def block_number(self) -> int:
+        try:
+            return int(self.w3.eth.block_number)
+        except CONNECTION_ERRORS as exc:
+            raise ChainUnavailable() from exc
 
     def latest_timestamp(self) -> int:
         try:
@@ -309,7 +319,7 @@ class Chain:
             receipt = self.receipt(tx_hash)
             if receipt is not None or time.monotonic() > deadline:
                 return receipt
-            time.sleep(0.05)
+            time.sleep(0.01)
 
     def events(self, receipt: TxReceipt, contract: str, event: str) -> list[dict[str, Any]]:
         processed = self.contracts[contract].events[event]().process_receipt(receipt, errors=DISCARD)

@@ -65,10 +65,10 @@ def wait_for(url: str, what: str, timeout: float = 30.0, json_body: dict[str, An
     raise RuntimeError(f"{what} did not start within {timeout:.0f} s")
 
 
-def start_anvil(port: int, log: Path) -> subprocess.Popen[bytes]:
+def start_anvil(port: int, log: Path, accounts: int = 10) -> subprocess.Popen[bytes]:
     """Starts anvil with the standard test mnemonic and waits until it answers."""
     process = subprocess.Popen(
-        ["anvil", "--host", "127.0.0.1", "--port", str(port), "--mnemonic", MNEMONIC],
+        ["anvil", "--host", "127.0.0.1", "--port", str(port), "--mnemonic", MNEMONIC, "--accounts", str(accounts)],
         cwd=ROOT,
         env=tool_env(),
         stdout=log.open("w"),

@@ -19,6 +19,9 @@
 | 4001 | 503 | the chain node is unreachable |
 | 4002 | 409 | the chain rejected the operation (the payment is marked failed) |
 | 5000 | 500 | unexpected server error |
+
+Other HTTP errors (malformed JSON, unknown path, the admin log-in) use code 1000 with their own
+HTTP status.
 """
 
 from __future__ import annotations

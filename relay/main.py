@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from relay import admin, errors
 from relay import db as database
@@ -105,10 +106,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="1.0.0",
         description=DESCRIPTION,
         lifespan=lifespan,
-        responses={
-            400: {"model": ErrorResponse, "description": "Invalid parameter"},
-            503: {"model": ErrorResponse, "description": "Chain node unreachable"},
-        },
+        responses={500: {"model": ErrorResponse, "description": "Unexpected server error (5000)"}},
     )
     app.include_router(kiosk_routes.router)
     app.include_router(app_routes.router)
@@ -128,6 +126,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             where = ".".join(str(part) for part in e["loc"] if part not in ("body", "query"))
             problems.append(f"{where or 'body'}: {e['msg']}")
         return _error(400, errors.InvalidParameter.code, "; ".join(problems))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        """Errors raised outside the relay's own (malformed JSON, unknown path, admin log-in)."""
+        response = _error(exc.status_code, errors.InvalidParameter.code, str(exc.detail))
+        response.headers.update(exc.headers or {})
+        return response
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:

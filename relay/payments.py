@@ -18,7 +18,7 @@ from typing import Any
 
 from eth_account.messages import encode_typed_data
 from eth_utils import keccak, to_checksum_address
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from web3.contract.contract import ContractFunction
@@ -659,15 +659,24 @@ class Payments:
 
     def _expected_nonce(self, account: str) -> int:
         """The nonce the next signature of `account` must carry: its on-chain nonce plus the
-        signatures of it already accepted but not yet mined."""
+        signatures of it already accepted but not yet mined. Both are read at one block: a
+        transaction mined by then is in the on-chain nonce even if its receipt is not recorded
+        yet (the chain watcher finishes it later), so it must not be counted twice."""
         with self.db.session() as session:
-            in_flight = session.execute(
-                select(func.count()).where(
-                    Payment.signer == account,
-                    Payment.chain_op.in_([ChainOp.OPEN, ChainOp.OPEN_CANCEL]),
+            txs = (
+                session.execute(
+                    select(Payment.chain_tx).where(
+                        Payment.signer == account,
+                        Payment.chain_op.in_([ChainOp.OPEN, ChainOp.OPEN_CANCEL]),
+                    )
                 )
-            ).scalar_one()
-        return self.chain.payment_nonce(account) + int(in_flight)
+                .scalars()
+                .all()
+            )
+        block = self.chain.block_number()
+        receipts = [self.chain.receipt(tx) if tx else None for tx in txs]
+        unmined = sum(1 for r in receipts if r is None or r["blockNumber"] > block)
+        return self.chain.payment_nonce(account, block) + unmined
 
     def _new_payment_args(self, p: Payment, deadline: int) -> tuple[Any, ...]:
         return (p.payment_id, p.purchase_id, int(p.amount), p.currency, p.shop_id, p.account, deadline)

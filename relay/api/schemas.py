@@ -63,14 +63,29 @@ def _text(value: str) -> str:
     return value
 
 
+def _documented(pattern: str, **kwargs: Any) -> Any:
+    """A Field whose JSON schema shows the pattern the validator enforces (with clearer messages)."""
+    return Field(json_schema_extra={"pattern": pattern}, **kwargs)
+
+
 Address = Annotated[
-    str, Field(max_length=42, examples=["0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC"]), AfterValidator(_address)
+    str,
+    _documented(r"^0x[0-9a-fA-F]{40}$", max_length=42, examples=["0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC"]),
+    AfterValidator(_address),
 ]
-Amount = Annotated[str, Field(max_length=78, examples=["10000000000000000000"]), AfterValidator(_amount)]
-Bytes32 = Annotated[str, Field(max_length=66), AfterValidator(_bytes32)]
-Currency = Annotated[str, Field(max_length=16, examples=["krw"]), AfterValidator(_currency)]
-Signature = Annotated[str, Field(max_length=4098), AfterValidator(_signature)]
-PurchaseId = Annotated[str, Field(min_length=1, max_length=64, examples=["P000001"]), AfterValidator(_text)]
+Amount = Annotated[
+    str,
+    _documented(r"^[0-9]{1,78}$", max_length=78, examples=["10000000000000000000"], description="> 0, < 2**256"),
+    AfterValidator(_amount),
+]
+Bytes32 = Annotated[str, _documented(r"^0x[0-9a-fA-F]{64}$", max_length=66), AfterValidator(_bytes32)]
+Currency = Annotated[
+    str, _documented(r"^[A-Za-z][A-Za-z0-9_]{0,15}$", max_length=16, examples=["krw"]), AfterValidator(_currency)
+]
+Signature = Annotated[str, _documented(r"^0x([0-9a-fA-F]{2}){65,2048}$", max_length=4098), AfterValidator(_signature)]
+PurchaseId = Annotated[
+    str, _documented(r"^[ -~]+$", min_length=1, max_length=64, examples=["P000001"]), AfterValidator(_text)
+]
 AccessKey = Annotated[
     str | None, Field(default=None, max_length=200, description="KIOSK access key (or `Authorization: Bearer`)")
 ]
@@ -95,6 +110,22 @@ class ErrorBody(BaseModel):
 class ErrorResponse(BaseModel):
     code: int = Field(description="Error code (see the table in the API description)")
     error: ErrorBody
+
+
+_STATUS_TEXT = {
+    400: "Invalid parameter (code 1000) or unknown currency (2004)",
+    401: "Missing, unknown or revoked access key (1001)",
+    403: "Access key not allowed for the shop (1002), or a bad or expired signature (3002, 3003)",
+    404: "Unknown payment, shop, purchase or temporary account (2001-2005)",
+    409: "Wrong status for this action (3001), purchase id reused (3005), or rejected by the chain (4002)",
+    422: "Insufficient balance (3004) or amount not withdrawable (3006)",
+    503: "The chain node is unreachable (4001)",
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI documentation of the error responses a group of routes can give."""
+    return {status: {"model": ErrorResponse, "description": _STATUS_TEXT[status]} for status in statuses}
 
 
 # ----------------------------------------------------------------------------- KIOSK requests

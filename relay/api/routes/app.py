@@ -16,13 +16,13 @@ from sse_starlette import EventSourceResponse
 from relay import temporary, typed_data
 from relay.api import schemas
 from relay.api.deps import Services, ServicesDep
-from relay.api.schemas import Ok
+from relay.api.schemas import Ok, error_responses
 from relay.api.views import app_payment
 from relay.errors import ExpiredSignature, InvalidParameter
 from relay.models import Notification, PushToken
 from relay.payments import verify_signature
 
-router = APIRouter(prefix="/v1/payment", tags=["Mobile app"])
+router = APIRouter(prefix="/v1/payment", tags=["Mobile app"], responses=error_responses(400, 403, 404, 409, 503))
 
 MAX_DEADLINE_AHEAD = 24 * 3600
 

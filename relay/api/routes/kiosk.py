@@ -8,12 +8,12 @@ from fastapi import APIRouter, Query
 
 from relay.api import schemas
 from relay.api.deps import Authorization, ServicesDep, authenticate_kiosk
-from relay.api.schemas import Ok
+from relay.api.schemas import Ok, error_responses
 from relay.api.views import kiosk_payment
 from relay.errors import PurchaseNotFound
 from relay.models import Purchase
 
-router = APIRouter(prefix="/v1/payment", tags=["KIOSK"])
+router = APIRouter(prefix="/v1/payment", tags=["KIOSK"], responses=error_responses(400, 401, 403, 404, 409, 422, 503))
 
 
 @router.get("/user/balance", summary="3.1 The user's loyalty balance")

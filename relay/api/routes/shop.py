@@ -8,10 +8,12 @@ from fastapi import APIRouter, Query
 
 from relay.api import schemas
 from relay.api.deps import ServicesDep
-from relay.api.schemas import Ok
+from relay.api.schemas import Ok, error_responses
 from relay.chain import Shop
 
-router = APIRouter(prefix="/v1/payment/shop", tags=["Shop owner"])
+router = APIRouter(
+    prefix="/v1/payment/shop", tags=["Shop owner"], responses=error_responses(400, 403, 404, 409, 422, 503)
+)
 
 
 def shop_tx(shop: Shop, tx: str) -> schemas.ShopTx:
