@@ -321,7 +321,7 @@ class RelayProcess:
             except httpx.HTTPError:
                 return False
 
-        wait_until(ready, timeout=30)
+        wait_until(ready, timeout=90)  # generous: a loaded CI machine can take long to import
         return self
 
     def stop(self, kill: bool = False) -> None:
@@ -349,8 +349,11 @@ def start_relay(
     """Starts a relay process; keyword arguments become RELAY_* settings."""
     started: list[RelayProcess] = []
 
-    def start(name: str, backend: str = "sqlite", signer: int | None = None, **settings: Any) -> RelayProcess:
-        db_url = new_database(backend)
+    def start(
+        name: str, backend: str = "sqlite", signer: int | None = None, db_url: str | None = None, **settings: Any
+    ) -> RelayProcess:
+        """`db_url`: an existing database to serve (default: a new one of `backend`)."""
+        db_url = db_url or new_database(backend)
         env = _env() | {
             "RELAY_DATABASE_URL": db_url,
             "RELAY_RPC_URL": anvil,
@@ -379,9 +382,23 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(scope="session")
-def relay(backend: str, start_relay: Callable[..., RelayProcess]) -> RelayProcess:
+def relays(start_relay: Callable[..., RelayProcess]) -> Callable[[str], RelayProcess]:
+    """The session relay of a database backend, started on first use and then reused (so modules
+    that pick a backend with `indirect` parametrization share it)."""
+    started: dict[str, RelayProcess] = {}
+
+    def get(backend: str) -> RelayProcess:
+        if backend not in started:
+            started[backend] = start_relay(f"relay-{backend}", backend=backend, signer=SIGNERS[backend])
+        return started[backend]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def relay(backend: str, relays: Callable[[str], RelayProcess]) -> RelayProcess:
     """The relay under test, once per database backend."""
-    return start_relay(f"relay-{backend}", backend=backend, signer=SIGNERS[backend])
+    return relays(backend)
 
 
 @dataclass
@@ -425,6 +442,29 @@ def token_user(relay: RelayProcess) -> AppClient:
 @pytest.fixture(scope="session")
 def owner(relay: RelayProcess) -> AppClient:
     return AppClient(relay.url, anvil_key(OWNER))
+
+
+@pytest.fixture(scope="session")
+def new_wallet(anvil: str, deployment: dict[str, Any]) -> Callable[..., AppClient]:
+    """A fresh wallet with `points` granted by the deployer (a provider), for tests that need
+    exact balances or to drain one."""
+    from eth_account import Account
+    from web3 import Web3
+
+    from relay.chain import ABI_DIR
+
+    w3 = Web3(Web3.HTTPProvider(anvil))
+    ledger = w3.eth.contract(
+        address=deployment["contracts"]["Ledger"], abi=json.loads((ABI_DIR / "Ledger.json").read_text())
+    )
+
+    def new(relay: RelayProcess, points: int) -> AppClient:
+        account = Account.create()
+        tx = ledger.functions.grant(account.address, points).transact({"from": address(0)})
+        assert w3.eth.wait_for_transaction_receipt(tx)["status"] == 1
+        return AppClient(relay.url, account.key)
+
+    return new
 
 
 @pytest.fixture

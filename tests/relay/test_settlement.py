@@ -22,7 +22,7 @@ from relay import errors
 from relay.devnet import anvil_key
 from relay.models import ChainEvent, IndexerCursor, Withdrawal
 from relay.sdk import AppClient
-from tests.relay.conftest import OWNER, POINT_USER, ROOT, SIGNERS, UNIT, free_port, wait_until
+from tests.relay.conftest import OWNER, POINT_USER, ROOT, SIGNERS, UNIT, wait_until
 
 SCREENSHOTS = ROOT / "var" / "screenshots"
 ADMIN_PASSWORD = "s3cret-" + secrets.token_hex(4)

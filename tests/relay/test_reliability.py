@@ -1,0 +1,203 @@
+"""What happens when things go wrong: the relay is killed mid-flow, the KIOSK's callback endpoint
+is down, nobody decides or closes in time, the chain node is unreachable, the chain rejects an
+operation. The restart runs on both database backends; the rest on SQLite or dedicated relays."""
+
+from __future__ import annotations
+
+import secrets
+import time
+
+import pytest
+from sqlalchemy import select
+
+from relay import chain as onchain
+from relay.devnet import anvil_key
+from relay.models import Callback, CallbackState, Notification, Payment
+from relay.models import PaymentStatus as S
+from relay.sdk import AppClient
+from tests.relay.checks import (
+    balance_of,
+    call,
+    count_payments,
+    count_rows,
+    decide,
+    fails,
+    item,
+    kiosk_post,
+    ok,
+    open_new,
+    payment_on_chain,
+    session_of,
+    sqlite_only,
+)
+from tests.relay.conftest import POINT_USER, SIGNERS, UNIT, free_port, wait_until
+
+TEN_KRW = 10 * UNIT
+FEE = UNIT // 2
+
+
+def _open(relay, kiosk, wallet, shop_id, amount=TEN_KRW):
+    return ok(open_new(relay.url, kiosk.access_key, f"P-{secrets.token_hex(6)}", amount, shop_id, wallet.address))
+
+
+def _callback_rows(relay, payment_id):
+    with session_of(relay) as session:
+        return list(session.execute(select(Callback).where(Callback.payment_id == payment_id)).scalars())
+
+
+# ----------------------------------------------------------------------------- (a) restart
+
+
+def test_restart__killed_right_after_confirm__one_callback_and_the_payment_closes(
+    relay, kiosk, user, shop_id, callbacks
+):
+    payment_id = _open(relay, kiosk, user, shop_id)["paymentId"]
+    approved = user.approve(payment_id)
+    relay.stop(kill=True)
+
+    # The open was sent and is waiting for the chain watcher, which had not queued the callback.
+    with session_of(relay) as session:
+        payment = session.get(Payment, payment_id)
+        assert (payment.status, payment.chain_op, payment.chain_tx) == (S.APPROVED, "open", approved.txHash)
+    assert _callback_rows(relay, payment_id) == []
+
+    relay.start()
+
+    [callback] = callbacks.wait_for(payment_id)
+    assert (callback.json["type"], callback.json["code"]) == ("create", 0)
+    assert callback.json["data"]["totalPoint"] == str(TEN_KRW + FEE)
+    closed = ok(kiosk_post(relay.url, "closeNew", kiosk.access_key, payment_id))
+    assert closed["paymentStatus"] == S.COMPLETED
+    time.sleep(1.0)  # a few more worker rounds: nothing is delivered twice
+    deliveries = callbacks.for_payment(payment_id, accepted_only=False)
+    assert len(deliveries) == 1 and len({d.id for d in deliveries}) == 1
+    assert [(row.id, row.state, row.attempts) for row in _callback_rows(relay, payment_id)] == [
+        (callback.id, CallbackState.DELIVERED, 1)
+    ]
+
+
+# ----------------------------------------------------------------------------- (b) KIOSK down
+
+
+@sqlite_only
+def test_callback_receiver_down__retried_with_the_same_id_until_delivered(relay, kiosk, user, shop_id, callbacks):
+    callbacks.status = 500
+    try:
+        payment_id = _open(relay, kiosk, user, shop_id)["paymentId"]
+        user.deny(payment_id)
+        wait_until(lambda: len(callbacks.for_payment(payment_id)) >= 3)
+        [pending] = _callback_rows(relay, payment_id)
+        assert pending.state == CallbackState.PENDING and pending.last_error == "HTTP 500"
+    finally:
+        callbacks.status = 200
+
+    [row] = wait_until(
+        lambda: (rows := _callback_rows(relay, payment_id)) and rows[0].state == CallbackState.DELIVERED and rows
+    )
+    attempts = callbacks.for_payment(payment_id)
+    assert len(attempts) == row.attempts >= 4
+    assert {a.id for a in attempts} == {row.id}
+    assert {a.body for a in attempts} == {row.body}
+    assert all(a.verified for a in attempts)
+    assert (attempts[0].json["type"], attempts[0].json["code"]) == ("create", 1001)
+
+
+# ----------------------------------------------------------------------------- (c) timeouts
+
+
+@pytest.fixture(scope="module")
+def timeouts_relay(start_relay):
+    # The payment timeout leaves the approval test 3-4 s (openNew's timestamp is whole seconds)
+    # to approve in time, even on a busy machine.
+    relay = start_relay("timeouts", signer=SIGNERS["timeouts"], payment_timeout=4, close_timeout=3)
+    yield relay
+    relay.stop()  # its workers poll; no need to keep them busy for the rest of the session
+
+
+def test_timeout__no_decision__status_9_and_callback_2000(timeouts_relay, make_kiosk, shop_id, callbacks, new_wallet):
+    kiosk = make_kiosk(timeouts_relay, [shop_id])
+    wallet = new_wallet(timeouts_relay, 100 * UNIT)
+    payment_id = _open(timeouts_relay, kiosk, wallet, shop_id)["paymentId"]
+
+    wait_until(lambda: item(timeouts_relay.url, payment_id)["paymentStatus"] == S.TIMEOUT, timeout=15)
+
+    [callback] = callbacks.wait_for(payment_id)
+    assert callback.verified and (callback.json["type"], callback.json["code"]) == ("create", 2000)
+    assert item(timeouts_relay.url, payment_id)["typedData"] is None
+    fails(kiosk_post(timeouts_relay.url, "closeNew", kiosk.access_key, payment_id), 409, 3001)
+    assert balance_of(timeouts_relay.url, wallet.address) == 100 * UNIT
+
+
+def test_timeout__approved_but_never_closed__refunded_on_chain_and_callback_2000(
+    timeouts_relay, make_kiosk, shop_id, callbacks, new_wallet, anvil, deployment
+):
+    kiosk = make_kiosk(timeouts_relay, [shop_id])
+    wallet = new_wallet(timeouts_relay, 100 * UNIT)
+    payment_id = _open(timeouts_relay, kiosk, wallet, shop_id)["paymentId"]
+    wallet.approve(payment_id)
+    [approved] = callbacks.wait_for(payment_id)
+    assert approved.json["code"] == 0
+    assert balance_of(timeouts_relay.url, wallet.address) == 100 * UNIT - TEN_KRW - FEE
+
+    wait_until(lambda: item(timeouts_relay.url, payment_id)["paymentStatus"] == S.REFUNDED, timeout=20)
+
+    assert balance_of(timeouts_relay.url, wallet.address) == 100 * UNIT
+    assert payment_on_chain(anvil, deployment, payment_id)["status"] == onchain.REFUNDED
+    approved_, timed_out = callbacks.wait_for(payment_id, count=2)
+    assert approved_.id == approved.id
+    assert timed_out.verified and (timed_out.json["type"], timed_out.json["code"]) == ("create", 2000)
+    fails(kiosk_post(timeouts_relay.url, "closeNew", kiosk.access_key, payment_id), 409, 3001)
+
+
+# ----------------------------------------------------------------------------- (d) node unreachable
+
+
+@pytest.fixture
+def offline_relay(start_relay):
+    """A relay whose chain node is a closed port."""
+    relay = start_relay("offline", signer=SIGNERS["spare"], rpc_url=f"http://127.0.0.1:{free_port()}")
+    yield relay
+    relay.stop()
+
+
+def test_chain_unreachable__503_4001_and_nothing_written(offline_relay, make_kiosk, shop_id):
+    offline = offline_relay
+    kiosk = make_kiosk(offline, [shop_id])
+    user = AppClient(offline.url, anvil_key(POINT_USER))
+
+    fails(call(offline.url, "GET", "/v1/payment/user/balance", params={"account": user.address}), 503, 4001)
+    params = {"account": user.address, "amount": str(TEN_KRW), "currency": "krw"}
+    fails(call(offline.url, "GET", "/v1/payment/info", params=params), 503, 4001)
+    fails(open_new(offline.url, kiosk.access_key, "P-offline", TEN_KRW, shop_id, user.address), 503, 4001)
+    fails(call(offline.url, "GET", "/v1/payment/shop/info", params={"shopId": shop_id}), 503, 4001)
+
+    assert count_payments(offline) == 0
+    assert count_rows(offline, Notification) == 0
+    assert count_rows(offline, Callback) == 0
+
+
+# ----------------------------------------------------------------------------- (e) chain rejects
+
+
+@sqlite_only
+def test_chain_rejects_the_open__409_4002_status_10_and_callback_1002(
+    relay, kiosk, shop_id, callbacks, new_wallet, anvil, deployment
+):
+    wallet = new_wallet(relay, 100 * UNIT)
+    first = _open(relay, kiosk, wallet, shop_id, amount=50 * UNIT)["paymentId"]
+    # A second payment spends 63 of the 100 points, so the first (52.5) no longer fits.
+    second = _open(relay, kiosk, wallet, shop_id, amount=60 * UNIT)["paymentId"]
+    wallet.approve(second)
+    ok(kiosk_post(relay.url, "closeNew", kiosk.access_key, second))
+    assert balance_of(relay.url, wallet.address) == 37 * UNIT
+    signature = wallet.sign(item(relay.url, first)["typedData"]["confirm"])
+
+    message = fails(decide(relay.url, "create/confirm", first, signature), 409, 4002)
+
+    assert "InsufficientBalance" in message and str(37 * UNIT) in message  # the contract's own error
+    assert item(relay.url, first)["paymentStatus"] == S.FAILED
+    [callback] = callbacks.wait_for(first)
+    assert callback.verified and (callback.json["type"], callback.json["code"]) == ("create", 1002)
+    assert balance_of(relay.url, wallet.address) == 37 * UNIT
+    assert payment_on_chain(anvil, deployment, first)["status"] == onchain.NONE
+    fails(kiosk_post(relay.url, "closeNew", kiosk.access_key, first), 409, 3001)
