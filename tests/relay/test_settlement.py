@@ -5,6 +5,7 @@ duplicates."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 import socket
@@ -160,10 +161,8 @@ class ToggleProxy:
             pass
         finally:
             for s in (source, sink):
-                try:
+                with contextlib.suppress(OSError):
                     s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
 
     def close(self) -> None:
         self.listener.close()
