@@ -13,6 +13,7 @@ setup:
 lint: setup
 	ruff check .
 	ruff format --check .
+	mypy relay
 	npx --no-install solhint --max-warnings 0 'contracts/**/*.sol'
 	npx --no-install prettier --check 'contracts/**/*.sol'
 

@@ -81,9 +81,8 @@ def render(rows: list[dict[str, Any]], clients: int) -> str:
         "workers endpoint  requests   req/s    p50     p99",
     ]
     for r in rows:
-        lines.append(
-            f"{r['workers']:>7} {r['endpoint']:<8} {r['requests']:>9} {r['rps']:>7.0f} {r['p50']:>6.1f} {r['p99']:>7.1f}"
-        )
+        counts = f"{r['workers']:>7} {r['endpoint']:<8} {r['requests']:>9} {r['rps']:>7.0f}"
+        lines.append(f"{counts} {r['p50']:>6.1f} {r['p99']:>7.1f}")
     return "\n".join(lines)
 
 

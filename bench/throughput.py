@@ -135,9 +135,8 @@ def main() -> None:
     args = parser.parse_args()
     with system() as bench:
         rows = measure(bench, args.payments, args.clients, args.workers, args.signers)
-    print(
-        f"\nComplete payments/s ({args.payments} payments, {args.clients} concurrent clients, {args.signers} signer keys)"
-    )
+    setup = f"{args.payments} payments, {args.clients} concurrent clients, {args.signers} signer keys"
+    print(f"\nComplete payments/s ({setup})")
     print(f"{'relay workers':>14} {'direct web3':>12} {'relay':>8} {'relay/direct':>13}")
     for row in rows:
         print(f"{row['workers']:>14} {row['direct']:>12.1f} {row['relay']:>8.1f} {row['ratio']:>13.2f}")

@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from eth_abi import decode as abi_decode
-from eth_abi import encode as abi_encode
+from eth_abi.abi import decode as abi_decode
+from eth_abi.abi import encode as abi_encode
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
+from eth_typing import HexStr
 from eth_utils import keccak, to_checksum_address
 from sqlalchemy import select
 from web3 import Web3
@@ -23,7 +24,7 @@ from web3.contract import Contract
 from web3.contract.contract import ContractFunction
 from web3.exceptions import ContractCustomError, ContractLogicError, TransactionNotFound, Web3RPCError
 from web3.logs import DISCARD
-from web3.types import BlockIdentifier, TxReceipt
+from web3.types import BlockIdentifier, Nonce, TxParams, TxReceipt, Wei
 
 from relay import typed_data
 from relay.db import Database
@@ -174,12 +175,17 @@ class Chain:
                 raise ShopNotFound(f"Unknown shop: {shop_id}") from exc
             raise
         return Shop(
-            "0x" + info[0].hex(),
-            info[1],
-            *(int(v) for v in info[2:4]),
-            to_checksum_address(info[4]),
-            *(int(v) for v in info[5:10]),
-            bool(info[10]),
+            shop_id="0x" + info[0].hex(),
+            name=info[1],
+            provide_wait_time=int(info[2]),
+            provide_percent=int(info[3]),
+            account=to_checksum_address(info[4]),
+            provided_point=int(info[5]),
+            used_point=int(info[6]),
+            settled_point=int(info[7]),
+            withdrawn_point=int(info[8]),
+            withdraw_amount=int(info[9]),
+            withdraw_open=bool(info[10]),
         )
 
     def payment_of(self, payment_id: str) -> OnChainPayment:
@@ -215,7 +221,7 @@ class Chain:
         """Asks a contract wallet whether it signed `digest` (ERC-1271)."""
         data = ERC1271_MAGIC + abi_encode(["bytes32", "bytes"], [digest, signature])
         try:
-            result = self.w3.eth.call({"to": to_checksum_address(account), "data": "0x" + data.hex()})
+            result = self.w3.eth.call({"to": to_checksum_address(account), "data": HexStr("0x" + data.hex())})
         except CONNECTION_ERRORS as exc:
             raise ChainUnavailable() from exc
         except (ContractLogicError, Web3RPCError, ValueError):
@@ -265,16 +271,15 @@ class Chain:
                 nonce = row.next_nonce
                 if nonce is None:
                     nonce = self.w3.eth.get_transaction_count(signer.address, "pending")
-                tx = fn.build_transaction(
-                    {
-                        "from": signer.address,
-                        "nonce": nonce,
-                        "gas": gas,
-                        "gasPrice": self._gas_price(),
-                        "chainId": self.chain_id,
-                    }
-                )
-                signed = signer.sign_transaction(tx)
+                params: TxParams = {
+                    "from": signer.address,
+                    "nonce": Nonce(nonce),
+                    "gas": gas,
+                    "gasPrice": Wei(self._gas_price()),
+                    "chainId": self.chain_id,
+                }
+                tx = fn.build_transaction(params)
+                signed = signer.sign_transaction(dict(tx))  # type: ignore[arg-type]
                 self.w3.eth.send_raw_transaction(signed.raw_transaction)
             except CONNECTION_ERRORS as exc:
                 raise ChainUnavailable() from exc

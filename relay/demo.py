@@ -56,11 +56,11 @@ def main(base_url: str) -> None:
             f"KIOSK opens payment {opened.paymentId} -> status {opened.paymentStatus} ({STATUS[opened.paymentStatus]})"
         )
         if approve:
-            result = user.approve(opened.paymentId)
-            step(f"user approves in the app -> status {result.paymentStatus}, tx {result.txHash}")
+            approved = user.approve(opened.paymentId)
+            step(f"user approves in the app -> status {approved.paymentStatus}, tx {approved.txHash}")
         else:
-            result = user.deny(opened.paymentId)
-            step(f"user denies in the app -> status {result.paymentStatus} ({STATUS[result.paymentStatus]})")
+            denied = user.deny(opened.paymentId)
+            step(f"user denies in the app -> status {denied.paymentStatus} ({STATUS[denied.paymentStatus]})")
         return opened.paymentId
 
     print("1.1 New payment, the user approves")

@@ -35,7 +35,8 @@ Account.enable_unaudited_hdwallet_features()
 
 
 def anvil_key(index: int) -> str:
-    return "0x" + Account.from_mnemonic(MNEMONIC, account_path=f"m/44'/60'/0'/0/{index}").key.hex()
+    key: bytes = Account.from_mnemonic(MNEMONIC, account_path=f"m/44'/60'/0'/0/{index}").key
+    return "0x" + key.hex()
 
 
 def port_in_use(port: int) -> bool:
@@ -198,7 +199,7 @@ Loyalty payment system is running.
         while all(process.poll() is None for process in processes):
             time.sleep(0.5)
         failed = next(process for process in processes if process.poll() is not None)
-        raise SystemExit(f"`{' '.join(map(str, failed.args))}` exited with {failed.returncode}; see var/")
+        raise SystemExit(f"`{failed.args!s}` exited with {failed.returncode}; see var/")
     except RuntimeError as exc:
         raise SystemExit(str(exc)) from None
     except KeyboardInterrupt:

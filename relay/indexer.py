@@ -132,7 +132,7 @@ class Indexer:
                     shop_id=shop_id, amount=str(args["amount"]), opened_tx=tx_hash, opened_block=event.block_number
                 )
             )
-        elif name == "WithdrawalClosed":
+        elif name == "WithdrawalClosed" and shop_id is not None:
             self._close_withdrawal(session, shop_id, tx_hash, event.block_number)
         session.flush()
         return event

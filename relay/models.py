@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import time
+from typing import Any
 
 from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
@@ -146,7 +147,7 @@ class Notification(Base):
     account: Mapped[str] = mapped_column(String(42), index=True)
     kind: Mapped[str] = mapped_column(String(32))
     payment_id: Mapped[str | None] = mapped_column(String(66))
-    payload: Mapped[dict] = mapped_column(JSON)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[float] = mapped_column(Float, default=now)
     pushed: Mapped[int] = mapped_column(Integer, default=0)  # 0 to do, 1 done or nothing to do
 
@@ -231,7 +232,7 @@ class ChainEvent(Base):
     payment_id: Mapped[str | None] = mapped_column(String(66), index=True)
     shop_id: Mapped[str | None] = mapped_column(String(66), index=True)
     account: Mapped[str | None] = mapped_column(String(42))
-    args: Mapped[dict] = mapped_column(JSON)
+    args: Mapped[dict[str, Any]] = mapped_column(JSON)
 
 
 class Shop(Base):

@@ -360,7 +360,7 @@ def start_relay(
             "RELAY_DEPLOYMENT_FILE": deployment["path"],
             "RELAY_SIGNER_KEYS": anvil_key(signer) if signer is not None else "",
             "RELAY_EXPO_BASE_URL": expo.http.url,
-            "RELAY_WORKER_INTERVAL": "0.1",
+            "RELAY_WORKER_INTERVAL": "0.25",
             "RELAY_CALLBACK_BACKOFF_INITIAL": "0.2",
             "RELAY_CALLBACK_BACKOFF_MAX": "1",
             "RELAY_LOG_LEVEL": "INFO",
