@@ -86,7 +86,12 @@ contract LoyaltyPayment is ILoyaltyPayment, AccessControl, SignedActions {
         if (ledger_.paymentController() != address(this) || shops_.paymentController() != address(this)) {
             revert MisconfiguredDeployment();
         }
-        if (shops_.ledger() != address(ledger_)) revert MisconfiguredDeployment();
+        // The ledger records rewards in the same registry and converts with the same rates.
+        if (
+            shops_.ledger() != address(ledger_) ||
+            address(ledger_.shops()) != address(shops_) ||
+            address(ledger_.rates()) != address(rates_)
+        ) revert MisconfiguredDeployment();
         ledger = ledger_;
         shops = shops_;
         rates = rates_;

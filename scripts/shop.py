@@ -114,5 +114,3 @@ def update(owner, relay_account, shop_id, name, percent, wait, deployment):
     signature = _sign(owner, shops, "UpdateShop", message)
     shops.updateShop(shop_id, name, wait, percent, deadline, signature, sender=_sender(relay_account))
     click.echo(f"Shop {shop_id} updated")
-
-

@@ -1,48 +1,59 @@
-"""Fixtures named by role (admin, relay, shop_owner, user) and factories for shops and payments."""
+"""Fixtures named by role (admin, relay, shop_owner, user) and factories for shops and payments.
+
+Session fixtures that change nothing on chain when set up (accounts, and factories, which only
+return functions) are declared with `ape.fixture(chain_isolation=False)`: Ape then knows that
+first using one late in a run needs no re-snapshot ("rebase") of the chain."""
 
 from __future__ import annotations
 
 import secrets
 
+import ape
 import pytest
 
 from scripts._system import UNIT, deploy_system
+from tests.utils.checks import system_state
+from tests.utils.constants import CANCEL_OPEN, CANCELLED, CLOSED, NONE, OPEN, POINT, REFUNDED, TOKEN
 from tests.utils.signing import deadline, sign
 
-POINT, TOKEN = 0, 1
-# Payment statuses on chain.
-NONE, OPEN, CLOSED, REFUNDED, CANCEL_OPEN, CANCELLED = range(6)
+__all__ = ["CANCELLED", "CANCEL_OPEN", "CLOSED", "NONE", "OPEN", "POINT", "REFUNDED", "TOKEN"]
 
 
 # ---------------------------------------------------------------- roles
 
 
-@pytest.fixture(scope="session")
+@ape.fixture(scope="session", chain_isolation=False)
 def admin(accounts):
     return accounts[0]
 
 
-@pytest.fixture(scope="session")
+@ape.fixture(scope="session", chain_isolation=False)
 def relay(accounts):
     return accounts[1]
 
 
-@pytest.fixture(scope="session")
+@ape.fixture(scope="session", chain_isolation=False)
 def shop_owner(accounts):
     return accounts[2]
 
 
-@pytest.fixture(scope="session")
+@ape.fixture(scope="session", chain_isolation=False)
 def user(accounts):
     return accounts[3]
 
 
-@pytest.fixture(scope="session")
+@ape.fixture(scope="session", chain_isolation=False)
 def other_user(accounts):
     return accounts[4]
 
 
-@pytest.fixture(scope="session")
+@ape.fixture(scope="session", chain_isolation=False)
+def customer(accounts):
+    """A second paying user, whose payments give shops a settled total to withdraw."""
+    return accounts[5]
+
+
+@ape.fixture(scope="session", chain_isolation=False)
 def stranger(accounts):
     return accounts[9]
 
@@ -87,7 +98,7 @@ def payment(system):
 # ---------------------------------------------------------------- factories
 
 
-@pytest.fixture(scope="session")
+@ape.fixture(scope="session", chain_isolation=False)
 def create_shop(shops, relay, shop_owner):
     def create_shop(owner=None, shop_id=None, name="Demo Shop", wait=0, percent=100):
         owner = owner or shop_owner
@@ -116,7 +127,7 @@ def shop_id(create_shop):
     return create_shop()
 
 
-@pytest.fixture(scope="session")
+@ape.fixture(scope="session", chain_isolation=False)
 def give_points(ledger, relay):
     def give_points(account, amount):
         ledger.grant(account, amount, sender=relay)
@@ -124,7 +135,7 @@ def give_points(ledger, relay):
     return give_points
 
 
-@pytest.fixture(scope="session")
+@ape.fixture(scope="session", chain_isolation=False)
 def make_token_user(ledger, token, admin):
     def make_token_user(account, tokens=0):
         ledger.switchToToken(sender=account)
@@ -134,7 +145,7 @@ def make_token_user(ledger, token, admin):
     return make_token_user
 
 
-@pytest.fixture(scope="session")
+@ape.fixture(scope="session", chain_isolation=False)
 def sign_new_payment(payment):
     def sign_new_payment(account, payment_id, shop_id, amount, currency="krw", purchase_id="P000001", **overrides):
         fields = dict(
@@ -154,7 +165,7 @@ def sign_new_payment(payment):
     return sign_new_payment
 
 
-@pytest.fixture(scope="session")
+@ape.fixture(scope="session", chain_isolation=False)
 def open_payment(payment, relay, shop_id, sign_new_payment):
     def open_payment(account, amount=10 * UNIT, currency="krw", shop=None, purchase_id="P000001"):
         payment_id = "0x" + secrets.token_hex(32)
@@ -165,7 +176,7 @@ def open_payment(payment, relay, shop_id, sign_new_payment):
     return open_payment
 
 
-@pytest.fixture(scope="session")
+@ape.fixture(scope="session", chain_isolation=False)
 def sign_cancel(payment, shops):
     def sign_cancel(owner, payment_id, purchase_id="P000001", shop=None, **overrides):
         shop = shop or payment.paymentOf(payment_id).shopId
@@ -183,7 +194,7 @@ def sign_cancel(payment, shops):
     return sign_cancel
 
 
-@pytest.fixture(scope="session")
+@ape.fixture(scope="session", chain_isolation=False)
 def completed_payment(payment, relay, open_payment):
     def completed_payment(account, **kwargs):
         payment_id = open_payment(account, **kwargs)
@@ -193,10 +204,122 @@ def completed_payment(payment, relay, open_payment):
     return completed_payment
 
 
-@pytest.fixture(scope="session")
+@ape.fixture(scope="session", chain_isolation=False)
 def open_cancel(payment, relay, shop_owner, sign_cancel):
     def open_cancel(payment_id, owner=None, purchase_id="P000001"):
         dl, sig = sign_cancel(owner or shop_owner, payment_id, purchase_id)
         payment.openCancelPayment(payment_id, purchase_id, dl, sig, sender=relay)
 
     return open_cancel
+
+
+@ape.fixture(scope="session", chain_isolation=False)
+def fund(give_points, make_token_user):
+    """Gives `account` `amount` loyalty of `loyalty_type`: points granted, or tokens deposited
+    after switching (the account must still be a point account with no points)."""
+
+    def fund(account, loyalty_type=POINT, amount=1_000_000 * UNIT):
+        if loyalty_type == POINT:
+            give_points(account, amount)
+        else:
+            make_token_user(account, tokens=amount)
+
+    return fund
+
+
+@ape.fixture(scope="session", chain_isolation=False)
+def payment_in_state(payment, relay, open_payment, open_cancel):
+    """Returns the id of a payment of `account` brought to `status` along the normal path."""
+
+    def payment_in_state(account, status, **kwargs):
+        if status == NONE:
+            return "0x" + secrets.token_hex(32)
+        payment_id = open_payment(account, **kwargs)
+        if status == OPEN:
+            return payment_id
+        payment.closeNewPayment(payment_id, status != REFUNDED, sender=relay)
+        if status in (CLOSED, REFUNDED):
+            return payment_id
+        open_cancel(payment_id)
+        if status == CANCELLED:
+            payment.closeCancelPayment(payment_id, True, sender=relay)
+        return payment_id
+
+    return payment_in_state
+
+
+@ape.fixture(scope="session", chain_isolation=False)
+def settle(payment, relay, customer, give_points, open_payment):
+    """Makes `shop`'s settled total grow by `amount` points: `customer` pays it and the payment completes."""
+
+    def settle(shop, amount):
+        give_points(customer, amount * 2)
+        payment_id = open_payment(customer, amount=amount, currency="point", shop=shop)
+        payment.closeNewPayment(payment_id, True, sender=relay)
+        return payment_id
+
+    return settle
+
+
+@ape.fixture(scope="session", chain_isolation=False)
+def open_withdrawal(shops, relay, shop_owner):
+    def open_withdrawal(shop, amount, owner=None):
+        owner = owner or shop_owner
+        dl = deadline()
+        sig = sign(
+            owner,
+            shops,
+            "OpenWithdrawal",
+            shopId=shop,
+            amount=amount,
+            account=owner.address,
+            nonce=shops.nonces(owner),
+            deadline=dl,
+        )
+        return shops.openWithdrawal(shop, amount, dl, sig, sender=relay)
+
+    return open_withdrawal
+
+
+@ape.fixture(scope="session", chain_isolation=False)
+def close_withdrawal(shops, relay, shop_owner):
+    def close_withdrawal(shop, owner=None):
+        owner = owner or shop_owner
+        dl = deadline()
+        sig = sign(
+            owner, shops, "CloseWithdrawal", shopId=shop, account=owner.address, nonce=shops.nonces(owner), deadline=dl
+        )
+        return shops.closeWithdrawal(shop, dl, sig, sender=relay)
+
+    return close_withdrawal
+
+
+# ---------------------------------------------------------------- inspection
+
+
+@ape.fixture(scope="session", chain_isolation=False)
+def state(token, ledger, shops):
+    """Snapshot of every system balance plus the named accounts and shops (see checks.system_state)."""
+
+    def state(**named):
+        return system_state(token, ledger, shops, **named)
+
+    return state
+
+
+def _impersonate(address):
+    account = ape.accounts[address]
+    account.balance = 10**20
+    return account
+
+
+@pytest.fixture(scope="session")
+def as_controller(payment):
+    """The payment controller's address as a sender, to call the ledger's escrow functions directly."""
+    return _impersonate(payment.address)
+
+
+@pytest.fixture(scope="session")
+def as_ledger(ledger):
+    """The ledger's address as a sender, to call ShopRegistry.recordProvision directly."""
+    return _impersonate(ledger.address)

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.28;
 
+import {ICurrencyRate} from "./ICurrencyRate.sol";
+import {IShopRegistry} from "./IShopRegistry.sol";
 import {ISignedActions} from "./ISignedActions.sol";
 
 /// @title Loyalty ledger
@@ -81,6 +83,12 @@ interface ILedger is ISignedActions {
 
     /// @notice The payment controller, the only caller of the escrow functions.
     function paymentController() external view returns (address);
+
+    /// @notice The shop registry that records purchase rewards.
+    function shops() external view returns (IShopRegistry);
+
+    /// @notice The rate table of every conversion (rewards, switches, refunds to switched accounts).
+    function rates() external view returns (ICurrencyRate);
 
     /*  Payment controller only  */
 

@@ -97,7 +97,8 @@ interface ILoyaltyPayment is ISignedActions {
     error InvalidAmount(uint256 amount);
 
     /// @notice Thrown by the constructor when the ledger or shop registry does not point back at
-    /// this contract (their addresses are computed before deployment).
+    /// this contract (their addresses are computed before deployment), the registry does not trust
+    /// the ledger, or the ledger uses another registry or rate table than this contract.
     error MisconfiguredDeployment();
 
     /// @notice Thrown when an admin setting is out of its bounds.
