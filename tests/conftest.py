@@ -1,15 +1,15 @@
 """Fixtures named by role (admin, relay, shop_owner, user) and factories for shops and payments.
 
-Session fixtures that change nothing on chain when set up (accounts, and factories, which only
-return functions) are declared with `ape.fixture(chain_isolation=False)`: Ape then knows that
-first using one late in a run needs no re-snapshot ("rebase") of the chain."""
+Session fixtures say whether they change the chain when set up (`ape.fixture(chain_isolation=...)`):
+True for the deployment and what it sets up, False for accounts, contract handles and factories
+(which only return functions). Ape then knows which ones need a re-snapshot ("rebase") of the
+chain when first used late in a run, without asking the node about each before every test."""
 
 from __future__ import annotations
 
 import secrets
 
 import ape
-import pytest
 
 from scripts._system import UNIT, deploy_system
 from tests.utils.checks import system_state
@@ -61,7 +61,7 @@ def stranger(accounts):
 # ---------------------------------------------------------------- contracts
 
 
-@pytest.fixture(scope="session")
+@ape.fixture(scope="session", chain_isolation=True)
 def system(admin, relay):
     system = deploy_system(admin, [relay])
     # A reserve for token rewards, switches and cancels of token payments.
@@ -70,27 +70,27 @@ def system(admin, relay):
     return system
 
 
-@pytest.fixture(scope="session")
+@ape.fixture(scope="session", chain_isolation=False)
 def token(system):
     return system.token
 
 
-@pytest.fixture(scope="session")
+@ape.fixture(scope="session", chain_isolation=False)
 def rates(system):
     return system.rates
 
 
-@pytest.fixture(scope="session")
+@ape.fixture(scope="session", chain_isolation=False)
 def shops(system):
     return system.shops
 
 
-@pytest.fixture(scope="session")
+@ape.fixture(scope="session", chain_isolation=False)
 def ledger(system):
     return system.ledger
 
 
-@pytest.fixture(scope="session")
+@ape.fixture(scope="session", chain_isolation=False)
 def payment(system):
     return system.payment
 
@@ -122,7 +122,7 @@ def create_shop(shops, relay, shop_owner):
     return create_shop
 
 
-@pytest.fixture(scope="session")
+@ape.fixture(scope="session", chain_isolation=True)
 def shop_id(create_shop):
     return create_shop()
 
@@ -313,13 +313,13 @@ def _impersonate(address):
     return account
 
 
-@pytest.fixture(scope="session")
+@ape.fixture(scope="session", chain_isolation=True)
 def as_controller(payment):
     """The payment controller's address as a sender, to call the ledger's escrow functions directly."""
     return _impersonate(payment.address)
 
 
-@pytest.fixture(scope="session")
+@ape.fixture(scope="session", chain_isolation=True)
 def as_ledger(ledger):
     """The ledger's address as a sender, to call ShopRegistry.recordProvision directly."""
     return _impersonate(ledger.address)
