@@ -66,10 +66,14 @@ def wait_for(url: str, what: str, timeout: float = 30.0, json_body: dict[str, An
     raise RuntimeError(f"{what} did not start within {timeout:.0f} s")
 
 
-def start_anvil(port: int, log: Path, accounts: int = 10) -> subprocess.Popen[bytes]:
-    """Starts anvil with the standard test mnemonic and waits until it answers."""
+def start_anvil(port: int, log: Path, accounts: int = 10, state: Path | None = None) -> subprocess.Popen[bytes]:
+    """Starts anvil with the standard test mnemonic and waits until it answers. With `state`, the
+    chain is loaded from that file and saved to it when anvil stops."""
+    args = ["anvil", "--host", "127.0.0.1", "--port", str(port), "--mnemonic", MNEMONIC, "--accounts", str(accounts)]
+    if state is not None:
+        args += ["--state", str(state)]
     process = subprocess.Popen(
-        ["anvil", "--host", "127.0.0.1", "--port", str(port), "--mnemonic", MNEMONIC, "--accounts", str(accounts)],
+        args,
         cwd=ROOT,
         env=tool_env(),
         stdout=log.open("w"),

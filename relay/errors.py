@@ -18,6 +18,7 @@
 | 3006 | 422 | the amount is more than the shop may withdraw (settled - withdrawn) |
 | 4001 | 503 | the chain node is unreachable |
 | 4002 | 409 | the chain rejected the operation (the payment is marked failed) |
+| 4003 | 503 | the database is unreachable |
 | 5000 | 500 | unexpected server error |
 
 Other HTTP errors (malformed JSON, unknown path, the admin log-in) use code 1000 with their own
@@ -99,6 +100,10 @@ class ChainUnavailable(RelayError):
     code, http_status, default_message = 4001, 503, "The chain node is unreachable; try again."
 
 
+class StorageUnavailable(RelayError):
+    code, http_status, default_message = 4003, 503, "The database is unreachable; try again."
+
+
 class ChainRejected(RelayError):
     code, http_status, default_message = 4002, 409, "The chain rejected the operation."
 
@@ -120,5 +125,6 @@ ERRORS: list[type[RelayError]] = [
     AmountNotAvailable,
     ChainUnavailable,
     ChainRejected,
+    StorageUnavailable,
     RelayError,
 ]

@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from relay import admin, errors
@@ -133,6 +134,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         response = _error(exc.status_code, errors.InvalidParameter.code, str(exc.detail))
         response.headers.update(exc.headers or {})
         return response
+
+    @app.exception_handler(DBAPIError)
+    async def storage_error(_: Request, exc: DBAPIError) -> JSONResponse:
+        if not exc.connection_invalidated and not isinstance(exc, OperationalError):
+            log.exception("database error")
+            return _error(500, errors.RelayError.code, "Internal server error.")
+        log.warning("database unavailable: %s", exc.orig)
+        return _error(503, errors.StorageUnavailable.code, errors.StorageUnavailable.default_message)
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:

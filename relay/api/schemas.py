@@ -119,7 +119,7 @@ _STATUS_TEXT = {
     404: "Unknown payment, shop, purchase or temporary account (2001-2005)",
     409: "Wrong status for this action (3001), purchase id reused (3005), or rejected by the chain (4002)",
     422: "Insufficient balance (3004) or amount not withdrawable (3006)",
-    503: "The chain node is unreachable (4001)",
+    503: "The chain node (4001) or the database (4003) is unreachable",
 }
 
 
