@@ -453,11 +453,15 @@ class Payments:
 
     @staticmethod
     def _transition(session: Session, p: Payment, from_statuses: set[int], **values: Any) -> bool:
-        """Sets `values` if the payment is still in one of `from_statuses`; False if another
-        request or instance changed it first."""
+        """Sets `values` if the payment is still in one of `from_statuses` with no on-chain
+        operation in flight; False if another request or instance changed or claimed it first."""
         result = session.execute(
             update(Payment)
-            .where(Payment.payment_id == p.payment_id, Payment.status.in_(from_statuses))
+            .where(
+                Payment.payment_id == p.payment_id,
+                Payment.status.in_(from_statuses),
+                Payment.chain_op.is_(None),
+            )
             .values(updated_at=now(), **values)
             .execution_options(synchronize_session=False)
         )
