@@ -1,0 +1,148 @@
+"""Load soak: 50 concurrent simulated KIOSKs for 60 s with a mix of pay / deny / cancel / timeout.
+Afterwards the conservation invariants hold on chain and the database agrees with the chain.
+
+    python -m bench.soak [--kiosks 50] [--seconds 60]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import secrets
+import threading
+import time
+from collections import Counter
+
+from sqlalchemy import select
+
+from bench.faults import wait_until
+from bench.harness import SIGNER_INDEXES, UNIT, System, contract, system
+from relay import db as database
+from relay.models import Payment
+from relay.sdk import AppClient, KioskClient
+
+AMOUNT = 10 * UNIT
+GRANT = 1_000_000 * UNIT
+# On-chain status -> the relay statuses that agree with it.
+AGREES = {0: {3, 9, 10}, 2: {4, 7}, 3: {11}, 5: {8}}
+
+
+def soak(bench: System, kiosks: int, seconds: float) -> list[tuple[str, str]]:
+    url, db_url, process = bench.start_relay(
+        backend="postgresql", workers=2, signers=SIGNER_INDEXES[:4], payment_timeout=3, close_timeout=10**6
+    )
+    access_key = bench.add_kiosk(db_url)
+    user_keys = bench.fund_users(kiosks, GRANT)
+    owner = AppClient(url, bench_owner_key())
+    outcomes: Counter[str] = Counter()
+    errors: Counter[str] = Counter()
+    lock = threading.Lock()
+    owner_app = threading.Lock()
+    stop_at = time.monotonic() + seconds
+
+    def kiosk_loop(index: int) -> None:
+        rng = random.Random(index)
+        kiosk = KioskClient(url, access_key, timeout=60)
+        user = AppClient(url, user_keys[index], timeout=60)
+        while time.monotonic() < stop_at:
+            kind = rng.choices(["pay", "deny", "cancel", "timeout"], [0.55, 0.15, 0.2, 0.1])[0]
+            try:
+                opened = kiosk.open_new(f"S-{secrets.token_hex(6)}", AMOUNT, "krw", bench.shop_id, user.address)
+                if kind == "timeout":
+                    pass
+                elif kind == "deny":
+                    user.deny(opened.paymentId)
+                else:
+                    user.approve(opened.paymentId)
+                    kiosk.close_new(opened.paymentId)
+                    if kind == "cancel":
+                        kiosk.open_cancel(opened.paymentId)
+                        with owner_app:  # one shop owner, one app: decisions one after another
+                            owner.approve(opened.paymentId)
+                        kiosk.close_cancel(opened.paymentId)
+                with lock:
+                    outcomes[kind] += 1
+            except Exception as exc:
+                with lock:
+                    errors[f"{type(exc).__name__}: {str(exc)[:80]}"] += 1
+
+    threads = [threading.Thread(target=kiosk_loop, args=(i,)) for i in range(kiosks)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    db = database.Database(db_url)
+
+    def quiet() -> bool:
+        with db.session() as session:
+            busy = session.execute(
+                select(Payment.payment_id).where((Payment.chain_op.is_not(None)) | (Payment.status == 1))
+            ).first()
+        return busy is None
+
+    wait_until(quiet, 120)
+    process.terminate()
+    process.wait(20)
+    return [
+        ("load", f"{sum(outcomes.values())} flows in {seconds:.0f} s by {kiosks} KIOSKs: {dict(outcomes)}"),
+        ("client errors", str(dict(errors)) if errors else "none"),
+        *verify(bench, db, user_keys),
+    ]
+
+
+def bench_owner_key() -> str:
+    from relay.devnet import anvil_key
+
+    return anvil_key(1)
+
+
+def verify(bench: System, db: database.Database, user_keys: list[str]) -> list[tuple[str, str]]:
+    from eth_account import Account
+
+    w3 = bench.w3()
+    ledger = contract(w3, bench.deployment, "Ledger")
+    payment_contract = contract(w3, bench.deployment, "LoyaltyPayment")
+    with db.session() as session:
+        payments = session.execute(select(Payment)).scalars().all()
+    disagreements = []
+    held = 0
+    redeemed = 0
+    for p in payments:
+        record = payment_contract.functions.paymentOf(p.payment_id).call()
+        status, paid, fee = record[4], record[5], record[6]
+        if p.status not in AGREES.get(status, set()):
+            disagreements.append((p.payment_id, p.status, status))
+        if status in (1, 4):
+            held += paid + fee
+        if status == 2:
+            redeemed += paid + fee
+    users = [Account.from_key(k).address for k in user_keys]
+    balances = sum(ledger.functions.accountOf(u).call()[1] for u in users)
+    escrow = ledger.functions.escrowOf(0).call()
+    # Conservation for the soak's users: what they were granted is in their balances, in escrow,
+    # or was paid (with its fee) for completed payments.
+    conserved = balances + held + redeemed == GRANT * len(users)
+    return [
+        ("database agrees with chain", "pass" if not disagreements else f"FAIL: {disagreements[:3]}"),
+        ("escrow = payments held in escrow", "pass" if escrow == held else f"FAIL: escrow {escrow} != {held}"),
+        ("points conserved (balances + escrow + paid = granted)", "pass" if conserved else "FAIL"),
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--kiosks", type=int, default=50)
+    parser.add_argument("--seconds", type=float, default=60)
+    args = parser.parse_args()
+    with system() as bench:
+        rows = soak(bench, args.kiosks, args.seconds)
+    print("\nLoad soak")
+    for name, result in rows:
+        print(f"  {name:<54} {result}")
+    if any(result.startswith("FAIL") for _, result in rows):
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()
