@@ -5,7 +5,7 @@ SHELL := /bin/bash
 export SOLCX_BINARY_PATH := $(CURDIR)/.solcx
 export PATH := $(CURDIR)/.venv/bin:$(CURDIR)/node_modules/.bin:$(PATH)
 
-.PHONY: setup test lint test-contracts test-relay properties gas run demo clean
+.PHONY: setup test lint test-contracts test-relay properties gas run demo bench clean
 
 setup:
 	@tools/setup.sh
@@ -45,3 +45,8 @@ demo: setup
 test-relay: setup
 	@tools/setup.sh --browser
 	pytest -p no:ape_test --confcutdir=tests/relay tests/relay
+
+# Benchmarks and long checks (not part of `make test`): throughput, latency, scaling, faults,
+# several instances, soak, API fuzzing; summary in var/bench-results.txt.
+bench: setup
+	python -m bench.run_all
