@@ -129,6 +129,7 @@ class Chain:
         self._locks = {s.address: threading.Lock() for s in self.signers}
         self._turn = 0
         self._turn_lock = threading.Lock()
+        self._owners: dict[str, str] = {}
 
     # ------------------------------------------------------------------ domains
 
@@ -166,6 +167,13 @@ class Chain:
 
     def shop_nonce(self, account: str) -> int:
         return int(self._call(self.shops.functions.nonces(account)))
+
+    def shop_owner(self, shop_id: str) -> str:
+        """The owner of a shop. Owners never change and shops are never removed, so it is cached."""
+        owner = self._owners.get(shop_id)
+        if owner is None:
+            owner = self._owners[shop_id] = self.shop(shop_id).account
+        return owner
 
     def shop(self, shop_id: str) -> Shop:
         try:
@@ -237,23 +245,25 @@ class Chain:
             self._turn = (self._turn + 1) % len(self.signers)
             return self.signers[self._turn]
 
-    def send(self, fn: ContractFunction) -> str:
-        """Simulates and sends a transaction from one of the relay signers; returns its hash.
-        Raises ChainRejected (with the decoded error) if it would revert, ChainUnavailable if the
-        node cannot be reached."""
+    def send(self, fn: ContractFunction, gas: int | None = None) -> str:
+        """Sends a transaction from one of the relay signers; returns its hash. Without a `gas`
+        limit it is simulated first, so a transaction that would revert is never sent: that raises
+        ChainRejected with the decoded error. ChainUnavailable if the node cannot be reached."""
         signer = self._next_signer()
-        try:
-            gas = fn.estimate_gas({"from": signer.address})
-        except CONNECTION_ERRORS as exc:
-            raise ChainUnavailable() from exc
-        except ContractCustomError as exc:
-            raise ChainRejected(self.decoder.decode(exc.data if isinstance(exc.data, str) else None)) from exc
-        except (ContractLogicError, Web3RPCError) as exc:
-            raise ChainRejected(str(exc)) from exc
+        if gas is None:
+            try:
+                estimated = fn.estimate_gas({"from": signer.address})
+            except CONNECTION_ERRORS as exc:
+                raise ChainUnavailable() from exc
+            except ContractCustomError as exc:
+                raise ChainRejected(self.decoder.decode(exc.data if isinstance(exc.data, str) else None)) from exc
+            except (ContractLogicError, Web3RPCError) as exc:
+                raise ChainRejected(str(exc)) from exc
+            gas = estimated + estimated // 5
         with self._locks[signer.address]:
             for attempt in range(3):
                 try:
-                    return self._send_locked(signer, fn, gas + gas // 5)
+                    return self._send_locked(signer, fn, gas)
                 except _NonceOutOfSync:
                     if attempt == 2:
                         raise ChainUnavailable("Could not agree a nonce with the node.") from None
