@@ -54,6 +54,10 @@ if [ ! -f .build/__local__.json ] || [ "$(cat $stamps/contracts 2>/dev/null)" !=
   python tools/export_abi.py
   echo "$src_sum" > $stamps/contracts
 fi
+# ape-solidity unpacks dependencies (OpenZeppelin, 300+ files) into contracts/.cache when it builds
+# import remappings; Ape lists at most 500 files of the contracts folder, so that copy can hide our
+# own sources (contracts/test/) from `project.<Name>`. Compilation recreates it when it needs it.
+rm -rf contracts/.cache
 
 # --- Browser for the admin-page tests (Debian's chromium, driven by Playwright) -----
 if [ "${1:-}" = "--browser" ] && [ ! -x /usr/bin/chromium ]; then
