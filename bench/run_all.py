@@ -89,9 +89,7 @@ def main() -> None:
 
         def throughput_table() -> str:
             rows = throughput.measure(bench, 60 if quick else 200, 8, [1] if quick else [1, 2, 4], signers=4)
-            lines = ["relay workers  direct web3 (payments/s)  relay (payments/s)  relay/direct"]
-            lines += [f"{r['workers']:>13} {r['direct']:>24.1f} {r['relay']:>19.1f} {r['ratio']:>13.2f}" for r in rows]
-            return "\n".join(lines)
+            return throughput.render(rows)
 
         def latency_table() -> str:
             rows = latency.measure(bench, 50, 4 if quick else 10, [1] if quick else [1, 2, 4])

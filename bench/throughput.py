@@ -15,7 +15,7 @@ from typing import Any
 
 from eth_account import Account
 
-from bench.harness import SIGNER_INDEXES, UNIT, System, contract, system
+from bench.harness import SIGNER_INDEXES, UNIT, System, contract, cpu_seconds, system
 from relay import typed_data
 from relay.devnet import anvil_key
 from relay.sdk import AppClient, KioskClient
@@ -111,19 +111,57 @@ def _run(clients: int, payments: int, client: Any) -> float:
 
 
 def measure(bench: System, payments: int, clients: int, workers: list[int], signers: int) -> list[dict[str, Any]]:
+    """One row per relay worker count: payments/s both ways, their ratio, and the CPU time each
+    part of the system spent per payment (ms) in the measured runs."""
+    anvil = bench.processes[0].pid
     rows = []
     users = bench.fund_users(clients, 1_000_000 * UNIT)
+    before = cpu_seconds({"anvil": [anvil]})
     baseline = direct(bench, users, payments, clients)
+    direct_cpu = _per_payment(before, cpu_seconds({"anvil": [anvil]}), payments)
     for count in workers:
         users = bench.fund_users(clients, 1_000_000 * UNIT)
         url, db_url, process = bench.start_relay(workers=count, signers=SIGNER_INDEXES[:signers])
         access_key = bench.add_kiosk(db_url)
         through_relay(url, access_key, bench.shop_id, users, clients * 2, clients)  # warm-up
+        groups = {"anvil": [anvil], "relay": [process.pid]}
+        before = cpu_seconds(groups)
         rate = through_relay(url, access_key, bench.shop_id, users, payments, clients)
+        relay_cpu = _per_payment(before, cpu_seconds(groups), payments)
         process.terminate()
         process.wait(15)
-        rows.append({"workers": count, "direct": baseline, "relay": rate, "ratio": rate / baseline})
+        rows.append(
+            {
+                "workers": count,
+                "direct": baseline,
+                "relay": rate,
+                "ratio": rate / baseline,
+                "direct_cpu": direct_cpu,
+                "relay_cpu": relay_cpu,
+            }
+        )
     return rows
+
+
+def _per_payment(before: dict[str, float], after: dict[str, float], payments: int) -> dict[str, float]:
+    return {name: (after[name] - before[name]) * 1000 / payments for name in after}
+
+
+def render(rows: list[dict[str, Any]]) -> str:
+    lines = [f"{'relay workers':>13} {'direct web3 (payments/s)':>25} {'relay (payments/s)':>19} {'relay/direct':>13}"]
+    lines += [f"{r['workers']:>13} {r['direct']:>25.1f} {r['relay']:>19.1f} {r['ratio']:>13.2f}" for r in rows]
+    lines.append("")
+    lines.append("CPU time per complete payment (ms), by process:")
+    parts = ["client", "relay", "postgres", "anvil"]
+    lines.append(f"{'':>22}" + "".join(f"{p:>10}" for p in parts) + f"{'total':>10}")
+
+    def cpu_line(label: str, cpu: dict[str, float]) -> str:
+        cells = "".join(f"{cpu.get(p, 0.0):>10.1f}" for p in parts)
+        return f"{label:>22}{cells}{sum(cpu.get(p, 0.0) for p in parts):>10.1f}"
+
+    lines.append(cpu_line("direct web3", rows[0]["direct_cpu"]))
+    lines += [cpu_line(f"relay, {r['workers']} worker(s)", r["relay_cpu"]) for r in rows]
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -137,9 +175,7 @@ def main() -> None:
         rows = measure(bench, args.payments, args.clients, args.workers, args.signers)
     setup = f"{args.payments} payments, {args.clients} concurrent clients, {args.signers} signer keys"
     print(f"\nComplete payments/s ({setup})")
-    print(f"{'relay workers':>14} {'direct web3':>12} {'relay':>8} {'relay/direct':>13}")
-    for row in rows:
-        print(f"{row['workers']:>14} {row['direct']:>12.1f} {row['relay']:>8.1f} {row['ratio']:>13.2f}")
+    print(render(rows))
 
 
 if __name__ == "__main__":

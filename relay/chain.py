@@ -19,14 +19,16 @@ from eth_account.signers.local import LocalAccount
 from eth_typing import HexStr
 from eth_utils import keccak, to_checksum_address
 from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from web3 import Web3
 from web3.contract import Contract
-from web3.contract.contract import ContractFunction
 from web3.exceptions import ContractCustomError, ContractLogicError, TransactionNotFound, Web3RPCError
 from web3.logs import DISCARD
 from web3.types import BlockIdentifier, Nonce, TxParams, TxReceipt, Wei
 
 from relay import typed_data
+from relay.calls import Call, FastContract
 from relay.db import Database
 from relay.errors import ChainRejected, ChainUnavailable, ShopNotFound, UnknownCurrency
 from relay.models import Signer
@@ -119,10 +121,12 @@ class Chain:
             name: self.w3.eth.contract(address=to_checksum_address(addresses[name]), abi=abis[name])
             for name in CONTRACTS
         }
-        self.payment = self.contracts["LoyaltyPayment"]
-        self.ledger = self.contracts["Ledger"]
-        self.shops = self.contracts["ShopRegistry"]
-        self.rates = self.contracts["CurrencyRate"]
+        # Function calls are encoded with eth-abi (relay.calls); the web3 contracts decode events.
+        fast = {name: FastContract(self.w3, addresses[name], abis[name]) for name in CONTRACTS}
+        self.payment = fast["LoyaltyPayment"]
+        self.ledger = fast["Ledger"]
+        self.shops = fast["ShopRegistry"]
+        self.rates = fast["CurrencyRate"]
         self.decoder = ErrorDecoder(list(abis.values()))
         self.db = db
         self.signers: list[LocalAccount] = [Account.from_key(key) for key in signer_keys]
@@ -141,7 +145,7 @@ class Chain:
 
     # ------------------------------------------------------------------ reads
 
-    def _call(self, fn: ContractFunction, block: BlockIdentifier = "latest") -> Any:
+    def _call(self, fn: Call, block: BlockIdentifier = "latest") -> Any:
         try:
             return fn.call(block_identifier=block)
         except CONNECTION_ERRORS as exc:
@@ -245,7 +249,7 @@ class Chain:
             self._turn = (self._turn + 1) % len(self.signers)
             return self.signers[self._turn]
 
-    def send(self, fn: ContractFunction, gas: int | None = None) -> str:
+    def send(self, fn: Call, gas: int | None = None) -> str:
         """Sends a transaction from one of the relay signers; returns its hash. Without a `gas`
         limit it is simulated first, so a transaction that would revert is never sent: that raises
         ChainRejected with the decoded error. ChainUnavailable if the node cannot be reached."""
@@ -269,14 +273,15 @@ class Chain:
                         raise ChainUnavailable("Could not agree a nonce with the node.") from None
         raise AssertionError("unreachable")
 
-    def _send_locked(self, signer: LocalAccount, fn: ContractFunction, gas: int) -> str:
+    def _send_locked(self, signer: LocalAccount, fn: Call, gas: int) -> str:
         with self.db.session() as session:
-            row = session.execute(
-                select(Signer).where(Signer.address == signer.address).with_for_update()
-            ).scalar_one_or_none()
-            if row is None:
-                row = Signer(address=signer.address, next_nonce=None)
-                session.add(row)
+            # Several relay processes may start sending with a new signer at the same moment:
+            # create its row if missing without a duplicate-key error, then lock it.
+            insert = (
+                pg_insert if session.bind is not None and session.bind.dialect.name == "postgresql" else sqlite_insert
+            )
+            session.execute(insert(Signer).values(address=signer.address, next_nonce=None).on_conflict_do_nothing())
+            row = session.execute(select(Signer).where(Signer.address == signer.address).with_for_update()).scalar_one()
             try:
                 nonce = row.next_nonce
                 if nonce is None:

@@ -21,11 +21,11 @@ from eth_utils import keccak, to_checksum_address
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
-from web3.contract.contract import ContractFunction
 from web3.types import TxReceipt
 
 from relay import chain as onchain
 from relay import kiosks, temporary, typed_data
+from relay.calls import Call
 from relay.chain import Chain
 from relay.config import Settings
 from relay.db import Database
@@ -494,7 +494,7 @@ class Payments:
 
     # ================================================================== internals: chain
 
-    def _submit(self, p: Payment, op: ChainOp, fn: ContractFunction, restore: dict[str, Any]) -> str:
+    def _submit(self, p: Payment, op: ChainOp, fn: Call, restore: dict[str, Any]) -> str:
         """Sends the transaction of a claimed operation. If the node is unreachable the claim is
         released (`restore`) so the request can be retried; if the chain would reject it, the
         rejection is recorded and reported."""
@@ -529,7 +529,7 @@ class Payments:
             )
         return tx
 
-    def _submit_and_wait(self, p: Payment, op: ChainOp, fn: ContractFunction) -> Payment:
+    def _submit_and_wait(self, p: Payment, op: ChainOp, fn: Call) -> Payment:
         tx = self._submit(p, op, fn, restore={})
         receipt = self.chain.wait(tx, self.settings.receipt_timeout)
         if receipt is None:
@@ -648,9 +648,9 @@ class Payments:
         else:
             self._rejected(p.payment_id, op, f"The payment is in on-chain state {status}.")
 
-    def _operation(self, p: Payment, op: ChainOp) -> ContractFunction:
+    def _operation(self, p: Payment, op: ChainOp) -> Call:
         functions = self.chain.payment.functions
-        operations: dict[ChainOp, Callable[[], ContractFunction]] = {
+        operations: dict[ChainOp, Callable[[], Call]] = {
             ChainOp.OPEN: lambda: functions.openNewPayment(
                 self._new_payment_args(p, p.open_new_at + self.settings.signature_ttl), p.signature
             ),

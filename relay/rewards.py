@@ -130,9 +130,13 @@ class Rewards:
             self._record(p, events[0], tx)
 
     def _record_if_provided(self, p: Purchase) -> bool:
-        logs = self.chain.ledger.events.LoyaltyProvided().get_logs(
-            from_block=self.chain.deployment.get("startBlock", 0),
-            argument_filters={"account": p.account, "shopId": p.shop_id},
+        logs = (
+            self.chain.contracts["Ledger"]
+            .events.LoyaltyProvided()
+            .get_logs(
+                from_block=self.chain.deployment.get("startBlock", 0),
+                argument_filters={"account": p.account, "shopId": p.shop_id},
+            )
         )
         for entry in logs:
             if entry["args"]["purchaseId"] == p.purchase_id:

@@ -6,9 +6,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from web3.contract.contract import ContractFunction
-
 from relay import typed_data
+from relay.calls import Call
 from relay.chain import Chain, Shop
 from relay.config import Settings
 from relay.errors import AmountNotAvailable, ChainUnavailable, ExpiredSignature, InvalidParameter, InvalidStatus
@@ -39,7 +38,7 @@ class Shops:
         except ValueError as exc:
             raise InvalidParameter(str(exc)) from exc
 
-    def _submit(self, action: str, message: dict[str, Any], deadline: int, signature: str, fn: ContractFunction) -> str:
+    def _submit(self, action: str, message: dict[str, Any], deadline: int, signature: str, fn: Call) -> str:
         if deadline < time.time():
             raise ExpiredSignature(f"The deadline {deadline} has passed.")
         typed = self.typed_data(action, message, deadline)
