@@ -88,7 +88,7 @@ def main() -> None:
     with system() as bench:
 
         def throughput_table() -> str:
-            rows = throughput.measure(bench, 60 if quick else 200, 8, [1] if quick else [1, 2, 4], signers=4)
+            rows = throughput.measure(bench, 60 if quick else 120, 8, [1] if quick else [1, 2, 4], signers=4)
             return throughput.render(rows)
 
         def latency_table() -> str:
@@ -115,7 +115,7 @@ def main() -> None:
         section("Fault matrix", fault_table)
         section("Two relay instances on one PostgreSQL", instances_table)
         section("Load soak", soak_table)
-    section("Schemathesis against /openapi.json", lambda: run_fuzz(8 if quick else 60))
+    section("Schemathesis against /openapi.json", lambda: run_fuzz(8 if quick else 30))
 
     total = time.perf_counter() - started
     report = "\n\n".join(f"== {title}\n{body}" for title, body in sections) + f"\n\nTotal: {total:.0f} s\n"

@@ -275,13 +275,16 @@ class Chain:
 
     def _send_locked(self, signer: LocalAccount, fn: Call, gas: int) -> str:
         with self.db.session() as session:
-            # Several relay processes may start sending with a new signer at the same moment:
-            # create its row if missing without a duplicate-key error, then lock it.
-            insert = (
-                pg_insert if session.bind is not None and session.bind.dialect.name == "postgresql" else sqlite_insert
-            )
-            session.execute(insert(Signer).values(address=signer.address, next_nonce=None).on_conflict_do_nothing())
-            row = session.execute(select(Signer).where(Signer.address == signer.address).with_for_update()).scalar_one()
+            lock = select(Signer).where(Signer.address == signer.address).with_for_update()
+            row = session.execute(lock).scalar_one_or_none()
+            if row is None:
+                # Several relay processes may start sending with a new signer at the same moment:
+                # create its row without a duplicate-key error, then lock it. (Only then: on SQLite
+                # the insert takes the database's write lock for the whole send.)
+                dialect = session.get_bind().dialect.name
+                insert = pg_insert if dialect == "postgresql" else sqlite_insert
+                session.execute(insert(Signer).values(address=signer.address).on_conflict_do_nothing())
+                row = session.execute(lock).scalar_one()
             try:
                 nonce = row.next_nonce
                 if nonce is None:

@@ -45,6 +45,11 @@ class Settings(BaseSettings):
     expo_base_url: str = "https://exp.host"
     expo_access_token: SecretStr | None = None
 
+    # PostgreSQL connections each relay process may hold (pool size + overflow). Keep
+    # processes x (db_pool_size + db_max_overflow) below the server's max_connections.
+    db_pool_size: int = 10
+    db_max_overflow: int = 10
+
     # Background workers' polling interval (seconds).
     worker_interval: float = 0.5
 

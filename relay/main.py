@@ -63,7 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         database.upgrade(settings.database_url)
-        db = database.Database(settings.database_url)
+        db = database.Database(settings.database_url, settings.db_pool_size, settings.db_max_overflow)
         chain = Chain(
             settings.rpc_url,
             settings.deployment_file,

@@ -267,7 +267,7 @@ class Payments:
         if p.status == (S.COMPLETED if confirm else S.REFUNDED) and p.chain_op is None:
             return p  # a retry of the same close
         if p.chain_op == ChainOp.OPEN:
-            self.settle(payment_id)  # the approval may just have been mined
+            self._await_pending(p)  # the approval is being mined: finish it first
             p = self.get(payment_id)
         op = ChainOp.CLOSE if confirm else ChainOp.REFUND
         with self.db.session() as session:
@@ -339,7 +339,7 @@ class Payments:
         if p.status == (S.CANCEL_COMPLETED if confirm else S.COMPLETED) and p.close_cancel_at and not p.chain_op:
             return p
         if p.chain_op == ChainOp.OPEN_CANCEL:
-            self.settle(payment_id)
+            self._await_pending(p)
         op = ChainOp.CLOSE_CANCEL if confirm else ChainOp.REVERT_CANCEL
         with self.db.session() as session:
             p = self._load(session, payment_id)
@@ -366,6 +366,13 @@ class Payments:
         if (p.chain_op_at or 0) > now() - self.settings.receipt_timeout:
             return  # being sent right now, perhaps by another request
         self._recover(p)
+
+    def _await_pending(self, p: Payment) -> None:
+        """Waits (up to the receipt timeout) for the transaction of the payment's previous step,
+        then records it, so a close that follows an approval at once does not fail."""
+        if p.chain_tx is not None:
+            self.chain.wait(p.chain_tx, self.settings.receipt_timeout)
+        self.settle(p.payment_id)
 
     def pending_chain_ops(self, older_than: float) -> list[str]:
         with self.db.session() as session:

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import secrets
 import time
+from concurrent.futures import ThreadPoolExecutor
 
+import httpx
 import pytest
 from sqlalchemy import select
 
@@ -74,6 +76,39 @@ def test_restart__killed_right_after_confirm__one_callback_and_the_payment_close
     assert [(row.id, row.state, row.attempts) for row in _callback_rows(relay, payment_id)] == [
         (callback.id, CallbackState.DELIVERED, 1)
     ]
+
+
+def test_close__sent_while_the_approval_is_still_being_mined__waits_for_it_and_closes(
+    relay, kiosk, user, shop_id, anvil, deployment
+):
+    """A KIOSK may close the moment the app approves: the relay waits for the approval's
+    transaction instead of answering that the payment is busy."""
+    rpc = _Rpc(anvil)
+    payment_id = _open(relay, kiosk, user, shop_id)["paymentId"]
+    rpc("evm_setAutomine", False)
+    try:
+        approved = user.approve(payment_id)
+        assert rpc("eth_getTransactionReceipt", approved.txHash) is None  # not mined yet
+        with ThreadPoolExecutor(1) as pool:
+            closing = pool.submit(kiosk_post, relay.url, "closeNew", kiosk.access_key, payment_id)
+            time.sleep(1.0)
+            assert not closing.done()  # waiting for the approval, not failing
+            rpc("evm_mine")  # mines the approval
+            rpc("evm_setAutomine", True)  # and lets the close through
+            closed = ok(closing.result(timeout=30))
+    finally:
+        rpc("evm_setAutomine", True)
+    assert closed["paymentStatus"] == S.COMPLETED
+    assert payment_on_chain(anvil, deployment, payment_id)["status"] == onchain.CLOSED
+
+
+class _Rpc:
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def __call__(self, method: str, *params: object) -> object:
+        body = {"jsonrpc": "2.0", "id": 1, "method": method, "params": list(params)}
+        return httpx.post(self.url, json=body, timeout=30).json()["result"]
 
 
 # ----------------------------------------------------------------------------- (b) KIOSK down
