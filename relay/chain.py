@@ -29,7 +29,7 @@ from web3.types import BlockIdentifier, Nonce, TxParams, TxReceipt, Wei
 
 from relay import typed_data
 from relay.calls import Call, FastContract
-from relay.db import Database
+from relay.db import Database, is_postgres
 from relay.errors import ChainRejected, ChainUnavailable, ShopNotFound, UnknownCurrency
 from relay.models import Signer
 
@@ -281,8 +281,7 @@ class Chain:
                 # Several relay processes may start sending with a new signer at the same moment:
                 # create its row without a duplicate-key error, then lock it. (Only then: on SQLite
                 # the insert takes the database's write lock for the whole send.)
-                dialect = session.get_bind().dialect.name
-                insert = pg_insert if dialect == "postgresql" else sqlite_insert
+                insert = pg_insert if is_postgres(self.db.engine) else sqlite_insert
                 session.execute(insert(Signer).values(address=signer.address).on_conflict_do_nothing())
                 row = session.execute(lock).scalar_one()
             try:

@@ -26,6 +26,7 @@ from relay.indexer import Indexer
 from relay.payments import Payments
 from relay.rewards import Rewards
 from relay.shops import Shops
+from relay.wallets import Wallets
 from relay.workers import run_forever
 from relay.workers.callbacks import CallbackSender
 from relay.workers.push import Pusher
@@ -73,7 +74,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         payments = Payments(db, chain, settings)
         rewards = Rewards(db, chain, settings)
-        app.state.services = Services(settings, db, chain, payments, Shops(chain, settings), rewards)
+        app.state.services = Services(
+            settings, db, chain, payments, Shops(chain, settings), rewards, Wallets(db, chain, settings)
+        )
         sender = CallbackSender(db, settings)
         pusher = Pusher(db, settings)
         indexer = Indexer(

@@ -15,6 +15,7 @@ from relay.kiosks import Kiosk
 from relay.payments import Payments
 from relay.rewards import Rewards
 from relay.shops import Shops
+from relay.wallets import Wallets
 
 
 @dataclass
@@ -25,6 +26,7 @@ class Services:
     payments: Payments
     shops: Shops
     rewards: Rewards
+    wallets: Wallets
 
 
 def get_services(request: Request) -> Services:

@@ -10,34 +10,14 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
-from sqlalchemy import select
 from sse_starlette import EventSourceResponse
 
-from relay import temporary, typed_data
 from relay.api import schemas
-from relay.api.deps import Services, ServicesDep
+from relay.api.deps import ServicesDep
 from relay.api.schemas import Ok, error_responses
 from relay.api.views import app_payment
-from relay.errors import ExpiredSignature, InvalidParameter
-from relay.models import Notification, PushToken
-from relay.payments import verify_signature
 
 router = APIRouter(prefix="/v1/payment", tags=["Mobile app"], responses=error_responses(400, 403, 404, 409, 503))
-
-MAX_DEADLINE_AHEAD = 24 * 3600
-
-
-def _check_deadline(deadline: int) -> None:
-    now = time.time()
-    if deadline < now:
-        raise ExpiredSignature(f"The deadline {deadline} has passed.")
-    if deadline > now + MAX_DEADLINE_AHEAD:
-        raise InvalidParameter("The deadline may be at most 24 hours ahead.")
-
-
-def _verify_app_signature(services: Services, primary_type: str, message: dict[str, Any], signature: str) -> None:
-    typed = typed_data.build(primary_type, services.chain.payment_domain(), message)
-    verify_signature(services.chain, typed, signature, message["account"])
 
 
 @router.get("/chain", summary="Chain id, contract addresses and EIP-712 domains the app signs in")
@@ -95,12 +75,7 @@ def cancel_deny(body: schemas.SignedPaymentRequest, services: ServicesDep) -> Ok
 def temporary_account(
     body: schemas.TemporaryAccountRequest, services: ServicesDep
 ) -> Ok[schemas.TemporaryAccountResult]:
-    _check_deadline(body.deadline)
-    _verify_app_signature(
-        services, "TemporaryAccount", {"account": body.account, "deadline": body.deadline}, body.signature
-    )
-    with services.db.session() as session:
-        created = temporary.create(session, body.account, services.settings.temporary_account_ttl)
+    created = services.wallets.temporary_account(body.account, body.deadline, body.signature)
     return Ok(
         data=schemas.TemporaryAccountResult(
             account=body.account, temporaryAccount=created.address, expiresAt=int(created.expires_at)
@@ -110,12 +85,7 @@ def temporary_account(
 
 @router.post("/push/token", summary="Register an Expo push token for a wallet")
 def register_push_token(body: schemas.PushTokenRequest, services: ServicesDep) -> Ok[schemas.PushTokenResult]:
-    _check_deadline(body.deadline)
-    message = {"account": body.account, "token": body.token, "deadline": body.deadline}
-    _verify_app_signature(services, "RegisterPushToken", message, body.signature)
-    with services.db.session() as session:
-        if session.get(PushToken, (body.account, body.token)) is None:
-            session.add(PushToken(account=body.account, token=body.token))
+    services.wallets.register_push_token(body.account, body.token, body.deadline, body.signature)
     return Ok(data=schemas.PushTokenResult(account=body.account, token=body.token))
 
 
@@ -135,34 +105,15 @@ async def events(
 ) -> EventSourceResponse:
     """Streams the notifications of `account` (the same ones sent by push), after the one with id
     `Last-Event-ID`. Authorised by the wallet's `NotificationStream(account, deadline)` signature."""
-    _check_deadline(deadline)
-    _verify_app_signature(services, "NotificationStream", {"account": account, "deadline": deadline}, signature)
-    if last_event_id is None:
-        with services.db.session() as session:
-            latest = session.execute(
-                select(Notification.id).where(Notification.account == account).order_by(Notification.id.desc())
-            ).scalar()
-        last_event_id = latest or 0
+    start = await asyncio.to_thread(services.wallets.open_stream, account, deadline, signature, last_event_id)
 
     async def stream() -> AsyncIterator[dict[str, Any]]:
-        cursor = last_event_id
+        cursor = start
         while not await request.is_disconnected() and time.time() < deadline:
-            rows = await asyncio.to_thread(_notifications_after, services, account, cursor)
+            rows = await asyncio.to_thread(services.wallets.notifications_after, account, cursor)
             for row in rows:
                 cursor = row.id
                 yield {"id": str(row.id), "event": row.kind, "data": json.dumps(row.payload)}
             await asyncio.sleep(services.settings.worker_interval)
 
     return EventSourceResponse(stream(), ping=15)
-
-
-def _notifications_after(services: Services, account: str, cursor: int) -> list[Notification]:
-    with services.db.session() as session:
-        return list(
-            session.execute(
-                select(Notification)
-                .where(Notification.account == account, Notification.id > cursor)
-                .order_by(Notification.id)
-                .limit(100)
-            ).scalars()
-        )
