@@ -8,8 +8,7 @@ import secrets
 from ape import chain
 from ape.api import AccountAPI
 
-from scripts._system import UNIT, System
-from scripts._system import sign_action as _sign
+from scripts._system import UNIT, System, sign_next
 
 # Gas budgets per operation (a point-paying user's second payment, separate transactions).
 BUDGETS = {
@@ -47,19 +46,10 @@ def measure(system: System, relay: AccountAPI, owner: AccountAPI, user: AccountA
 
     shop_id = "0x" + secrets.token_hex(32)
     dl = _deadline()
-    sig = _sign(
-        owner,
-        shops,
-        "AddShop",
-        shopId=shop_id,
-        name="Gas Shop",
-        provideWaitTime=0,
-        providePercent=100,
-        account=owner.address,
-        nonce=shops.nonces(owner),
-        deadline=dl,
+    fields = dict(shopId=shop_id, name="Gas Shop", provideWaitTime=0, providePercent=100)
+    shops.addShop(
+        shop_id, "Gas Shop", 0, 100, owner, dl, sign_next(owner, shops, "AddShop", dl, **fields), sender=relay
     )
-    shops.addShop(shop_id, "Gas Shop", 0, 100, owner, dl, sig, sender=relay)
 
     # Purchase rewards: the first one creates the user's balance; the second is measured.
     ledger.provide(user, shop_id, "R000001", 100_000_000 * UNIT, "krw", sender=relay)
@@ -67,26 +57,12 @@ def measure(system: System, relay: AccountAPI, owner: AccountAPI, user: AccountA
         user, shop_id, "R000002", 100_000 * UNIT, "krw", sender=relay
     ).gas_used
 
-    def open_new(purchase_id: str) -> tuple[str, int]:
+    def open_new(purchase_id: str, amount: int = 10 * UNIT) -> tuple[str, int]:
         payment_id = "0x" + secrets.token_hex(32)
         dl = _deadline()
-        amount = 10 * UNIT
-        sig = _sign(
-            user,
-            payment,
-            "NewPayment",
-            paymentId=payment_id,
-            purchaseId=purchase_id,
-            amount=amount,
-            currency="krw",
-            shopId=shop_id,
-            account=user.address,
-            nonce=payment.nonces(user),
-            deadline=dl,
-        )
-        receipt = payment.openNewPayment(
-            (payment_id, purchase_id, amount, "krw", shop_id, user.address, dl), sig, sender=relay
-        )
+        order = dict(paymentId=payment_id, purchaseId=purchase_id, amount=amount, currency="krw", shopId=shop_id)
+        sig = sign_next(user, payment, "NewPayment", dl, **order)
+        receipt = payment.openNewPayment((*order.values(), user.address, dl), sig, sender=relay)
         return payment_id, receipt.gas_used
 
     # First payment: warms the user's nonce and the fee account like any running system.
@@ -101,17 +77,8 @@ def measure(system: System, relay: AccountAPI, owner: AccountAPI, user: AccountA
 
     def open_cancel(payment_id: str, purchase_id: str) -> int:
         dl = _deadline()
-        sig = _sign(
-            owner,
-            payment,
-            "CancelPayment",
-            paymentId=payment_id,
-            purchaseId=purchase_id,
-            shopId=shop_id,
-            account=owner.address,
-            nonce=payment.nonces(owner),
-            deadline=dl,
-        )
+        fields = dict(paymentId=payment_id, purchaseId=purchase_id, shopId=shop_id)
+        sig = sign_next(owner, payment, "CancelPayment", dl, **fields)
         return payment.openCancelPayment(payment_id, purchase_id, dl, sig, sender=relay).gas_used
 
     # A first cancel (opened, refused) warms the owner's nonce; then the measured cancel.
@@ -122,53 +89,20 @@ def measure(system: System, relay: AccountAPI, owner: AccountAPI, user: AccountA
 
     def open_withdrawal(amount: int) -> int:
         dl = _deadline()
-        sig = _sign(
-            owner,
-            shops,
-            "OpenWithdrawal",
-            shopId=shop_id,
-            amount=amount,
-            account=owner.address,
-            nonce=shops.nonces(owner),
-            deadline=dl,
-        )
+        sig = sign_next(owner, shops, "OpenWithdrawal", dl, shopId=shop_id, amount=amount)
         return shops.openWithdrawal(shop_id, amount, dl, sig, sender=relay).gas_used
 
     def close_withdrawal() -> int:
         dl = _deadline()
-        sig = _sign(
-            owner,
-            shops,
-            "CloseWithdrawal",
-            shopId=shop_id,
-            account=owner.address,
-            nonce=shops.nonces(owner),
-            deadline=dl,
-        )
+        sig = sign_next(owner, shops, "CloseWithdrawal", dl, shopId=shop_id)
         return shops.closeWithdrawal(shop_id, dl, sig, sender=relay).gas_used
 
     # The shop has used more than it provided only after enough payments; pay a large one.
     big, _ = open_new("P000004")
     payment.closeNewPayment(big, True, sender=relay)
     ledger.grant(user, 2_000_000 * UNIT, sender=relay)
-    payment_id = "0x" + secrets.token_hex(32)
-    dl = _deadline()
-    amount = 1_500_000 * UNIT
-    sig = _sign(
-        user,
-        payment,
-        "NewPayment",
-        paymentId=payment_id,
-        purchaseId="P000005",
-        amount=amount,
-        currency="krw",
-        shopId=shop_id,
-        account=user.address,
-        nonce=payment.nonces(user),
-        deadline=dl,
-    )
-    payment.openNewPayment((payment_id, "P000005", amount, "krw", shop_id, user.address, dl), sig, sender=relay)
-    payment.closeNewPayment(payment_id, True, sender=relay)
+    big, _ = open_new("P000005", 1_500_000 * UNIT)
+    payment.closeNewPayment(big, True, sender=relay)
 
     # First withdrawal warms the withdrawn total; the second is measured.
     open_withdrawal(1_000 * UNIT)

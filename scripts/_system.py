@@ -131,3 +131,12 @@ def sign_action(signer: AccountAPI, contract: ContractInstance, primary_type: st
     """`signer`'s EIP-712 signature of `primary_type` in `contract`'s domain (test and demo keys only)."""
     typed = typed_data.build(primary_type, domain_of(contract), message)
     return typed_data.sign(signer.private_key, typed)
+
+
+def sign_next(signer: AccountAPI, contract: ContractInstance, primary_type: str, deadline: int, **message: Any) -> str:
+    """`signer`'s signature of an action on its own behalf (`account` is the signer) with its next
+    nonce in `contract`, valid until `deadline`."""
+    nonce = contract.nonces(signer)
+    return sign_action(
+        signer, contract, primary_type, **message, account=signer.address, nonce=nonce, deadline=deadline
+    )

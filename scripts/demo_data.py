@@ -18,7 +18,7 @@ from ape.cli import ConnectedProviderCommand
 from eth_abi import encode
 from eth_utils import keccak
 
-from scripts._system import DEPLOYMENTS, UNIT, sign_action
+from scripts._system import DEPLOYMENTS, UNIT, sign_next
 
 SHOP_NAME = "Demo Shop"
 PROVIDE_PERCENT = 100  # percent x 100: 1 %
@@ -49,18 +49,8 @@ def cli(deployment):
     shop_id = demo_shop_id(owner.address)
     if shops.shopCount() == 0:
         deadline = networks.provider.get_block("latest").timestamp + 3600
-        sig = sign_action(
-            owner,
-            shops,
-            "AddShop",
-            shopId=shop_id,
-            name=SHOP_NAME,
-            provideWaitTime=0,
-            providePercent=PROVIDE_PERCENT,
-            account=owner.address,
-            nonce=shops.nonces(owner),
-            deadline=deadline,
-        )
+        fields = dict(shopId=shop_id, name=SHOP_NAME, provideWaitTime=0, providePercent=PROVIDE_PERCENT)
+        sig = sign_next(owner, shops, "AddShop", deadline, **fields)
         shops.addShop(shop_id, SHOP_NAME, 0, PROVIDE_PERCENT, owner, deadline, sig, sender=relay)
 
         token.approve(ledger, RESERVE + TOKEN_USER_BALANCE, sender=admin)

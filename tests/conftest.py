@@ -16,7 +16,7 @@ import ape
 from scripts._system import UNIT, deploy_system
 from tests.utils.checks import system_state
 from tests.utils.constants import CANCEL_OPEN, CANCELLED, CLOSED, NONE, OPEN, POINT, REFUNDED, TOKEN
-from tests.utils.signing import deadline, sign
+from tests.utils.signing import deadline, sign, sign_next
 
 # ape-solidity unpacks dependencies (OpenZeppelin, 300+ files) into contracts/.cache when it builds
 # import remappings (`ape compile` does). Ape lists at most 500 files of the contracts folder, so
@@ -112,18 +112,8 @@ def create_shop(shops, relay, shop_owner):
         owner = owner or shop_owner
         shop_id = shop_id or "0x" + secrets.token_hex(32)
         dl = deadline()
-        sig = sign(
-            owner,
-            shops,
-            "AddShop",
-            shopId=shop_id,
-            name=name,
-            provideWaitTime=wait,
-            providePercent=percent,
-            account=owner.address,
-            nonce=shops.nonces(owner),
-            deadline=dl,
-        )
+        fields = dict(shopId=shop_id, name=name, provideWaitTime=wait, providePercent=percent)
+        sig = sign_next(owner, shops, "AddShop", dl, **fields)
         shops.addShop(shop_id, name, wait, percent, owner, dl, sig, sender=relay)
         return shop_id
 
@@ -274,16 +264,7 @@ def open_withdrawal(shops, relay, shop_owner):
     def open_withdrawal(shop, amount, owner=None):
         owner = owner or shop_owner
         dl = deadline()
-        sig = sign(
-            owner,
-            shops,
-            "OpenWithdrawal",
-            shopId=shop,
-            amount=amount,
-            account=owner.address,
-            nonce=shops.nonces(owner),
-            deadline=dl,
-        )
+        sig = sign_next(owner, shops, "OpenWithdrawal", dl, shopId=shop, amount=amount)
         return shops.openWithdrawal(shop, amount, dl, sig, sender=relay)
 
     return open_withdrawal
@@ -294,9 +275,7 @@ def close_withdrawal(shops, relay, shop_owner):
     def close_withdrawal(shop, owner=None):
         owner = owner or shop_owner
         dl = deadline()
-        sig = sign(
-            owner, shops, "CloseWithdrawal", shopId=shop, account=owner.address, nonce=shops.nonces(owner), deadline=dl
-        )
+        sig = sign_next(owner, shops, "CloseWithdrawal", dl, shopId=shop)
         return shops.closeWithdrawal(shop, dl, sig, sender=relay)
 
     return close_withdrawal

@@ -6,7 +6,7 @@ import pytest
 
 from tests.utils.checks import assert_event, panics, reverts
 from tests.utils.constants import UNIT, ZERO_BYTES32
-from tests.utils.signing import deadline, sign
+from tests.utils.signing import deadline, sign, sign_next
 
 
 def new_id():
@@ -29,19 +29,8 @@ def sign_add(owner, shops, shop_id, name="Shop", wait=0, percent=100, **override
 
 def sign_update(owner, shops, shop_id, name, wait, percent):
     dl = deadline()
-    sig = sign(
-        owner,
-        shops,
-        "UpdateShop",
-        shopId=shop_id,
-        name=name,
-        provideWaitTime=wait,
-        providePercent=percent,
-        account=owner.address,
-        nonce=shops.nonces(owner),
-        deadline=dl,
-    )
-    return dl, sig
+    fields = dict(shopId=shop_id, name=name, provideWaitTime=wait, providePercent=percent)
+    return dl, sign_next(owner, shops, "UpdateShop", dl, **fields)
 
 
 # ---------------------------------------------------------------- deployment

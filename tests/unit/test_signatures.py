@@ -360,20 +360,13 @@ def test_signature__replayed_after_use__reverts(make):
 # ---------------------------------------------------------------- types
 
 
-def test_signature__DenyPayment_as_NewPayment__reverts(make):
-    action = make("NewPayment")
+@pytest.mark.parametrize(("approval", "deny"), [("NewPayment", "DenyPayment"), ("CancelPayment", "DenyCancel")])
+def test_signature__deny_submitted_as_approval__reverts(make, approval, deny):
+    action = make(approval)
     message = {k: action.message[k] for k in ("paymentId", "account", "deadline")}
-    deny = sign_in_domain(action.signer, domain_of(action.contract), "DenyPayment", **message)
+    signature = sign_in_domain(action.signer, domain_of(action.contract), deny, **message)
     with reverts(action.contract.InvalidSignature, signer=action.signer_address):
-        action.submit(deny)
-
-
-def test_signature__DenyCancel_as_CancelPayment__reverts(make):
-    action = make("CancelPayment")
-    message = {k: action.message[k] for k in ("paymentId", "account", "deadline")}
-    deny = sign_in_domain(action.signer, domain_of(action.contract), "DenyCancel", **message)
-    with reverts(action.contract.InvalidSignature, signer=action.signer_address):
-        action.submit(deny)
+        action.submit(signature)
 
 
 def test_signature__CancelPayment_signed_by_the_payer__reverts(make, user):

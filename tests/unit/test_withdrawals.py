@@ -7,7 +7,7 @@ import ape
 
 from tests.utils.checks import assert_event, changes, reverts
 from tests.utils.constants import UNIT
-from tests.utils.signing import deadline, sign
+from tests.utils.signing import deadline, sign_next
 
 SETTLED = 1_000 * UNIT
 
@@ -59,16 +59,7 @@ def test_openWithdrawal__unknown_shop__reverts(shops, open_withdrawal):
 
 def test_openWithdrawal__not_relay__reverts(shops, shop_id, shop_owner):
     dl = deadline()
-    sig = sign(
-        shop_owner,
-        shops,
-        "OpenWithdrawal",
-        shopId=shop_id,
-        amount=UNIT,
-        account=shop_owner.address,
-        nonce=shops.nonces(shop_owner),
-        deadline=dl,
-    )
+    sig = sign_next(shop_owner, shops, "OpenWithdrawal", dl, shopId=shop_id, amount=UNIT)
     with reverts(shops.AccessControlUnauthorizedAccount, account=shop_owner, neededRole=shops.RELAY_ROLE()):
         shops.openWithdrawal(shop_id, UNIT, dl, sig, sender=shop_owner)
 
@@ -157,15 +148,7 @@ def test_closeWithdrawal__unknown_shop__reverts(shops, close_withdrawal):
 def test_closeWithdrawal__not_relay__reverts(shops, shop_id, shop_owner, open_withdrawal):
     open_withdrawal(shop_id, 100 * UNIT)
     dl = deadline()
-    sig = sign(
-        shop_owner,
-        shops,
-        "CloseWithdrawal",
-        shopId=shop_id,
-        account=shop_owner.address,
-        nonce=shops.nonces(shop_owner),
-        deadline=dl,
-    )
+    sig = sign_next(shop_owner, shops, "CloseWithdrawal", dl, shopId=shop_id)
     with reverts(shops.AccessControlUnauthorizedAccount, account=shop_owner, neededRole=shops.RELAY_ROLE()):
         shops.closeWithdrawal(shop_id, dl, sig, sender=shop_owner)
 

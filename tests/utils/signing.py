@@ -10,9 +10,9 @@ from eth_account import Account
 from eth_account.messages import encode_typed_data
 
 from relay import typed_data
-from scripts._system import domain_of, sign_action
+from scripts._system import domain_of, sign_action, sign_next
 
-__all__ = ["deadline", "domain_of", "malleable", "sign", "sign_in_domain", "sign_typed"]
+__all__ = ["deadline", "domain_of", "malleable", "sign", "sign_in_domain", "sign_next", "sign_typed"]
 
 sign = sign_action
 
