@@ -165,6 +165,16 @@ def system() -> Iterator[System]:
             bench.close()
 
 
+def check_table(rows: list[tuple[str, str]]) -> str:
+    """Rows of (check, result) as aligned text."""
+    width = max(len(name) for name, _ in rows)
+    return "\n".join(f"{name:<{width}}  {result}" for name, result in rows)
+
+
+def failed(rows: list[tuple[str, str]]) -> bool:
+    return any(result.startswith("FAIL") for _, result in rows)
+
+
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     if not ordered:

@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import select
 
 from bench.faults import Receiver, wait_until
-from bench.harness import SIGNER_INDEXES, UNIT, System, contract, free_port, system
+from bench.harness import SIGNER_INDEXES, UNIT, System, check_table, contract, failed, free_port, system
 from relay import db as database
 from relay.devnet import anvil_key, relay_env, start_relay
 from relay.models import Callback, Payment
@@ -137,10 +137,8 @@ def main() -> None:
     args = parser.parse_args()
     with system() as bench:
         rows = run(bench, args.payments, args.clients)
-    print("\nTwo relay instances, one PostgreSQL, one anvil")
-    for name, result in rows:
-        print(f"  {name:<42} {result}")
-    if any(result.startswith("FAIL") for _, result in rows):
+    print(f"\nTwo relay instances, one PostgreSQL, one anvil\n{check_table(rows)}")
+    if failed(rows):
         raise SystemExit(1)
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import faults, instances, latency, soak, throughput
-from bench.harness import ROOT, system
+from bench.harness import ROOT, check_table, system
 
 RESULTS = ROOT / "var" / "bench-results.txt"
 
@@ -103,12 +103,10 @@ def main() -> None:
             return "\n".join(f"{scenario:<36} {result:<6} {detail}" for scenario, detail, result in rows)
 
         def instances_table() -> str:
-            rows = instances.run(bench, 40 if quick else 120, 8)
-            return "\n".join(f"{name:<42} {result}" for name, result in rows)
+            return check_table(instances.run(bench, 40 if quick else 120, 8))
 
         def soak_table() -> str:
-            rows = soak.soak(bench, 50, 15 if quick else 60)
-            return "\n".join(f"{name:<54} {result}" for name, result in rows)
+            return check_table(soak.soak(bench, 50, 15 if quick else 60))
 
         section("Relay throughput vs direct web3.py, and scaling over relay workers", throughput_table)
         section("Read latency under 50 concurrent KIOSK clients", latency_table)

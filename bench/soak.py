@@ -16,7 +16,7 @@ from collections import Counter
 from sqlalchemy import select
 
 from bench.faults import wait_until
-from bench.harness import SIGNER_INDEXES, UNIT, System, contract, system
+from bench.harness import SIGNER_INDEXES, UNIT, System, check_table, contract, failed, system
 from relay import db as database
 from relay.models import Payment
 from relay.sdk import AppClient, KioskClient
@@ -140,10 +140,8 @@ def main() -> None:
     args = parser.parse_args()
     with system() as bench:
         rows = soak(bench, args.kiosks, args.seconds)
-    print("\nLoad soak")
-    for name, result in rows:
-        print(f"  {name:<54} {result}")
-    if any(result.startswith("FAIL") for _, result in rows):
+    print(f"\nLoad soak\n{check_table(rows)}")
+    if failed(rows):
         raise SystemExit(1)
 
 
