@@ -1,0 +1,144 @@
+"""The work the relay does for one complete payment (openNew -> approve -> closeNew): database
+statements and commits, and JSON-RPC calls, split into the requests' share and the background
+workers' share. The relay runs in this process (FastAPI TestClient) against a PostgreSQL database
+and anvil, one payment after another, so every count belongs to the measured payments.
+
+    python -m bench.work [--payments 20]
+
+Throughput (bench.throughput) is bound by CPU on a small machine; these counts say where it goes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import re
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from fastapi.testclient import TestClient
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from web3.providers.rpc import HTTPProvider
+
+from bench.harness import SIGNER_INDEXES, UNIT, System, system
+from relay.config import Settings
+from relay.devnet import anvil_key
+from relay.main import create_app
+from relay.sdk import AppClient, KioskClient
+
+
+class Counts:
+    def __init__(self) -> None:
+        self.statements: collections.Counter[tuple[str, str]] = collections.Counter()
+        self.commits: collections.Counter[str] = collections.Counter()
+        self.rpcs: collections.Counter[tuple[str, str]] = collections.Counter()
+        self.lock = threading.Lock()
+
+    def clear(self) -> None:
+        with self.lock:
+            self.statements.clear()
+            self.commits.clear()
+            self.rpcs.clear()
+
+
+def _part() -> str:
+    """Requests run in AnyIO's worker threads; the background workers on the event loop's."""
+    return "requests" if threading.current_thread().name.startswith("AnyIO") else "workers"
+
+
+@contextmanager
+def counting() -> Iterator[Counts]:
+    counts = Counts()
+
+    def statement(conn: Any, cursor: Any, text: str, *args: Any) -> None:
+        words = re.sub(r"\s+", " ", text).split(" ")
+        verb = words[0]
+        table = next((w for w in words[1:4] if w not in ("INTO", "FROM") and not w.startswith("(")), "?")
+        if verb == "SELECT":
+            table = words[words.index("FROM") + 1] if "FROM" in words else "?"
+        with counts.lock:
+            counts.statements[(_part(), f"{verb} {table}")] += 1
+
+    def commit(conn: Any) -> None:
+        with counts.lock:
+            counts.commits[_part()] += 1
+
+    original = HTTPProvider.make_request
+
+    def make_request(self: HTTPProvider, method: Any, params: Any) -> Any:
+        with counts.lock:
+            counts.rpcs[(_part(), str(method))] += 1
+        return original(self, method, params)
+
+    event.listen(Engine, "before_cursor_execute", statement)
+    event.listen(Engine, "commit", commit)
+    HTTPProvider.make_request = make_request  # type: ignore[method-assign]
+    try:
+        yield counts
+    finally:
+        HTTPProvider.make_request = original  # type: ignore[method-assign]
+        event.remove(Engine, "commit", commit)
+        event.remove(Engine, "before_cursor_execute", statement)
+
+
+def measure(bench: System, payments: int) -> Counts:
+    user = bench.fund_users(1, 1_000_000 * UNIT)[0]
+    db_url = bench.new_database("postgresql")
+    settings = Settings(
+        database_url=db_url,
+        rpc_url=bench.rpc_url,
+        deployment_file=bench.deployment_file,
+        signer_keys=[anvil_key(i) for i in SIGNER_INDEXES],  # type: ignore[arg-type]
+        log_level="ERROR",
+    )
+    access_key = bench.add_kiosk(db_url)
+    with counting() as counts, TestClient(create_app(settings)) as http:
+        kiosk = KioskClient("http://testserver", access_key, http=http)
+        wallet = AppClient("http://testserver", user, http=http)
+
+        def pay(purchase_id: str) -> None:
+            opened = kiosk.open_new(purchase_id, 10 * UNIT, "krw", bench.shop_id, wallet.address)
+            wallet.approve(opened.paymentId)
+            assert kiosk.close_new(opened.paymentId).paymentStatus == 4
+
+        pay("warm-up")
+        time.sleep(2 * settings.worker_interval + 0.5)  # the workers finish the warm-up's records
+        counts.clear()
+        for i in range(payments):
+            pay(f"P-{i}")
+        time.sleep(2 * settings.worker_interval + 0.5)  # ... and the measured payments'
+    return counts
+
+
+def render(counts: Counts, payments: int) -> str:
+    def per(value: int) -> str:
+        return f"{value / payments:>6.1f}"
+
+    lines = [f"Work per complete payment (mean of {payments}, sequential):", ""]
+    lines.append(f"{'':<44}{'requests':>9}{'workers':>9}")
+    for label, counter in (("database statements", counts.statements), ("JSON-RPC calls", counts.rpcs)):
+        totals = collections.Counter(part for (part, _), n in counter.items() for _ in range(n))
+        lines.append(f"{label:<44}{per(totals['requests']):>9}{per(totals['workers']):>9}")
+        kinds = sorted({kind for _, kind in counter}, key=lambda k: -sum(counter[(p, k)] for p in ("requests", "workers")))
+        lines += [
+            f"  {kind:<42}{per(counter[('requests', kind)]):>9}{per(counter[('workers', kind)]):>9}" for kind in kinds
+        ]
+    lines.append(f"{'database commits':<44}{per(counts.commits['requests']):>9}{per(counts.commits['workers']):>9}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--payments", type=int, default=20)
+    args = parser.parse_args()
+    with system() as bench:
+        counts = measure(bench, args.payments)
+    print(render(counts, args.payments))
+
+
+if __name__ == "__main__":
+    main()
