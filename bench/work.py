@@ -121,9 +121,13 @@ def render(counts: Counts, payments: int) -> str:
     lines = [f"Work per complete payment (mean of {payments}, sequential):", ""]
     lines.append(f"{'':<44}{'requests':>9}{'workers':>9}")
     for label, counter in (("database statements", counts.statements), ("JSON-RPC calls", counts.rpcs)):
-        totals = collections.Counter(part for (part, _), n in counter.items() for _ in range(n))
+        totals: collections.Counter[str] = collections.Counter()
+        by_kind: collections.Counter[str] = collections.Counter()
+        for (part, kind), n in counter.items():
+            totals[part] += n
+            by_kind[kind] += n
         lines.append(f"{label:<44}{per(totals['requests']):>9}{per(totals['workers']):>9}")
-        kinds = sorted({kind for _, kind in counter}, key=lambda k: -sum(counter[(p, k)] for p in ("requests", "workers")))
+        kinds = [kind for kind, _ in by_kind.most_common()]
         lines += [
             f"  {kind:<42}{per(counter[('requests', kind)]):>9}{per(counter[('workers', kind)]):>9}" for kind in kinds
         ]

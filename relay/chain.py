@@ -18,14 +18,15 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_typing import HexStr
 from eth_utils import keccak, to_checksum_address
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
 from web3 import Web3
 from web3.contract import Contract
 from web3.exceptions import ContractCustomError, ContractLogicError, TransactionNotFound, Web3RPCError
 from web3.logs import DISCARD
-from web3.types import BlockIdentifier, Nonce, TxParams, TxReceipt, Wei
+from web3.types import BlockIdentifier, Nonce, TxReceipt, Wei
 
 from relay import typed_data
 from relay.calls import Call, FastContract
@@ -265,48 +266,71 @@ class Chain:
                 raise ChainRejected(str(exc)) from exc
             gas = estimated + estimated // 5
         with self._locks[signer.address]:
-            for attempt in range(3):
-                try:
-                    return self._send_locked(signer, fn, gas)
-                except _NonceOutOfSync:
-                    if attempt == 2:
-                        raise ChainUnavailable("Could not agree a nonce with the node.") from None
-        raise AssertionError("unreachable")
+            for _ in range(3):
+                tx_hash = self._send_locked(signer, fn, gas)
+                if tx_hash is not None:
+                    return tx_hash
+        raise ChainUnavailable("Could not agree a nonce with the node.")
 
-    def _send_locked(self, signer: LocalAccount, fn: Call, gas: int) -> str:
+    def _send_locked(self, signer: LocalAccount, fn: Call, gas: int) -> str | None:
+        """Sends with the signer's next nonce from the database, whose row stays locked until the
+        transaction is accepted, so relay instances sharing the signer never reuse a nonce. If
+        the node says the nonce is wrong (the key was used elsewhere, or the node lost a
+        transaction), forgets the stored nonce and returns None: the caller tries again with the
+        node's count."""
         with self.db.session() as session:
-            lock = select(Signer).where(Signer.address == signer.address).with_for_update()
-            row = session.execute(lock).scalar_one_or_none()
-            if row is None:
-                # Several relay processes may start sending with a new signer at the same moment:
-                # create its row without a duplicate-key error, then lock it. (Only then: on SQLite
-                # the insert takes the database's write lock for the whole send.)
-                insert = pg_insert if is_postgres(self.db.engine) else sqlite_insert
-                session.execute(insert(Signer).values(address=signer.address).on_conflict_do_nothing())
-                row = session.execute(lock).scalar_one()
+            # Common case, one statement: take the stored nonce and count it as used; the update
+            # holds the row lock to the end of this transaction.
+            taken = session.execute(
+                update(Signer)
+                .where(Signer.address == signer.address, Signer.next_nonce.is_not(None))
+                .values(next_nonce=Signer.next_nonce + 1)
+                .returning(Signer.next_nonce)
+            ).scalar_one_or_none()
+            nonce = taken - 1 if taken is not None else self._first_nonce(session, signer)
             try:
-                nonce = row.next_nonce
-                if nonce is None:
-                    nonce = self.w3.eth.get_transaction_count(signer.address, "pending")
-                params: TxParams = {
-                    "from": signer.address,
-                    "nonce": Nonce(nonce),
-                    "gas": gas,
-                    "gasPrice": Wei(self._gas_price()),
-                    "chainId": self.chain_id,
-                }
-                tx = fn.build_transaction(params)
+                tx = fn.build_transaction(
+                    {
+                        "from": signer.address,
+                        "nonce": Nonce(nonce),
+                        "gas": gas,
+                        "gasPrice": Wei(self._gas_price()),
+                        "chainId": self.chain_id,
+                    }
+                )
                 signed = signer.sign_transaction(dict(tx))  # type: ignore[arg-type]
                 self.w3.eth.send_raw_transaction(signed.raw_transaction)
             except CONNECTION_ERRORS as exc:
                 raise ChainUnavailable() from exc
             except Web3RPCError as exc:
-                if "nonce" in str(exc).lower():
-                    row.next_nonce = None
-                    raise _NonceOutOfSync() from exc
-                raise ChainRejected(str(exc)) from exc
-            row.next_nonce = nonce + 1
+                if "nonce" not in str(exc).lower():
+                    raise ChainRejected(str(exc)) from exc
+                # Committed (not rolled back with an exception): the next try asks the node.
+                session.execute(update(Signer).where(Signer.address == signer.address).values(next_nonce=None))
+                return None
             return "0x" + bytes(signed.hash).hex()
+
+    def _first_nonce(self, session: Session, signer: LocalAccount) -> int:
+        """The signer's row has no stored nonce (first use, or forgotten after a mismatch): lock the
+        row (creating it if needed), ask the node and store the count after this transaction."""
+        lock = select(Signer).where(Signer.address == signer.address).with_for_update()
+        row = session.execute(lock).scalar_one_or_none()
+        if row is None:
+            # Several relay processes may start sending with a new signer at the same moment:
+            # create its row without a duplicate-key error, then lock it. (Only then: on SQLite
+            # the insert takes the database's write lock for the whole send.)
+            insert = pg_insert if is_postgres(self.db.engine) else sqlite_insert
+            session.execute(insert(Signer).values(address=signer.address).on_conflict_do_nothing())
+            row = session.execute(lock).scalar_one()
+        if row.next_nonce is not None:  # another process stored it meanwhile
+            nonce = row.next_nonce
+        else:
+            try:
+                nonce = self.w3.eth.get_transaction_count(signer.address, "pending")
+            except CONNECTION_ERRORS as exc:
+                raise ChainUnavailable() from exc
+        row.next_nonce = nonce + 1
+        return nonce
 
     _price: tuple[float, int] = (0.0, 0)
 
@@ -357,7 +381,3 @@ class Chain:
             )
         except CONNECTION_ERRORS as exc:
             raise ChainUnavailable() from exc
-
-
-class _NonceOutOfSync(Exception):
-    pass

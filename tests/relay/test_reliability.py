@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
+from eth_account import Account
 from sqlalchemy import select
 
 from relay import chain as onchain
@@ -98,6 +99,26 @@ def test_close__sent_while_the_approval_is_still_being_mined__waits_for_it_and_c
             closed = ok(closing.result(timeout=30))
     finally:
         rpc("evm_setAutomine", True)
+    assert closed["paymentStatus"] == S.COMPLETED
+    assert payment_on_chain(anvil, deployment, payment_id)["status"] == onchain.CLOSED
+
+
+def test_signer_nonce_used_elsewhere__the_relay_takes_the_node_s_count_and_goes_on(
+    relay, backend, kiosk, user, shop_id, anvil, deployment
+):
+    """Someone sends with the relay's signer key behind its back: the stored nonce is stale, the
+    node answers "nonce too low", and the relay resyncs instead of failing every payment."""
+    pay = _open(relay, kiosk, user, shop_id)["paymentId"]
+    user.approve(pay)  # the signer's nonce is now stored in the database
+    assert ok(kiosk_post(relay.url, "closeNew", kiosk.access_key, pay))["paymentStatus"] == S.COMPLETED
+    rpc = _Rpc(anvil)
+    signer = Account.from_key(anvil_key(SIGNERS[backend])).address
+    for _ in range(2):
+        rpc("eth_sendTransaction", {"from": signer, "to": signer, "value": "0x0"})
+
+    payment_id = _open(relay, kiosk, user, shop_id)["paymentId"]
+    user.approve(payment_id)
+    closed = ok(kiosk_post(relay.url, "closeNew", kiosk.access_key, payment_id))
     assert closed["paymentStatus"] == S.COMPLETED
     assert payment_on_chain(anvil, deployment, payment_id)["status"] == onchain.CLOSED
 
