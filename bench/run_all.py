@@ -2,9 +2,10 @@
 
     make bench          (python -m bench.run_all)
 
-Gas against the budgets, relay throughput against direct web3.py, read latency under 50 KIOSKs,
-scaling over 1-4 relay workers, the fault matrix, two relay instances on one database, a load
-soak and Schemathesis against the OpenAPI document.
+Gas against the budgets, relay throughput against direct web3.py, the relay's database statements
+and JSON-RPC calls per payment, read latency under 50 KIOSKs, scaling over 1-4 relay workers, the
+fault matrix, two relay instances on one database, a load soak and Schemathesis against the
+OpenAPI document.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import faults, instances, latency, soak, throughput
+from bench import faults, instances, latency, soak, throughput, work
 from bench.harness import ROOT, check_table, system
 
 RESULTS = ROOT / "var" / "bench-results.txt"
@@ -109,6 +110,10 @@ def main() -> None:
             return check_table(soak.soak(bench, 50, 15 if quick else 60))
 
         section("Relay throughput vs direct web3.py, and scaling over relay workers", throughput_table)
+        section(
+            "Relay work per complete payment",
+            lambda: work.render(work.measure(bench, 10 if quick else 20), 10 if quick else 20),
+        )
         section("Read latency under 50 concurrent KIOSK clients", latency_table)
         section("Fault matrix", fault_table)
         section("Two relay instances on one PostgreSQL", instances_table)

@@ -68,12 +68,18 @@ def authenticate(session: Session, access_key: str | None) -> Kiosk:
     if not access_key:
         raise InvalidAccessKey()
     digest = hash_key(access_key)
-    client = session.execute(select(KioskClient).where(KioskClient.key_hash == digest)).scalar_one_or_none()
+    # The client and its shops in one query (a row per shop; one row with no shop if it has none).
+    rows = session.execute(
+        select(KioskClient, KioskShop.shop_id)
+        .outerjoin(KioskShop, KioskShop.kiosk_id == KioskClient.id)
+        .where(KioskClient.key_hash == digest)
+    ).all()
+    client = rows[0][0] if rows else None
     # The lookup is by hash; the comparison repeats it in constant time so timing reveals nothing.
     if client is None or not hmac.compare_digest(client.key_hash, digest) or client.revoked_at is not None:
         raise InvalidAccessKey()
-    shops = session.execute(select(KioskShop.shop_id).where(KioskShop.kiosk_id == client.id)).scalars()
-    return Kiosk(client.id, client.name, frozenset(shops), client.callback_url)
+    shops = frozenset(shop for _, shop in rows if shop is not None)
+    return Kiosk(client.id, client.name, shops, client.callback_url)
 
 
 def require_shop(kiosk: Kiosk, shop_id: str) -> None:

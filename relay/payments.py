@@ -76,6 +76,8 @@ _STATUS_OF_CHAIN = {
     onchain.CANCELLED: S.CANCEL_COMPLETED,
 }
 
+REVERTED = "The transaction reverted on chain."
+
 # Gas limit of closing steps (measured: 49k-58k; see GAS.md), sent without simulation.
 CLOSE_GAS = 150_000
 
@@ -154,12 +156,12 @@ class Payments:
         self, kiosk: Kiosk, purchase_id: str, amount: int, currency: str, shop_id: str, address: str
     ) -> Payment:
         kiosks.require_shop(kiosk, shop_id)
-        existing = self._by_purchase(shop_id, purchase_id)
-        if existing is not None:
-            return self._same_purchase(existing, kiosk, amount, currency, address)
-        self.chain.shop_owner(shop_id)  # ShopNotFound
         with self.db.session() as session:
+            existing = self._by_purchase(session, shop_id, purchase_id)
+            if existing is not None:
+                return self._same_purchase(existing, kiosk, amount, currency, address)
             account = self.resolve(session, address)
+        self.chain.shop_owner(shop_id)  # ShopNotFound
         estimate = self.chain.estimate(account, amount, currency)
         total = estimate.total_point if estimate.loyalty_type == POINT else estimate.total_token
         if estimate.balance < total:
@@ -187,17 +189,18 @@ class Payments:
                 notify(session, account, "payment.new", payment.payment_id, kiosk_view(payment) | {"account": account})
         except IntegrityError:
             # The same purchase arrived concurrently; answer like a retry.
-            existing = self._by_purchase(shop_id, purchase_id)
+            with self.db.session() as session:
+                existing = self._by_purchase(session, shop_id, purchase_id)
             if existing is None:
                 raise
             return self._same_purchase(existing, kiosk, amount, currency, address)
         return payment
 
-    def _by_purchase(self, shop_id: str, purchase_id: str) -> Payment | None:
-        with self.db.session() as session:
-            return session.execute(
-                select(Payment).where(Payment.shop_id == shop_id, Payment.purchase_id == purchase_id)
-            ).scalar_one_or_none()
+    @staticmethod
+    def _by_purchase(session: Session, shop_id: str, purchase_id: str) -> Payment | None:
+        return session.execute(
+            select(Payment).where(Payment.shop_id == shop_id, Payment.purchase_id == purchase_id)
+        ).scalar_one_or_none()
 
     @staticmethod
     def _same_purchase(existing: Payment, kiosk: Kiosk, amount: int, currency: str, address: str) -> Payment:
@@ -244,10 +247,9 @@ class Payments:
             deadline = p.open_new_at + self.settings.signature_ttl
             nonce = self._expected_nonce(p.account)
             self._verify(self._new_payment_typed(p, nonce, deadline), signature, p.account, deadline)
-            self._claim(session, p, {S.NEW}, ChainOp.OPEN, status=S.APPROVED, signature=signature, signer=p.account)
+            p = self._claim(session, p, {S.NEW}, ChainOp.OPEN, status=S.APPROVED, signature=signature, signer=p.account)
         fn = self.chain.payment.functions.openNewPayment(self._new_payment_args(p, deadline), signature)
-        self._submit(p, ChainOp.OPEN, fn, restore={"status": S.NEW, "signature": None, "signer": None})
-        return self.get(payment_id)
+        return self._submit(p, ChainOp.OPEN, fn, restore={"status": S.NEW, "signature": None, "signer": None})
 
     def deny_new(self, payment_id: str, signature: str) -> Payment:
         with self.db.session() as session:
@@ -255,11 +257,12 @@ class Payments:
             self._require(p, S.NEW)
             deadline = p.open_new_at + self.settings.signature_ttl
             self._verify(self._deny_typed("DenyPayment", p, p.account, deadline), signature, p.account, deadline)
-            if not self._transition(session, p, {S.NEW}, status=S.DENIED, decided_at=now()):
+            denied = self._transition(session, p, {S.NEW}, status=S.DENIED, decided_at=now())
+            if denied is None:
                 raise InvalidStatus()
-            self._callback(session, p, "create", DENIED)
+            self._callback(session, denied, "create", DENIED)
             notify(session, p.account, "payment.denied", p.payment_id, {"paymentStatus": S.DENIED})
-        return self.get(payment_id)
+        return denied
 
     def close_new(self, kiosk: Kiosk, payment_id: str, confirm: bool) -> Payment:
         p = self.get(payment_id)
@@ -267,13 +270,11 @@ class Payments:
         if p.status == (S.COMPLETED if confirm else S.REFUNDED) and p.chain_op is None:
             return p  # a retry of the same close
         if p.chain_op == ChainOp.OPEN:
-            self._await_pending(p)  # the approval is being mined: finish it first
-            p = self.get(payment_id)
+            p = self._await_pending(p)  # the approval is being mined: finish it first
         op = ChainOp.CLOSE if confirm else ChainOp.REFUND
+        self._require(p, S.APPROVED, idle=True)
         with self.db.session() as session:
-            p = self._load(session, payment_id)
-            self._require(p, S.APPROVED, idle=True)
-            self._claim(session, p, {S.APPROVED}, op)
+            p = self._claim(session, p, {S.APPROVED}, op)
         fn = self.chain.payment.functions.closeNewPayment(payment_id, confirm)
         return self._submit_and_wait(p, op, fn)
 
@@ -291,12 +292,13 @@ class Payments:
         owner = self.chain.shop_owner(p.shop_id)
         with self.db.session() as session:
             p = self._load(session, payment_id)
-            if not self._transition(
+            received = self._transition(
                 session, p, {S.COMPLETED, S.CANCEL_DENIED}, status=S.CANCEL_RECEIVED, open_cancel_at=int(time.time())
-            ):
+            )
+            if received is None:
                 raise InvalidStatus()
-            notify(session, owner, "cancel.new", p.payment_id, kiosk_view(p) | {"account": p.account})
-        return self.get(payment_id)
+            notify(session, owner, "cancel.new", p.payment_id, kiosk_view(received) | {"account": p.account})
+        return received
 
     def confirm_cancel(self, payment_id: str, signature: str) -> Payment:
         with self.db.session() as session:
@@ -308,7 +310,7 @@ class Payments:
             deadline = (p.open_cancel_at or 0) + self.settings.signature_ttl
             nonce = self._expected_nonce(owner)
             self._verify(self._cancel_typed(p, owner, nonce, deadline), signature, owner, deadline)
-            self._claim(
+            p = self._claim(
                 session,
                 p,
                 {S.CANCEL_RECEIVED},
@@ -318,8 +320,7 @@ class Payments:
                 signer=owner,
             )
         fn = self.chain.payment.functions.openCancelPayment(payment_id, p.purchase_id, deadline, signature)
-        self._submit(p, ChainOp.OPEN_CANCEL, fn, restore={"status": S.CANCEL_RECEIVED, "signature": None})
-        return self.get(payment_id)
+        return self._submit(p, ChainOp.OPEN_CANCEL, fn, restore={"status": S.CANCEL_RECEIVED, "signature": None})
 
     def deny_cancel(self, payment_id: str, signature: str) -> Payment:
         with self.db.session() as session:
@@ -328,10 +329,11 @@ class Payments:
             owner = self.chain.shop_owner(p.shop_id)
             deadline = (p.open_cancel_at or 0) + self.settings.signature_ttl
             self._verify(self._deny_typed("DenyCancel", p, owner, deadline), signature, owner, deadline)
-            if not self._transition(session, p, {S.CANCEL_RECEIVED}, status=S.CANCEL_DENIED, decided_at=now()):
+            denied = self._transition(session, p, {S.CANCEL_RECEIVED}, status=S.CANCEL_DENIED, decided_at=now())
+            if denied is None:
                 raise InvalidStatus()
-            self._callback(session, p, "cancel", DENIED)
-        return self.get(payment_id)
+            self._callback(session, denied, "cancel", DENIED)
+        return denied
 
     def close_cancel(self, kiosk: Kiosk, payment_id: str, confirm: bool) -> Payment:
         p = self.get(payment_id)
@@ -339,12 +341,11 @@ class Payments:
         if p.status == (S.CANCEL_COMPLETED if confirm else S.COMPLETED) and p.close_cancel_at and not p.chain_op:
             return p
         if p.chain_op == ChainOp.OPEN_CANCEL:
-            self._await_pending(p)
+            p = self._await_pending(p)
         op = ChainOp.CLOSE_CANCEL if confirm else ChainOp.REVERT_CANCEL
+        self._require(p, S.CANCEL_APPROVED, idle=True)
         with self.db.session() as session:
-            p = self._load(session, payment_id)
-            self._require(p, S.CANCEL_APPROVED, idle=True)
-            self._claim(session, p, {S.CANCEL_APPROVED}, op)
+            p = self._claim(session, p, {S.CANCEL_APPROVED}, op)
         fn = self.chain.payment.functions.closeCancelPayment(payment_id, confirm)
         return self._submit_and_wait(p, op, fn)
 
@@ -367,12 +368,16 @@ class Payments:
             return  # being sent right now, perhaps by another request
         self._recover(p)
 
-    def _await_pending(self, p: Payment) -> None:
+    def _await_pending(self, p: Payment) -> Payment:
         """Waits (up to the receipt timeout) for the transaction of the payment's previous step,
-        then records it, so a close that follows an approval at once does not fail."""
+        then records it, so a close that follows an approval at once does not fail. Returns the
+        payment as it is then."""
         if p.chain_tx is not None:
-            self.chain.wait(p.chain_tx, self.settings.receipt_timeout)
+            receipt = self.chain.wait(p.chain_tx, self.settings.receipt_timeout)
+            if receipt is not None:
+                return self._finish(p, receipt) or self.get(p.payment_id)
         self.settle(p.payment_id)
+        return self.get(p.payment_id)
 
     def pending_chain_ops(self, older_than: float) -> list[str]:
         with self.db.session() as session:
@@ -424,9 +429,10 @@ class Payments:
         new = status == S.APPROVED
         op = ChainOp.REFUND if new else ChainOp.CLOSE_CANCEL
         with self.db.session() as session:
-            p = self._load(session, payment_id)
-            if not self._transition(session, p, {status}, chain_op=op, chain_op_at=now(), chain_tx=None):
+            claimed = self._transition(session, payment_id, {status}, chain_op=op, chain_op_at=now(), chain_tx=None)
+            if claimed is None:
                 return 0
+            p = claimed
             message = (
                 "The approved payment was not closed in time and has been refunded."
                 if new
@@ -462,25 +468,25 @@ class Payments:
             raise InvalidStatus(f"Payment {p.payment_id} is waiting for its transaction {p.chain_tx or ''}.")
 
     @staticmethod
-    def _transition(session: Session, p: Payment, from_statuses: set[int], **values: Any) -> bool:
+    def _transition(session: Session, p: Payment | str, from_statuses: set[int], **values: Any) -> Payment | None:
         """Sets `values` if the payment is still in one of `from_statuses` with no on-chain
-        operation in flight; False if another request or instance changed or claimed it first."""
-        result = session.execute(
+        operation in flight, and returns the updated row (one UPDATE ... RETURNING); None if
+        another request or instance changed or claimed it first."""
+        payment_id = p if isinstance(p, str) else p.payment_id
+        return session.execute(
             update(Payment)
             .where(
-                Payment.payment_id == p.payment_id,
+                Payment.payment_id == payment_id,
                 Payment.status.in_(from_statuses),
                 Payment.chain_op.is_(None),
             )
             .values(updated_at=now(), **values)
-            .execution_options(synchronize_session=False)
-        )
-        if result.rowcount != 1:  # type: ignore[attr-defined]
-            return False
-        session.refresh(p)
-        return True
+            .returning(Payment)
+            .execution_options(populate_existing=True)
+        ).scalar_one_or_none()
 
-    def _claim(self, session: Session, p: Payment, from_statuses: set[int], op: ChainOp, **values: Any) -> None:
+    def _claim(self, session: Session, p: Payment, from_statuses: set[int], op: ChainOp, **values: Any) -> Payment:
+        """Claims the payment's next on-chain operation; returns the claimed row."""
         stamp = now()
         claimed = self._transition(
             session,
@@ -492,8 +498,9 @@ class Payments:
             decided_at=stamp if "status" in values else p.decided_at,
             **values,
         )
-        if not claimed or p.chain_op != op:
+        if claimed is None or claimed.chain_op != op:
             raise InvalidStatus(f"Payment {p.payment_id} changed meanwhile; reload it.")
+        return claimed
 
     def _callback(self, session: Session, p: Payment, type_: str, code: int, message: str | None = None) -> None:
         data = kiosk_view(p)
@@ -501,10 +508,10 @@ class Payments:
 
     # ================================================================== internals: chain
 
-    def _submit(self, p: Payment, op: ChainOp, fn: Call, restore: dict[str, Any]) -> str:
-        """Sends the transaction of a claimed operation. If the node is unreachable the claim is
-        released (`restore`) so the request can be retried; if the chain would reject it, the
-        rejection is recorded and reported."""
+    def _submit(self, p: Payment, op: ChainOp, fn: Call, restore: dict[str, Any]) -> Payment:
+        """Sends the transaction of a claimed operation; returns the payment with the transaction
+        recorded. If the node is unreachable the claim is released (`restore`) so the request can
+        be retried; if the chain would reject it, the rejection is recorded and reported."""
         try:
             # User-signed steps are simulated first (a bad signature is caught before it costs
             # gas); closing steps are the relay's own and the database has just checked them.
@@ -529,36 +536,41 @@ class Payments:
                 ChainOp.CLOSE_CANCEL: "close_cancel_tx",
                 ChainOp.REVERT_CANCEL: "close_cancel_tx",
             }
-            session.execute(
+            sent = session.execute(
                 update(Payment)
                 .where(Payment.payment_id == p.payment_id, Payment.chain_op == op)
                 .values({"chain_tx": tx, columns[op]: tx, "updated_at": now()})
-            )
-        return tx
+                .returning(Payment)
+            ).scalar_one_or_none()
+        if sent is None:  # finished meanwhile by another instance's chain watcher
+            return self.get(p.payment_id)
+        return sent
 
     def _submit_and_wait(self, p: Payment, op: ChainOp, fn: Call) -> Payment:
-        tx = self._submit(p, op, fn, restore={})
-        receipt = self.chain.wait(tx, self.settings.receipt_timeout)
+        sent = self._submit(p, op, fn, restore={})
+        if sent.chain_op != op or sent.chain_tx is None:
+            return sent
+        receipt = self.chain.wait(sent.chain_tx, self.settings.receipt_timeout)
         if receipt is None:
-            raise ChainUnavailable(f"Transaction {tx} was sent but is not mined yet; call again to see the result.")
-        outcome = self._finish(self.get(p.payment_id), receipt)
-        if outcome is not None:
-            raise ChainRejected(outcome)
-        return self.get(p.payment_id)
+            raise ChainUnavailable(
+                f"Transaction {sent.chain_tx} was sent but is not mined yet; call again to see the result."
+            )
+        finished = self._finish(sent, receipt)
+        if receipt["status"] != 1:
+            raise ChainRejected(REVERTED)
+        return finished or self.get(p.payment_id)
 
-    def _finish(self, p: Payment, receipt: TxReceipt) -> str | None:
-        """Records a mined transaction of the payment's operation; returns the error if it reverted."""
+    def _finish(self, p: Payment, receipt: TxReceipt) -> Payment | None:
+        """Records a mined transaction of the payment's operation (a revert as a rejection);
+        returns the payment as recorded, None if someone else recorded it first."""
         op = ChainOp(p.chain_op) if p.chain_op else None
         if op is None or p.chain_tx is None:
             return None
         if receipt["status"] == 1:
-            self._succeeded(p, op, receipt)
-            return None
-        message = "The transaction reverted on chain."
-        self._rejected(p.payment_id, op, message, expected_tx=p.chain_tx)
-        return message
+            return self._succeeded(p, op, receipt)
+        return self._rejected(p.payment_id, op, REVERTED, expected_tx=p.chain_tx)
 
-    def _succeeded(self, p: Payment, op: ChainOp, receipt: TxReceipt | None) -> None:
+    def _succeeded(self, p: Payment, op: ChainOp, receipt: TxReceipt | None) -> Payment | None:
         values: dict[str, Any] = {"chain_op": None, "updated_at": now(), "error": None, "signature": None}
         stamp = int(time.time())
         if op == ChainOp.OPEN:
@@ -575,17 +587,17 @@ class Payments:
             where = [Payment.payment_id == p.payment_id, Payment.chain_op == op]
             if receipt is not None:
                 where.append(Payment.chain_tx == p.chain_tx)
-            result = session.execute(update(Payment).where(*where).values(values))
-            if result.rowcount != 1:  # type: ignore[attr-defined]
-                return  # finished by someone else
-            p = self._load(session, p.payment_id)
-            session.refresh(p)
+            done = session.execute(update(Payment).where(*where).values(values).returning(Payment)).scalar_one_or_none()
+            if done is None:
+                return None  # finished by someone else
+            p = done
             if op in (ChainOp.OPEN, ChainOp.OPEN_CANCEL):
                 type_ = "create" if op == ChainOp.OPEN else "cancel"
                 balance = self.chain.account_of(p.account)[1]
                 data = kiosk_view(p) | {"balance": str(balance)}
                 enqueue_callback(session, p.kiosk_id, p.payment_id, type_, SUCCESS, MESSAGES[(type_, SUCCESS)], data)
             notify(session, p.account, f"payment.{op.value}", p.payment_id, {"paymentStatus": p.status})
+        return p
 
     def _opened_amounts(self, p: Payment, receipt: TxReceipt | None) -> dict[str, str]:
         """What actually moved into escrow, from the PaymentOpened event (or the payment record)."""
@@ -606,7 +618,7 @@ class Payments:
             f"total_{other}": "0",
         }
 
-    def _rejected(self, payment_id: str, op: ChainOp, message: str, expected_tx: str | None = None) -> None:
+    def _rejected(self, payment_id: str, op: ChainOp, message: str, expected_tx: str | None = None) -> Payment | None:
         """The chain refused the operation: a new payment fails (status 10, callback 1002); any
         other operation leaves the payment as the chain says it is, with the error recorded."""
         with self.db.session() as session:
@@ -615,18 +627,18 @@ class Payments:
                 where.append(Payment.chain_tx == expected_tx)
             # A failed open moved nothing; any other step leaves the payment as the chain has it.
             status = S.FAILED if op == ChainOp.OPEN else _STATUS_OF_CHAIN[self.chain.payment_of(payment_id).status]
-            result = session.execute(
+            p = session.execute(
                 update(Payment)
                 .where(*where)
                 .values(status=status, chain_op=None, error=message, signature=None, updated_at=now())
-            )
-            if result.rowcount != 1:  # type: ignore[attr-defined]
-                return
-            p = self._load(session, payment_id)
-            session.refresh(p)
+                .returning(Payment)
+            ).scalar_one_or_none()
+            if p is None:
+                return None
             if op in (ChainOp.OPEN, ChainOp.OPEN_CANCEL):
                 type_ = "create" if op == ChainOp.OPEN else "cancel"
                 self._callback(session, p, type_, CONTRACT_ERROR, f"The contract rejected the operation: {message}")
+        return p
 
     def _recover(self, p: Payment) -> None:
         """The operation's transaction is not on chain (never sent, or dropped): the chain's own
@@ -689,6 +701,8 @@ class Payments:
                 .scalars()
                 .all()
             )
+        if not txs:
+            return self.chain.payment_nonce(account)  # nothing in flight: the chain's nonce is the answer
         block = self.chain.block_number()
         receipts = [self.chain.receipt(tx) if tx else None for tx in txs]
         unmined = sum(1 for r in receipts if r is None or r["blockNumber"] > block)
