@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import re
 import secrets
 import threading
 import time
@@ -67,7 +68,8 @@ def soak(bench: System, kiosks: int, seconds: float) -> list[tuple[str, str]]:
                     outcomes[kind] += 1
             except Exception as exc:
                 with lock:
-                    errors[f"{type(exc).__name__}: {str(exc)[:80]}"] += 1
+                    message = re.sub(r"0x[0-9a-fA-F]{40,64}", "0x…", str(exc))  # one key per kind of error
+                    errors[f"{type(exc).__name__}: {message[:80]}"] += 1
 
     threads = [threading.Thread(target=kiosk_loop, args=(i,)) for i in range(kiosks)]
     for t in threads:
@@ -80,7 +82,9 @@ def soak(bench: System, kiosks: int, seconds: float) -> list[tuple[str, str]]:
     def quiet() -> bool:
         with db.session() as session:
             busy = session.execute(
-                select(Payment.payment_id).where((Payment.chain_op.is_not(None)) | (Payment.status == 1))
+                # Nothing on its way to the chain and no decision pending (new payments and cancel
+                # requests end by decision or by the payment timeout).
+                select(Payment.payment_id).where((Payment.chain_op.is_not(None)) | (Payment.status.in_([1, 5])))
             ).first()
         return busy is None
 
