@@ -60,7 +60,9 @@ class Call:
         return values[0] if len(values) == 1 else values
 
     def estimate_gas(self, params: TxParams) -> int:
-        return int(self.w3.eth.estimate_gas({**params, "to": self.to, "data": self.data}))
+        """Simulates the call on the pending state: a signature whose nonce follows one of the
+        signer's transactions still waiting to be mined is valid there, not at "latest"."""
+        return int(self.w3.eth.estimate_gas({**params, "to": self.to, "data": self.data}, "pending"))
 
     def build_transaction(self, params: TxParams) -> TxParams:
         return {**params, "to": self.to, "data": self.data, "value": Wei(0)}

@@ -258,18 +258,24 @@ class Chain:
 
     # ------------------------------------------------------------------ transactions
 
-    def _next_signer(self) -> LocalAccount:
+    def _next_signer(self, signed_by: str | None) -> LocalAccount:
         if not self.signers:
             raise ChainUnavailable("The relay has no signer key configured (RELAY_SIGNER_KEYS).")
+        if signed_by is not None:
+            # Transactions carrying one account's signatures (whose nonces follow each other) all
+            # go through the same relay signer, so its nonce order keeps them in order on chain;
+            # sent by different signers, a later one could be mined first and revert.
+            return self.signers[int(signed_by, 16) % len(self.signers)]
         with self._turn_lock:
             self._turn = (self._turn + 1) % len(self.signers)
             return self.signers[self._turn]
 
-    def send(self, fn: Call, gas: int | None = None) -> str:
+    def send(self, fn: Call, gas: int | None = None, signed_by: str | None = None) -> str:
         """Sends a transaction from one of the relay signers; returns its hash. Without a `gas`
         limit it is simulated first, so a transaction that would revert is never sent: that raises
-        ChainRejected with the decoded error. ChainUnavailable if the node cannot be reached."""
-        signer = self._next_signer()
+        ChainRejected with the decoded error. ChainUnavailable if the node cannot be reached.
+        `signed_by`: the account whose signature (and signature nonce) the call carries."""
+        signer = self._next_signer(signed_by)
         if gas is None:
             try:
                 estimated = fn.estimate_gas({"from": signer.address})

@@ -515,7 +515,10 @@ class Payments:
         try:
             # User-signed steps are simulated first (a bad signature is caught before it costs
             # gas); closing steps are the relay's own and the database has just checked them.
-            tx = self.chain.send(fn, gas=None if op in (ChainOp.OPEN, ChainOp.OPEN_CANCEL) else CLOSE_GAS)
+            if op in (ChainOp.OPEN, ChainOp.OPEN_CANCEL):
+                tx = self.chain.send(fn, signed_by=p.signer)
+            else:
+                tx = self.chain.send(fn, gas=CLOSE_GAS)
         except ChainUnavailable:
             with self.db.session() as session:
                 session.execute(

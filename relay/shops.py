@@ -43,7 +43,7 @@ class Shops:
             raise ExpiredSignature(f"The deadline {deadline} has passed.")
         typed = self.typed_data(action, message, deadline)
         verify_signature(self.chain, typed, signature, typed["message"]["account"])
-        tx = self.chain.send(fn)
+        tx = self.chain.send(fn, signed_by=typed["message"]["account"])
         if self.chain.wait(tx, self.settings.receipt_timeout) is None:
             raise ChainUnavailable(f"Transaction {tx} was sent but is not mined yet.")
         return tx
