@@ -257,7 +257,7 @@ class Payments:
             self._require(p, S.NEW)
             deadline = p.open_new_at + self.settings.signature_ttl
             self._verify(self._deny_typed("DenyPayment", p, p.account, deadline), signature, p.account, deadline)
-            denied = self._transition(session, p, {S.NEW}, status=S.DENIED, decided_at=now())
+            denied = self._transition(session, payment_id, {S.NEW}, status=S.DENIED, decided_at=now())
             if denied is None:
                 raise InvalidStatus()
             self._callback(session, denied, "create", DENIED)
@@ -291,13 +291,16 @@ class Payments:
             raise InvalidStatus("The cancel period of this payment is over.")
         owner = self.chain.shop_owner(p.shop_id)
         with self.db.session() as session:
-            p = self._load(session, payment_id)
             received = self._transition(
-                session, p, {S.COMPLETED, S.CANCEL_DENIED}, status=S.CANCEL_RECEIVED, open_cancel_at=int(time.time())
+                session,
+                payment_id,
+                {S.COMPLETED, S.CANCEL_DENIED},
+                status=S.CANCEL_RECEIVED,
+                open_cancel_at=int(time.time()),
             )
             if received is None:
                 raise InvalidStatus()
-            notify(session, owner, "cancel.new", p.payment_id, kiosk_view(received) | {"account": p.account})
+            notify(session, owner, "cancel.new", payment_id, kiosk_view(received) | {"account": received.account})
         return received
 
     def confirm_cancel(self, payment_id: str, signature: str) -> Payment:
@@ -329,7 +332,9 @@ class Payments:
             owner = self.chain.shop_owner(p.shop_id)
             deadline = (p.open_cancel_at or 0) + self.settings.signature_ttl
             self._verify(self._deny_typed("DenyCancel", p, owner, deadline), signature, owner, deadline)
-            denied = self._transition(session, p, {S.CANCEL_RECEIVED}, status=S.CANCEL_DENIED, decided_at=now())
+            denied = self._transition(
+                session, payment_id, {S.CANCEL_RECEIVED}, status=S.CANCEL_DENIED, decided_at=now()
+            )
             if denied is None:
                 raise InvalidStatus()
             self._callback(session, denied, "cancel", DENIED)
@@ -398,7 +403,7 @@ class Payments:
                 select(Payment).where(Payment.status == S.NEW, Payment.open_new_at < t - self.settings.payment_timeout)
             ).scalars()
             for p in list(undecided):
-                if self._transition(session, p, {S.NEW}, status=S.TIMEOUT):
+                if self._transition(session, p.payment_id, {S.NEW}, status=S.TIMEOUT):
                     self._callback(session, p, "create", TIMEOUT)
                     notify(session, p.account, "payment.timeout", p.payment_id, {"paymentStatus": S.TIMEOUT})
                     changed += 1
@@ -410,7 +415,7 @@ class Payments:
             ).scalars()
             for p in list(undecided_cancels):
                 # The payment stands; the KIOSK learns the cancel timed out.
-                if self._transition(session, p, {S.CANCEL_RECEIVED}, status=S.COMPLETED):
+                if self._transition(session, p.payment_id, {S.CANCEL_RECEIVED}, status=S.COMPLETED):
                     self._callback(session, p, "cancel", TIMEOUT)
                     changed += 1
             unclosed = session.execute(
@@ -429,10 +434,9 @@ class Payments:
         new = status == S.APPROVED
         op = ChainOp.REFUND if new else ChainOp.CLOSE_CANCEL
         with self.db.session() as session:
-            claimed = self._transition(session, payment_id, {status}, chain_op=op, chain_op_at=now(), chain_tx=None)
-            if claimed is None:
+            p = self._transition(session, payment_id, {status}, chain_op=op, chain_op_at=now(), chain_tx=None)
+            if p is None:
                 return 0
-            p = claimed
             message = (
                 "The approved payment was not closed in time and has been refunded."
                 if new
@@ -468,11 +472,10 @@ class Payments:
             raise InvalidStatus(f"Payment {p.payment_id} is waiting for its transaction {p.chain_tx or ''}.")
 
     @staticmethod
-    def _transition(session: Session, p: Payment | str, from_statuses: set[int], **values: Any) -> Payment | None:
+    def _transition(session: Session, payment_id: str, from_statuses: set[int], **values: Any) -> Payment | None:
         """Sets `values` if the payment is still in one of `from_statuses` with no on-chain
         operation in flight, and returns the updated row (one UPDATE ... RETURNING); None if
         another request or instance changed or claimed it first."""
-        payment_id = p if isinstance(p, str) else p.payment_id
         return session.execute(
             update(Payment)
             .where(
@@ -490,7 +493,7 @@ class Payments:
         stamp = now()
         claimed = self._transition(
             session,
-            p,
+            p.payment_id,
             from_statuses,
             chain_op=op,
             chain_op_at=stamp,
@@ -498,7 +501,7 @@ class Payments:
             decided_at=stamp if "status" in values else p.decided_at,
             **values,
         )
-        if claimed is None or claimed.chain_op != op:
+        if claimed is None:
             raise InvalidStatus(f"Payment {p.payment_id} changed meanwhile; reload it.")
         return claimed
 
