@@ -5,7 +5,6 @@ share a signer), with reverts decoded into the contracts' named errors."""
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 from dataclasses import dataclass
@@ -113,9 +112,9 @@ def _rpc_session(rpc_url: str) -> requests.Session:
     request threads. Proxy and CA settings are read from the environment once, here: requests
     would otherwise re-read the environment on every call, a large share of a call's CPU time."""
     session = requests.Session()
+    environment = session.merge_environment_settings(rpc_url, {}, None, None, None)
+    session.proxies, session.verify = environment["proxies"], environment["verify"]
     session.trust_env = False
-    session.proxies = requests.utils.get_environ_proxies(rpc_url)
-    session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
     adapter = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=64)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
