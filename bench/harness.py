@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import secrets
 import socket
 import subprocess
@@ -15,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
 import psycopg
 from eth_account import Account
 from web3 import Web3
@@ -37,41 +37,26 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def _process_table() -> dict[int, tuple[int, str, float]]:
-    """pid -> (parent pid, command name, CPU seconds used so far) for every process."""
-    table = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            raw = (entry / "stat").read_text()
-        except OSError:
-            continue
-        name = raw[raw.index("(") + 1 : raw.rindex(")")]
-        fields = raw[raw.rindex(")") + 2 :].split()
-        table[int(entry.name)] = (int(fields[1]), name, (int(fields[11]) + int(fields[12])) / _TICKS)
-    return table
-
-
 def cpu_seconds(groups: dict[str, list[int]]) -> dict[str, float]:
     """CPU seconds used so far by each group of processes (each pid with all its descendants),
     by every PostgreSQL server process ("postgres"), and by this process ("client")."""
-    table = _process_table()
-    children: dict[int, list[int]] = {}
-    for pid, (ppid, _, _) in table.items():
-        children.setdefault(ppid, []).append(pid)
+
+    def used(process: psutil.Process) -> float:
+        with contextlib.suppress(psutil.Error):
+            times = process.cpu_times()
+            return float(times.user + times.system)
+        return 0.0
 
     def tree(pid: int) -> float:
-        return table.get(pid, (0, "", 0.0))[2] + sum(tree(child) for child in children.get(pid, []))
+        with contextlib.suppress(psutil.Error):
+            root = psutil.Process(pid)
+            return used(root) + sum(used(child) for child in root.children(recursive=True))
+        return 0.0
 
-    used = {name: sum(tree(pid) for pid in pids) for name, pids in groups.items()}
-    used["postgres"] = sum(cpu for _, name, cpu in table.values() if name == "postgres")
-    times = os.times()
-    used["client"] = times.user + times.system
-    return used
+    totals = {name: sum(tree(pid) for pid in pids) for name, pids in groups.items()}
+    totals["postgres"] = sum(used(p) for p in psutil.process_iter(["name"]) if p.info["name"] == "postgres")
+    totals["client"] = used(psutil.Process())
+    return totals
 
 
 def contract(w3: Web3, deployment: dict[str, Any], name: str) -> Any:
