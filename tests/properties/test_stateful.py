@@ -223,6 +223,15 @@ class LoyaltyMachine(RuleBasedStateMachine):
     def _deadline(self) -> int:
         return self.m.next_ts + 3_600
 
+    def _owner_signs(self, shop, primary_type: str, **fields) -> tuple[int, bytes]:
+        """The shop owner's signature of a withdrawal action with its next registry nonce, and
+        the deadline it carries."""
+        dl = self._deadline()
+        nonce = self.m.nonce("shops", shop.owner)
+        message = {"shopId": shop.shop_id, **fields, "account": shop.owner, "nonce": nonce, "deadline": dl}
+        sig = self._sign(shop.owner, "shops", primary_type, **message)
+        return dl, sig
+
     def _expect(self, method, args: tuple, sender: str, error: Reverted | None) -> bool:
         """Mines the transaction if the model expects success; otherwise checks it reverts with
         exactly `error` (evaluated against the pending block, nothing mined)."""
@@ -535,17 +544,7 @@ class LoyaltyMachine(RuleBasedStateMachine):
                 STATS.outcome("open_withdrawal", "refused: shop in debt")
         else:
             error = None
-        dl = self._deadline()
-        sig = self._sign(
-            shop.owner,
-            "shops",
-            "OpenWithdrawal",
-            shopId=shop.shop_id,
-            amount=amount,
-            account=shop.owner,
-            nonce=m.nonce("shops", shop.owner),
-            deadline=dl,
-        )
+        dl, sig = self._owner_signs(shop, "OpenWithdrawal", amount=amount)
         args = (shop.shop_id, amount, dl, sig)
         if self._expect(w.shops.openWithdrawal, args, w.relay, error):
             m.use_nonce("shops", shop.owner)
@@ -559,16 +558,7 @@ class LoyaltyMachine(RuleBasedStateMachine):
         m, w = self.m, self.w
         shop = m.shops[s]
         error = None if shop.open_amount else R("NoOpenWithdrawal", shop.shop_id)
-        dl = self._deadline()
-        sig = self._sign(
-            shop.owner,
-            "shops",
-            "CloseWithdrawal",
-            shopId=shop.shop_id,
-            account=shop.owner,
-            nonce=m.nonce("shops", shop.owner),
-            deadline=dl,
-        )
+        dl, sig = self._owner_signs(shop, "CloseWithdrawal")
         args = (shop.shop_id, dl, sig)
         if self._expect(w.shops.closeWithdrawal, args, w.relay, error):
             m.use_nonce("shops", shop.owner)
