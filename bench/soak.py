@@ -104,7 +104,7 @@ def bench_owner_key() -> str:
     return anvil_key(1)
 
 
-def verify(bench: System, db: database.Database, user_keys: list[str], escrow_before: int = 0) -> list[tuple[str, str]]:
+def verify(bench: System, db: database.Database, user_keys: list[str], escrow_before: int) -> list[tuple[str, str]]:
     from eth_account import Account
 
     w3 = bench.w3()
