@@ -215,8 +215,8 @@ class Chain:
             withdraw_open=bool(info[10]),
         )
 
-    def payment_of(self, payment_id: str) -> OnChainPayment:
-        info = self._call(self.payment.functions.paymentOf(payment_id))
+    def payment_of(self, payment_id: str, block: BlockIdentifier = "latest") -> OnChainPayment:
+        info = self._call(self.payment.functions.paymentOf(payment_id), block)
         return OnChainPayment(
             status=int(info[4]),
             account=to_checksum_address(info[2]),

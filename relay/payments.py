@@ -697,21 +697,24 @@ class Payments:
         transaction mined by then is in the on-chain nonce even if its receipt is not recorded
         yet (the chain watcher finishes it later), so it must not be counted twice."""
         with self.db.session() as session:
-            txs = (
-                session.execute(
-                    select(Payment.chain_tx).where(
-                        Payment.signer == account,
-                        Payment.chain_op.in_([ChainOp.OPEN, ChainOp.OPEN_CANCEL]),
-                    )
+            in_flight = session.execute(
+                select(Payment.payment_id, Payment.chain_op, Payment.chain_tx).where(
+                    Payment.signer == account,
+                    Payment.chain_op.in_([ChainOp.OPEN, ChainOp.OPEN_CANCEL]),
                 )
-                .scalars()
-                .all()
-            )
-        if not txs:
+            ).all()
+        if not in_flight:
             return self.chain.payment_nonce(account)  # nothing in flight: the chain's nonce is the answer
         block = self.chain.block_number()
-        receipts = [self.chain.receipt(tx) if tx else None for tx in txs]
-        unmined = sum(1 for r in receipts if r is None or r["blockNumber"] > block)
+        unmined = 0
+        for payment_id, op, tx in in_flight:
+            if tx is not None:
+                receipt = self.chain.receipt(tx)
+                unmined += receipt is None or receipt["blockNumber"] > block
+            else:
+                # Claimed, and perhaps sent and mined a moment ago with its hash not recorded yet:
+                # the payment's on-chain status at `block` tells whether the signature was used.
+                unmined += self.chain.payment_of(payment_id, block).status == _BEFORE[ChainOp(op)]
         return self.chain.payment_nonce(account, block) + unmined
 
     def _new_payment_args(self, p: Payment, deadline: int) -> tuple[Any, ...]:

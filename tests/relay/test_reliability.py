@@ -123,6 +123,61 @@ def test_signer_nonce_used_elsewhere__the_relay_takes_the_node_s_count_and_goes_
     assert payment_on_chain(anvil, deployment, payment_id)["status"] == onchain.CLOSED
 
 
+def test_expected_nonce__signature_mined_before_its_hash_is_recorded__counted_once(
+    relay, backend, kiosk, new_wallet, shop_id, anvil, deployment
+):
+    """The window between a relay sending a user-signed transaction and recording its hash: with
+    the transaction already mined, the user's next signature must carry the on-chain nonce, not
+    one more (the approval would be refused as someone else's signature)."""
+    from sqlalchemy import update
+
+    from relay.chain import Chain
+    from relay.config import Settings
+    from relay.models import ChainOp, now
+    from relay.payments import Payments
+
+    wallet = new_wallet(relay, 100 * UNIT)
+    payment_id = _open(relay, kiosk, wallet, shop_id)["paymentId"]
+    confirm = wallet.item(payment_id).typedData.confirm
+    signature = wallet.sign(confirm)
+    db = relay.db()
+    try:
+        chain = Chain(anvil, deployment["path"], db, [anvil_key(SIGNERS[backend])], 5)
+        payments = Payments(db, chain, Settings(database_url=relay.db_url))
+        with db.session() as session:  # what the relay's claim leaves before the hash is recorded
+            claimed = session.execute(
+                update(Payment)
+                .where(Payment.payment_id == payment_id)
+                .values(
+                    status=S.APPROVED,
+                    chain_op=ChainOp.OPEN,
+                    chain_op_at=now(),
+                    signer=wallet.address,
+                    signature=signature,
+                )
+                .returning(Payment)
+            ).scalar_one()
+        deadline = confirm["message"]["deadline"]
+        tx = chain.send(
+            chain.payment.functions.openNewPayment(payments._new_payment_args(claimed, deadline), signature)
+        )
+        assert chain.wait(tx, 10)["status"] == 1
+
+        assert chain.payment_nonce(wallet.address) == 1
+        assert payments._expected_nonce(wallet.address) == 1
+
+        with db.session() as session:  # the relay records the hash; its chain watcher finishes it
+            session.execute(update(Payment).where(Payment.payment_id == payment_id).values(chain_tx=tx, open_tx=tx))
+
+        def finished() -> bool:
+            with db.session() as session:
+                return session.get(Payment, payment_id).chain_op is None
+
+        wait_until(finished)
+    finally:
+        db.engine.dispose()
+
+
 class _Rpc:
     def __init__(self, url: str) -> None:
         self.url = url
