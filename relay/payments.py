@@ -714,7 +714,7 @@ class Payments:
             else:
                 # Claimed, and perhaps sent and mined a moment ago with its hash not recorded yet:
                 # the payment's on-chain status at `block` tells whether the signature was used.
-                unmined += self.chain.payment_of(payment_id, block).status == _BEFORE[ChainOp(op)]
+                unmined += self.chain.payment_of(payment_id, block).status == _BEFORE[ChainOp(str(op))]
         return self.chain.payment_nonce(account, block) + unmined
 
     def _new_payment_args(self, p: Payment, deadline: int) -> tuple[Any, ...]:
