@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -269,11 +270,19 @@ class Chain:
             self._turn = (self._turn + 1) % len(self.signers)
             return self.signers[self._turn]
 
-    def send(self, fn: Call, gas: int | None = None, signed_by: str | None = None) -> str:
+    def send(
+        self,
+        fn: Call,
+        gas: int | None = None,
+        signed_by: str | None = None,
+        record: Callable[[Session, str], None] | None = None,
+    ) -> str:
         """Sends a transaction from one of the relay signers; returns its hash. Without a `gas`
         limit it is simulated first, so a transaction that would revert is never sent: that raises
         ChainRejected with the decoded error. ChainUnavailable if the node cannot be reached.
-        `signed_by`: the account whose signature (and signature nonce) the call carries."""
+        `signed_by`: the account whose signature (and signature nonce) the call carries.
+        `record(session, tx_hash)` runs once the node has accepted the transaction, in the
+        database transaction that takes the signer's nonce: its writes commit with the nonce."""
         signer = self._next_signer(signed_by)
         if gas is None:
             try:
@@ -287,12 +296,14 @@ class Chain:
             gas = estimated + estimated // 5
         with self._locks[signer.address]:
             for _ in range(3):
-                tx_hash = self._send_locked(signer, fn, gas)
+                tx_hash = self._send_locked(signer, fn, gas, record)
                 if tx_hash is not None:
                     return tx_hash
         raise ChainUnavailable("Could not agree a nonce with the node.")
 
-    def _send_locked(self, signer: LocalAccount, fn: Call, gas: int) -> str | None:
+    def _send_locked(
+        self, signer: LocalAccount, fn: Call, gas: int, record: Callable[[Session, str], None] | None
+    ) -> str | None:
         """Sends with the signer's next nonce from the database, whose row stays locked until the
         transaction is accepted, so relay instances sharing the signer never reuse a nonce. If
         the node says the nonce is wrong (the key was used elsewhere, or the node lost a
@@ -328,7 +339,10 @@ class Chain:
                 # Committed (not rolled back with an exception): the next try asks the node.
                 session.execute(update(Signer).where(Signer.address == signer.address).values(next_nonce=None))
                 return None
-            return "0x" + bytes(signed.hash).hex()
+            tx_hash = "0x" + bytes(signed.hash).hex()
+            if record is not None:
+                record(session, tx_hash)
+            return tx_hash
 
     def _first_nonce(self, session: Session, signer: LocalAccount) -> int:
         """The signer's row has no stored nonce (first use, or forgotten after a mismatch): lock the

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -9,10 +10,12 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, exc
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+# A pooled connection idle longer than this is checked with a round trip before it is handed out.
+PING_AFTER_IDLE = 2.0
 
 
 class Base(DeclarativeBase):
@@ -38,7 +41,32 @@ def make_engine(url: str, pool_size: int = 10, max_overflow: int = 10) -> Engine
             cur.close()
 
         return engine
-    return create_engine(url, pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True)
+    engine = create_engine(url, pool_size=pool_size, max_overflow=max_overflow)
+    _ping_idle_connections(engine)
+    return engine
+
+
+def _ping_idle_connections(engine: Engine) -> None:
+    """Pessimistic disconnect handling for connections that sat idle in the pool (the server may
+    have restarted or dropped them meanwhile): a failed ping makes the pool open a new connection.
+    Connections in steady use skip the round trip; if the server goes away under them, the first
+    statement fails, the request answers 503 and SQLAlchemy replaces every pooled connection."""
+
+    @event.listens_for(engine, "checkin")
+    def _checked_in(_: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checked_out(dbapi_connection: Any, record: Any, _: Any) -> None:
+        if time.monotonic() - record.info.get("idle_since", 0.0) < PING_AFTER_IDLE:
+            return
+        try:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("SELECT 1")
+            cursor.close()
+            dbapi_connection.rollback()
+        except Exception as error:
+            raise exc.DisconnectionError() from error
 
 
 def is_postgres(engine: Engine) -> bool:

@@ -245,7 +245,7 @@ class Payments:
                 return p  # a retry of the same approval
             self._require(p, S.NEW)
             deadline = p.open_new_at + self.settings.signature_ttl
-            nonce = self._expected_nonce(p.account)
+            nonce = self._expected_nonce(p.account, session)
             self._verify(self._new_payment_typed(p, nonce, deadline), signature, p.account, deadline)
             p = self._claim(session, p, {S.NEW}, ChainOp.OPEN, status=S.APPROVED, signature=signature, signer=p.account)
         fn = self.chain.payment.functions.openNewPayment(self._new_payment_args(p, deadline), signature)
@@ -311,7 +311,7 @@ class Payments:
             self._require(p, S.CANCEL_RECEIVED)
             owner = self.chain.shop_owner(p.shop_id)
             deadline = (p.open_cancel_at or 0) + self.settings.signature_ttl
-            nonce = self._expected_nonce(owner)
+            nonce = self._expected_nonce(owner, session)
             self._verify(self._cancel_typed(p, owner, nonce, deadline), signature, owner, deadline)
             p = self._claim(
                 session,
@@ -515,13 +515,33 @@ class Payments:
         """Sends the transaction of a claimed operation; returns the payment with the transaction
         recorded. If the node is unreachable the claim is released (`restore`) so the request can
         be retried; if the chain would reject it, the rejection is recorded and reported."""
+        column = {
+            ChainOp.OPEN: "open_tx",
+            ChainOp.CLOSE: "close_tx",
+            ChainOp.REFUND: "close_tx",
+            ChainOp.OPEN_CANCEL: "cancel_tx",
+            ChainOp.CLOSE_CANCEL: "close_cancel_tx",
+            ChainOp.REVERT_CANCEL: "close_cancel_tx",
+        }[op]
+        recorded: list[Payment | None] = []
+
+        def record(session: Session, tx: str) -> None:
+            recorded.append(
+                session.execute(
+                    update(Payment)
+                    .where(Payment.payment_id == p.payment_id, Payment.chain_op == op)
+                    .values({"chain_tx": tx, column: tx, "updated_at": now()})
+                    .returning(Payment)
+                ).scalar_one_or_none()
+            )
+
         try:
             # User-signed steps are simulated first (a bad signature is caught before it costs
             # gas); closing steps are the relay's own and the database has just checked them.
             if op in (ChainOp.OPEN, ChainOp.OPEN_CANCEL):
-                tx = self.chain.send(fn, signed_by=p.signer)
+                self.chain.send(fn, signed_by=p.signer, record=record)
             else:
-                tx = self.chain.send(fn, gas=CLOSE_GAS)
+                self.chain.send(fn, gas=CLOSE_GAS, record=record)
         except ChainUnavailable:
             with self.db.session() as session:
                 session.execute(
@@ -533,21 +553,7 @@ class Payments:
         except ChainRejected as exc:
             self._rejected(p.payment_id, op, exc.message)
             raise
-        with self.db.session() as session:
-            columns = {
-                ChainOp.OPEN: "open_tx",
-                ChainOp.CLOSE: "close_tx",
-                ChainOp.REFUND: "close_tx",
-                ChainOp.OPEN_CANCEL: "cancel_tx",
-                ChainOp.CLOSE_CANCEL: "close_cancel_tx",
-                ChainOp.REVERT_CANCEL: "close_cancel_tx",
-            }
-            sent = session.execute(
-                update(Payment)
-                .where(Payment.payment_id == p.payment_id, Payment.chain_op == op)
-                .values({"chain_tx": tx, columns[op]: tx, "updated_at": now()})
-                .returning(Payment)
-            ).scalar_one_or_none()
+        sent = recorded[0] if recorded else None
         if sent is None:  # finished meanwhile by another instance's chain watcher
             return self.get(p.payment_id)
         return sent
@@ -691,18 +697,20 @@ class Payments:
 
     # ================================================================== internals: signatures
 
-    def _expected_nonce(self, account: str) -> int:
+    def _expected_nonce(self, account: str, session: Session | None = None) -> int:
         """The nonce the next signature of `account` must carry: its on-chain nonce plus the
         signatures of it already accepted but not yet mined. Both are read at one block: a
         transaction mined by then is in the on-chain nonce even if its receipt is not recorded
         yet (the chain watcher finishes it later), so it must not be counted twice."""
-        with self.db.session() as session:
-            in_flight = session.execute(
-                select(Payment.payment_id, Payment.chain_op, Payment.chain_tx).where(
-                    Payment.signer == account,
-                    Payment.chain_op.in_([ChainOp.OPEN, ChainOp.OPEN_CANCEL]),
-                )
-            ).all()
+        query = select(Payment.payment_id, Payment.chain_op, Payment.chain_tx).where(
+            Payment.signer == account,
+            Payment.chain_op.in_([ChainOp.OPEN, ChainOp.OPEN_CANCEL]),
+        )
+        if session is None:
+            with self.db.session() as own:
+                in_flight = own.execute(query).all()
+        else:
+            in_flight = session.execute(query).all()
         if not in_flight:
             return self.chain.payment_nonce(account)  # nothing in flight: the chain's nonce is the answer
         block = self.chain.block_number()
