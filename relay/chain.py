@@ -5,6 +5,7 @@ share a signer), with reverts decoded into the contracts' named errors."""
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -35,11 +36,15 @@ from relay.db import Database, is_postgres
 from relay.errors import ChainRejected, ChainUnavailable, ShopNotFound, UnknownCurrency
 from relay.models import Signer
 
+log = logging.getLogger(__name__)
+
 ABI_DIR = Path(__file__).resolve().parent / "abi"
 CONTRACTS = ("LoyaltyToken", "CurrencyRate", "ShopRegistry", "Ledger", "LoyaltyPayment")
 # On-chain payment statuses (ILoyaltyPayment.PaymentStatus).
 NONE, OPEN, CLOSED, REFUNDED, CANCEL_OPEN, CANCELLED = range(6)
 ERC1271_MAGIC = bytes.fromhex("1626ba7e")  # isValidSignature(bytes32,bytes)
+# Empty transactions a signer sends at most per repair_nonces call to fill lost nonces.
+FILL_AT_ONCE = 64
 CONNECTION_ERRORS = (requests.exceptions.ConnectionError, requests.exceptions.Timeout, ConnectionError, TimeoutError)
 
 
@@ -334,7 +339,7 @@ class Chain:
             except CONNECTION_ERRORS as exc:
                 raise ChainUnavailable() from exc
             except Web3RPCError as exc:
-                if "nonce" not in str(exc).lower():
+                if not _is_nonce_conflict(str(exc)):
                     raise ChainRejected(str(exc)) from exc
                 # Committed (not rolled back with an exception): the next try asks the node.
                 session.execute(update(Signer).where(Signer.address == signer.address).values(next_nonce=None))
@@ -365,6 +370,48 @@ class Chain:
                 raise ChainUnavailable() from exc
         row.next_nonce = nonce + 1
         return nonce
+
+    def repair_nonces(self) -> None:
+        """A transaction the node had accepted is gone (neither mined nor pending): every later
+        transaction of its signer waits behind the missing nonce. For each signer whose stored
+        next nonce is ahead of the node's count of its mined and pending transactions, sends an
+        empty transfer to itself at each nonce from that count on (at most FILL_AT_ONCE a call):
+        where a transaction still waits the node refuses the filler, where one is missing the
+        filler takes its place and the queue behind it moves. The lost operation itself is sent
+        again, with a new nonce, by whoever found it lost."""
+        for signer in self.signers:
+            with self._locks[signer.address], self.db.session() as session:
+                row = session.execute(
+                    select(Signer).where(Signer.address == signer.address).with_for_update()
+                ).scalar_one_or_none()
+                if row is None or row.next_nonce is None:
+                    continue
+                try:
+                    count = self.w3.eth.get_transaction_count(signer.address, "pending")
+                except CONNECTION_ERRORS as exc:
+                    raise ChainUnavailable() from exc
+                if count < row.next_nonce:
+                    log.warning("signer %s: nonces from %d wait behind a lost transaction", signer.address, count)
+                for nonce in range(count, min(row.next_nonce, count + FILL_AT_ONCE)):
+                    self._fill(signer, nonce)
+
+    def _fill(self, signer: LocalAccount, nonce: int) -> None:
+        tx: dict[str, Any] = {
+            "from": signer.address,
+            "to": signer.address,
+            "value": 0,
+            "nonce": nonce,
+            "gas": 21_000,
+            "gasPrice": self._gas_price(),
+            "chainId": self.chain_id,
+        }
+        try:
+            self.w3.eth.send_raw_transaction(signer.sign_transaction(tx).raw_transaction)
+        except CONNECTION_ERRORS as exc:
+            raise ChainUnavailable() from exc
+        except Web3RPCError as exc:
+            if not _is_nonce_conflict(str(exc)):
+                log.warning("signer %s: filling nonce %d: %s", signer.address, nonce, exc)
 
     _price: tuple[float, int] = (0.0, 0)
 
@@ -415,3 +462,10 @@ class Chain:
             )
         except CONNECTION_ERRORS as exc:
             raise ChainUnavailable() from exc
+
+
+def _is_nonce_conflict(message: str) -> bool:
+    """The node refused a transaction because of its nonce: already used, or taken by another
+    transaction still waiting in its pool."""
+    text = message.lower()
+    return any(word in text for word in ("nonce", "replacement transaction", "already known"))

@@ -368,6 +368,8 @@ class Payments:
                 self._finish(p, receipt)
                 return
             if self.chain.is_known(p.chain_tx):
+                if (p.chain_op_at or 0) < now() - self.settings.receipt_timeout:
+                    self.chain.repair_nonces()  # pending for long: perhaps behind a nonce the node lost
                 return  # still pending
         if (p.chain_op_at or 0) > now() - self.settings.receipt_timeout:
             return  # being sent right now, perhaps by another request
@@ -673,6 +675,8 @@ class Payments:
             log.info("re-sending %s of payment %s", op.value, p.payment_id)
             fn = self._operation(p, op)
             try:
+                # If the node lost the transaction, the signer's later ones wait behind its nonce.
+                self.chain.repair_nonces()
                 self._submit(p, op, fn, restore={})
             except (ChainRejected, ChainUnavailable) as exc:
                 log.warning("re-sending %s of %s failed: %s", op.value, p.payment_id, exc.message)

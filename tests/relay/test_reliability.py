@@ -178,6 +178,49 @@ def test_expected_nonce__signature_mined_before_its_hash_is_recorded__counted_on
         db.engine.dispose()
 
 
+def test_node_drops_a_relay_transaction__its_nonce_is_filled_and_it_is_sent_again(
+    relay, backend, kiosk, new_wallet, shop_id, anvil, deployment
+):
+    """The node loses an approval's transaction (a restart, a pool eviction) while the relay's
+    next transaction waits in its pool behind the missing nonce: without repair neither would
+    ever be mined."""
+    from relay.chain import Chain
+    from relay.config import Settings
+    from relay.payments import Payments
+
+    rpc = _Rpc(anvil)
+    first, second = new_wallet(relay, 100 * UNIT), new_wallet(relay, 100 * UNIT)
+    lost = _open(relay, kiosk, first, shop_id)["paymentId"]
+    queued = _open(relay, kiosk, second, shop_id)["paymentId"]
+    rpc("evm_setAutomine", False)
+    try:
+        lost_tx = first.approve(lost).txHash
+        rpc("anvil_dropTransaction", lost_tx)
+        queued_tx = second.approve(queued).txHash
+    finally:
+        rpc("evm_setAutomine", True)
+    rpc("evm_mine")
+    assert rpc("eth_getTransactionReceipt", queued_tx) is None  # stuck behind the lost nonce
+
+    db = relay.db()
+    try:
+        chain = Chain(anvil, deployment["path"], db, [anvil_key(SIGNERS[backend])], 5)
+        payments = Payments(db, chain, Settings(database_url=relay.db_url, receipt_timeout=0.5))
+        time.sleep(1.0)
+        # What the chain watcher does once the receipt timeout has passed: the waiting one gets
+        # the lost nonce filled; the lost one is sent again.
+        payments.settle(queued)
+        assert wait_until(lambda: rpc("eth_getTransactionReceipt", queued_tx))["status"] == "0x1"
+        assert payment_on_chain(anvil, deployment, lost)["status"] == onchain.NONE
+        payments.settle(lost)
+        assert wait_until(lambda: payment_on_chain(anvil, deployment, lost)["status"] == onchain.OPEN)
+    finally:
+        db.engine.dispose()
+    for payment_id in (lost, queued):
+        closed = ok(kiosk_post(relay.url, "closeNew", kiosk.access_key, payment_id))
+        assert closed["paymentStatus"] == S.COMPLETED
+
+
 class _Rpc:
     def __init__(self, url: str) -> None:
         self.url = url
