@@ -3,8 +3,8 @@
 web3.py's `contract.functions.name(...)` searches the whole ABI, recomputing every function
 selector, and re-validates each argument every time it is used: that was most of the relay's CPU
 time per payment. Here each function's selector and types are worked out once per contract, and a
-call is one `eth_abi.encode`. The JSON-RPC requests are still web3.py's, so reverts raise the same
-`ContractCustomError` / `ContractLogicError` as before. Events keep using web3's contract objects.
+call is one `eth_abi.encode`, sent with relay.rpc; reverts raise web3.py's `ContractCustomError` /
+`ContractLogicError` as before. Events keep using web3's contract objects.
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ from eth_abi.abi import encode as abi_encode
 from eth_typing import ChecksumAddress, HexStr
 from eth_utils import function_abi_to_4byte_selector, to_bytes, to_checksum_address
 from eth_utils.abi import collapse_if_tuple
-from web3 import Web3
 from web3.types import BlockIdentifier, TxParams, Wei
+
+from relay.rpc import NodeRpc
 
 
 def _normalizer(abi_type: dict[str, Any]) -> Callable[[Any], Any]:
@@ -49,20 +50,22 @@ class _Signature:
 class Call:
     """One encoded call of a contract function; used like web3's ContractFunction."""
 
-    w3: Web3
+    rpc: NodeRpc
     to: ChecksumAddress
     data: HexStr
     output_types: list[str]
 
     def call(self, block_identifier: BlockIdentifier = "latest") -> Any:
-        raw = self.w3.eth.call({"to": self.to, "data": self.data}, block_identifier)
-        values = abi_decode(self.output_types, bytes(raw))
+        block = hex(block_identifier) if isinstance(block_identifier, int) else block_identifier
+        raw = self.rpc.simulation("eth_call", [{"to": self.to, "data": self.data}, block])
+        values = abi_decode(self.output_types, bytes.fromhex(raw[2:]))
         return values[0] if len(values) == 1 else values
 
     def estimate_gas(self, params: TxParams) -> int:
         """Simulates the call on the pending state: a signature whose nonce follows one of the
         signer's transactions still waiting to be mined is valid there, not at "latest"."""
-        return int(self.w3.eth.estimate_gas({**params, "to": self.to, "data": self.data}, "pending"))
+        request = {**params, "to": self.to, "data": self.data}
+        return int(self.rpc.simulation("eth_estimateGas", [request, "pending"]), 16)
 
     def build_transaction(self, params: TxParams) -> TxParams:
         return {**params, "to": self.to, "data": self.data, "value": Wei(0)}
@@ -79,8 +82,8 @@ class _Functions:
 class FastContract:
     """A deployed contract: `address`, and `functions.<name>(*args)` returning a `Call`."""
 
-    def __init__(self, w3: Web3, address: str, abi: list[dict[str, Any]]) -> None:
-        self.w3 = w3
+    def __init__(self, rpc: NodeRpc, address: str, abi: list[dict[str, Any]]) -> None:
+        self.rpc = rpc
         self.address = to_checksum_address(address)
         self.functions = _Functions(self)
         self._signatures: dict[str, _Signature] = {}
@@ -102,4 +105,4 @@ class FastContract:
             raise AttributeError(f"the contract has no function {name}")
         values = [f(a) for f, a in zip(signature.normalize, args, strict=True)]
         data = signature.selector + abi_encode(signature.input_types, values)
-        return Call(self.w3, self.address, HexStr("0x" + data.hex()), signature.output_types)
+        return Call(self.rpc, self.address, HexStr("0x" + data.hex()), signature.output_types)

@@ -25,8 +25,9 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 from web3 import Web3
+from web3._utils.method_formatters import receipt_formatter
 from web3.contract import Contract
-from web3.exceptions import ContractCustomError, ContractLogicError, TransactionNotFound, Web3RPCError
+from web3.exceptions import ContractCustomError, ContractLogicError, Web3RPCError
 from web3.logs import DISCARD
 from web3.types import BlockIdentifier, Nonce, TxReceipt, Wei
 
@@ -35,6 +36,7 @@ from relay.calls import Call, FastContract
 from relay.db import Database, is_postgres
 from relay.errors import ChainRejected, ChainUnavailable, ShopNotFound, UnknownCurrency
 from relay.models import Signer
+from relay.rpc import NodeProvider, NodeRpc
 
 log = logging.getLogger(__name__)
 
@@ -113,23 +115,10 @@ class ErrorDecoder:
         return f"{name}({args})"
 
 
-def _rpc_session(rpc_url: str) -> requests.Session:
-    """One HTTP session for every thread's JSON-RPC calls, with a connection pool as large as the
-    request threads. Proxy and CA settings are read from the environment once, here: requests
-    would otherwise re-read the environment on every call, a large share of a call's CPU time."""
-    session = requests.Session()
-    environment = session.merge_environment_settings(rpc_url, {}, None, None, None)
-    session.proxies, session.verify = environment["proxies"], environment["verify"]
-    session.trust_env = False
-    adapter = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=64)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    return session
-
-
 class Chain:
     def __init__(self, rpc_url: str, deployment_file: Path, db: Database, signer_keys: list[str], timeout: float):
-        self.w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": timeout}, session=_rpc_session(rpc_url)))
+        self.rpc = NodeRpc(rpc_url, timeout)
+        self.w3 = Web3(NodeProvider(self.rpc))
         # Every argument is already validated and every transaction fully specified: the default
         # middleware would only add ENS lookups, chain-id round trips and gas re-estimation.
         for name in ("validation", "ens_name_to_address", "gas_estimate", "gas_price_strategy"):
@@ -143,7 +132,7 @@ class Chain:
             for name in CONTRACTS
         }
         # Function calls are encoded with eth-abi (relay.calls); the web3 contracts decode events.
-        fast = {name: FastContract(self.w3, addresses[name], abis[name]) for name in CONTRACTS}
+        fast = {name: FastContract(self.rpc, addresses[name], abis[name]) for name in CONTRACTS}
         self.payment = fast["LoyaltyPayment"]
         self.ledger = fast["Ledger"]
         self.shops = fast["ShopRegistry"]
@@ -234,7 +223,7 @@ class Chain:
 
     def block_number(self) -> int:
         try:
-            return int(self.w3.eth.block_number)
+            return int(self.rpc.result("eth_blockNumber", []), 16)
         except CONNECTION_ERRORS as exc:
             raise ChainUnavailable() from exc
 
@@ -335,7 +324,7 @@ class Chain:
                     }
                 )
                 signed = signer.sign_transaction(dict(tx))  # type: ignore[arg-type]
-                self.w3.eth.send_raw_transaction(signed.raw_transaction)
+                self.rpc.result("eth_sendRawTransaction", ["0x" + bytes(signed.raw_transaction).hex()])
             except CONNECTION_ERRORS as exc:
                 raise ChainUnavailable() from exc
             except Web3RPCError as exc:
@@ -365,7 +354,7 @@ class Chain:
             nonce = row.next_nonce
         else:
             try:
-                nonce = self.w3.eth.get_transaction_count(signer.address, "pending")
+                nonce = self._transaction_count(signer.address)
             except CONNECTION_ERRORS as exc:
                 raise ChainUnavailable() from exc
         row.next_nonce = nonce + 1
@@ -387,7 +376,7 @@ class Chain:
                 if row is None or row.next_nonce is None:
                     continue
                 try:
-                    count = self.w3.eth.get_transaction_count(signer.address, "pending")
+                    count = self._transaction_count(signer.address)
                 except CONNECTION_ERRORS as exc:
                     raise ChainUnavailable() from exc
                 if count < row.next_nonce:
@@ -406,7 +395,8 @@ class Chain:
             "chainId": self.chain_id,
         }
         try:
-            self.w3.eth.send_raw_transaction(signer.sign_transaction(tx).raw_transaction)
+            raw = signer.sign_transaction(tx).raw_transaction
+            self.rpc.result("eth_sendRawTransaction", ["0x" + bytes(raw).hex()])
         except CONNECTION_ERRORS as exc:
             raise ChainUnavailable() from exc
         except Web3RPCError as exc:
@@ -418,25 +408,25 @@ class Chain:
     def _gas_price(self) -> int:
         fetched_at, price = self._price
         if time.monotonic() - fetched_at > 5:
-            price = int(self.w3.eth.gas_price)
+            price = int(self.rpc.result("eth_gasPrice", []), 16)
             self._price = (time.monotonic(), price)
         return price
+
+    def _transaction_count(self, address: str) -> int:
+        """The node's count of the address's mined and pending transactions: its next nonce."""
+        return int(self.rpc.result("eth_getTransactionCount", [address, "pending"]), 16)
 
     def receipt(self, tx_hash: str) -> TxReceipt | None:
         """The receipt, or None while the transaction is pending (or unknown to the node)."""
         try:
-            return self.w3.eth.get_transaction_receipt(tx_hash)  # type: ignore[arg-type]
-        except TransactionNotFound:
-            return None
+            raw = self.rpc.result("eth_getTransactionReceipt", [tx_hash])
         except CONNECTION_ERRORS as exc:
             raise ChainUnavailable() from exc
+        return None if raw is None else receipt_formatter(raw)
 
     def is_known(self, tx_hash: str) -> bool:
         try:
-            self.w3.eth.get_transaction(tx_hash)  # type: ignore[arg-type]
-            return True
-        except TransactionNotFound:
-            return False
+            return self.rpc.result("eth_getTransactionByHash", [tx_hash]) is not None
         except CONNECTION_ERRORS as exc:
             raise ChainUnavailable() from exc
 

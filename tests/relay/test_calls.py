@@ -14,6 +14,7 @@ from web3 import Web3
 
 from relay.calls import FastContract
 from relay.chain import ABI_DIR
+from relay.rpc import NodeRpc
 
 ADDRESS = "0x" + "11" * 20
 ACCOUNT = Web3.to_checksum_address("0x" + "ab" * 20)
@@ -22,7 +23,8 @@ ACCOUNT = Web3.to_checksum_address("0x" + "ab" * 20)
 def _pair(name: str) -> tuple[FastContract, object]:
     abi = json.loads((ABI_DIR / f"{name}.json").read_text())
     w3 = Web3()
-    return FastContract(w3, ADDRESS, abi), w3.eth.contract(address=Web3.to_checksum_address(ADDRESS), abi=abi)
+    unused = NodeRpc("http://127.0.0.1:9", timeout=1)  # never asked: these tests only encode and decode
+    return FastContract(unused, ADDRESS, abi), w3.eth.contract(address=Web3.to_checksum_address(ADDRESS), abi=abi)
 
 
 def _hex32() -> str:
@@ -68,22 +70,24 @@ def test_encode__unknown_function__raises():
         fast.functions.mint(ACCOUNT, 1)
 
 
-class _FakeEth:
-    """Answers every eth_call with fixed return data."""
+class _FakeNode:
+    """Answers every eth_call with fixed return data, and records the requests."""
 
     def __init__(self, result: bytes) -> None:
-        self.eth = self
         self.result = result
+        self.requests: list[tuple[str, list[object]]] = []
 
-    def call(self, tx, block):
-        return self.result
+    def simulation(self, method, params):
+        self.requests.append((method, params))
+        return "0x" + self.result.hex()
 
 
 def test_call__decodes_single_and_multiple_outputs():
     ledger, _ = _pair("Ledger")
     account_of = ledger.functions.accountOf(ACCOUNT)
-    answer = _FakeEth(encode(["uint8", "uint256"], [1, 42]))
-    assert tuple(dataclasses.replace(account_of, w3=answer).call()) == (1, 42)
+    node = _FakeNode(encode(["uint8", "uint256"], [1, 42]))
+    assert tuple(dataclasses.replace(account_of, rpc=node).call(block_identifier=255)) == (1, 42)
+    assert node.requests == [("eth_call", [{"to": account_of.to, "data": account_of.data}, "0xff"])]
     payment, _ = _pair("LoyaltyPayment")
-    nonces = dataclasses.replace(payment.functions.nonces(ACCOUNT), w3=_FakeEth(encode(["uint256"], [7])))
+    nonces = dataclasses.replace(payment.functions.nonces(ACCOUNT), rpc=_FakeNode(encode(["uint256"], [7])))
     assert nonces.call() == 7

@@ -1,0 +1,105 @@
+"""JSON-RPC to the chain node over one pool of keep-alive HTTP connections (urllib3).
+
+The relay's hot calls (eth_call, gas estimates, raw transactions, receipts, nonces) go through
+`NodeRpc` directly: a call costs a fraction of the CPU time of web3.py's request pipeline, which
+formats every parameter and result through layers of middleware. web3.py itself (events, logs,
+occasional reads) uses the same pool through `NodeProvider`. Errors are web3.py's own: a revert
+raises ContractCustomError / ContractLogicError as web3.py would, any other error response
+Web3RPCError, and a node that cannot be reached ConnectionError.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+import urllib3
+from web3._utils.error_formatters_utils import raise_contract_logic_error_on_revert
+from web3.exceptions import Web3RPCError
+from web3.providers.base import JSONBaseProvider
+from web3.types import RPCEndpoint, RPCResponse
+
+HEADERS = {"Content-Type": "application/json"}
+# Sending a transaction twice is not harmless (the second answer is an error): it is never retried.
+NOT_RETRIED = frozenset({"eth_sendRawTransaction", "eth_sendTransaction"})
+
+
+class NodeRpc:
+    def __init__(self, url: str, timeout: float, pool_size: int = 64) -> None:
+        self.url = url
+        self._path = urlsplit(url).path or "/"
+        # Proxy and CA settings from the environment, as requests (and so web3.py) would read them.
+        environment = requests.Session().merge_environment_settings(url, {}, None, None, None)
+        proxy = environment["proxies"].get(urlsplit(url).scheme)
+        verify = environment["verify"]
+        options: dict[str, Any] = {
+            "maxsize": pool_size,
+            "timeout": urllib3.Timeout(total=timeout),
+            "retries": False,
+            "headers": HEADERS,
+        }
+        if isinstance(verify, str):
+            options["ca_certs"] = verify
+        elif verify is False:
+            options["cert_reqs"] = "CERT_NONE"
+        self._http: urllib3.PoolManager = (
+            urllib3.ProxyManager(proxy, **options) if proxy else urllib3.PoolManager(**options)
+        )
+        self._ids = itertools.count(1)
+
+    def response(self, method: str, params: list[Any], body: bytes | None = None) -> RPCResponse:
+        """The node's whole JSON-RPC response. ConnectionError if it cannot be had."""
+        if body is None:
+            body = json.dumps({"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": params}).encode()
+        attempts = 1 if method in NOT_RETRIED else 2  # a read survives one dropped keep-alive connection
+        for attempt in range(attempts):
+            try:
+                reply = self._http.urlopen("POST", self.url, body=body, headers=HEADERS)
+                break
+            except urllib3.exceptions.HTTPError as exc:
+                if attempt + 1 == attempts:
+                    raise ConnectionError(f"{method}: {exc}") from exc
+        if reply.status >= 500 or reply.status in (404, 405):
+            raise ConnectionError(f"{method}: HTTP {reply.status} from the node")
+        try:
+            decoded: RPCResponse = json.loads(reply.data)
+        except ValueError as exc:
+            raise ConnectionError(f"{method}: the node's answer is not JSON (HTTP {reply.status})") from exc
+        return decoded
+
+    def result(self, method: str, params: list[Any]) -> Any:
+        """The result; Web3RPCError for an error response."""
+        reply = self.response(method, params)
+        if "error" in reply:
+            raise Web3RPCError(repr(reply["error"]), rpc_response=reply)
+        return reply.get("result")
+
+    def simulation(self, method: str, params: list[Any]) -> Any:
+        """The result of eth_call / eth_estimateGas; a revert raises web3.py's contract errors."""
+        reply = self.response(method, params)
+        if "error" in reply:
+            raise_contract_logic_error_on_revert(reply)
+            raise Web3RPCError(repr(reply["error"]), rpc_response=reply)
+        return reply.get("result")
+
+
+class NodeProvider(JSONBaseProvider):
+    """A web3.py provider on a NodeRpc's connection pool."""
+
+    def __init__(self, rpc: NodeRpc) -> None:
+        super().__init__()
+        self.rpc = rpc
+
+    def make_request(self, method: RPCEndpoint, params: Any) -> RPCResponse:
+        return self.rpc.response(method, params, body=self.encode_rpc_request(method, params))
+
+    def is_connected(self, show_traceback: bool = False) -> bool:
+        try:
+            return "result" in self.rpc.response("web3_clientVersion", [])
+        except ConnectionError:
+            if show_traceback:
+                raise
+            return False
