@@ -46,9 +46,11 @@ class Settings(BaseSettings):
     expo_access_token: SecretStr | None = None
 
     # PostgreSQL connections each relay process may hold (pool size + overflow). Keep
-    # processes x (db_pool_size + db_max_overflow) below the server's max_connections.
-    db_pool_size: int = 10
-    db_max_overflow: int = 10
+    # processes x (db_pool_size + db_max_overflow) below the server's max_connections. The pool
+    # keeps enough for a busy process's request threads and background workers (about 15 at
+    # once), so connections are not opened and closed under load.
+    db_pool_size: int = 16
+    db_max_overflow: int = 4
 
     # Background workers' polling interval (seconds).
     worker_interval: float = 0.5
