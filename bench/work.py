@@ -22,12 +22,15 @@ from typing import Any
 from fastapi.testclient import TestClient
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
-from web3.providers.rpc import HTTPProvider
 
 from bench.harness import SIGNER_INDEXES, UNIT, System, system
+from relay import db as database
 from relay.config import Settings
 from relay.devnet import anvil_key
+from relay.indexer import CURSOR
 from relay.main import create_app
+from relay.models import IndexerCursor
+from relay.rpc import NodeRpc
 from relay.sdk import AppClient, KioskClient
 
 
@@ -67,20 +70,20 @@ def counting() -> Iterator[Counts]:
         with counts.lock:
             counts.commits[_part()] += 1
 
-    original = HTTPProvider.make_request
+    original = NodeRpc.response
 
-    def make_request(self: HTTPProvider, method: Any, params: Any) -> Any:
+    def response(self: NodeRpc, method: str, params: list[Any], body: bytes | None = None) -> Any:
         with counts.lock:
-            counts.rpcs[(_part(), str(method))] += 1
-        return original(self, method, params)
+            counts.rpcs[(_part(), method)] += 1
+        return original(self, method, params, body)
 
     event.listen(Engine, "before_cursor_execute", statement)
     event.listen(Engine, "commit", commit)
-    HTTPProvider.make_request = make_request  # type: ignore[method-assign]
+    NodeRpc.response = response  # type: ignore[method-assign]
     try:
         yield counts
     finally:
-        HTTPProvider.make_request = original  # type: ignore[method-assign]
+        NodeRpc.response = original  # type: ignore[method-assign]
         event.remove(Engine, "commit", commit)
         event.remove(Engine, "before_cursor_execute", statement)
 
@@ -106,12 +109,30 @@ def measure(bench: System, payments: int) -> Counts:
             assert kiosk.close_new(opened.paymentId).paymentStatus == 4
 
         pay("warm-up")
-        time.sleep(2 * settings.worker_interval + 0.5)  # the workers finish the warm-up's records
+        # The indexer catches up with the chain's earlier events, and the workers finish the
+        # warm-up's records, before anything is counted.
+        _wait_indexed(db_url, bench.w3().eth.block_number)
+        time.sleep(2 * settings.worker_interval + 0.5)
         counts.clear()
         for i in range(payments):
             pay(f"P-{i}")
         time.sleep(2 * settings.worker_interval + 0.5)  # ... and the measured payments'
     return counts
+
+
+def _wait_indexed(db_url: str, block: int, timeout: float = 300) -> None:
+    db = database.Database(db_url)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            with db.session() as session:
+                cursor = session.get(IndexerCursor, CURSOR)
+                if cursor is not None and cursor.next_block > block:
+                    return
+            time.sleep(0.2)
+        raise TimeoutError(f"the indexer did not reach block {block} in {timeout} s")
+    finally:
+        db.engine.dispose()
 
 
 def render(counts: Counts, payments: int) -> str:
