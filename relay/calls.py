@@ -67,6 +67,11 @@ class Call:
         request = {**params, "to": self.to, "data": self.data}
         return int(self.rpc.simulation("eth_estimateGas", [request, "pending"]), 16)
 
+    def simulate(self, sender: str) -> None:
+        """Runs the call as a transaction from `sender` on the pending state (see estimate_gas);
+        a revert raises web3.py's contract errors."""
+        self.rpc.simulation("eth_call", [{"from": sender, "to": self.to, "data": self.data}, "pending"])
+
     def build_transaction(self, params: TxParams) -> TxParams:
         return {**params, "to": self.to, "data": self.data, "value": Wei(0)}
 

@@ -270,24 +270,30 @@ class Chain:
         gas: int | None = None,
         signed_by: str | None = None,
         record: Callable[[Session, str], None] | None = None,
+        simulate: bool = False,
     ) -> str:
         """Sends a transaction from one of the relay signers; returns its hash. Without a `gas`
-        limit it is simulated first, so a transaction that would revert is never sent: that raises
-        ChainRejected with the decoded error. ChainUnavailable if the node cannot be reached.
+        limit its gas is estimated, and with `simulate` it is run once on the pending state (an
+        eth_call, cheaper for the node than an estimate): either way a transaction that would
+        revert is never sent, and that raises ChainRejected with the decoded error.
+        ChainUnavailable if the node cannot be reached.
         `signed_by`: the account whose signature (and signature nonce) the call carries.
         `record(session, tx_hash)` runs once the node has accepted the transaction, in the
         database transaction that takes the signer's nonce: its writes commit with the nonce."""
         signer = self._next_signer(signed_by)
-        if gas is None:
+        if gas is None or simulate:
             try:
-                estimated = fn.estimate_gas({"from": signer.address})
+                if gas is None:
+                    estimated = fn.estimate_gas({"from": signer.address})
+                    gas = estimated + estimated // 5
+                else:
+                    fn.simulate(signer.address)
             except CONNECTION_ERRORS as exc:
                 raise ChainUnavailable() from exc
             except ContractCustomError as exc:
                 raise ChainRejected(self.decoder.decode(exc.data if isinstance(exc.data, str) else None)) from exc
             except (ContractLogicError, Web3RPCError) as exc:
                 raise ChainRejected(str(exc)) from exc
-            gas = estimated + estimated // 5
         with self._locks[signer.address]:
             for _ in range(3):
                 tx_hash = self._send_locked(signer, fn, gas, record)
