@@ -16,11 +16,13 @@ from typing import Any
 from eth_utils import to_checksum_address
 from hexbytes import HexBytes
 from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 from web3.types import LogReceipt
 
 from relay.chain import CONNECTION_ERRORS, Chain
-from relay.db import Database
+from relay.db import Database, is_postgres
 from relay.errors import ChainUnavailable
 from relay.models import ChainEvent, IndexerCursor, Shop, Withdrawal
 
@@ -64,15 +66,20 @@ class Indexer:
         except CONNECTION_ERRORS as exc:
             raise ChainUnavailable() from exc
         safe = head - self.confirmations
+        lock = select(IndexerCursor).where(IndexerCursor.name == CURSOR).with_for_update(skip_locked=True)
         with self.db.session() as session:
-            cursor = session.execute(
-                select(IndexerCursor).where(IndexerCursor.name == CURSOR).with_for_update(skip_locked=True)
-            ).scalar_one_or_none()
+            cursor = session.execute(lock).scalar_one_or_none()
             if cursor is None:
                 if session.get(IndexerCursor, CURSOR) is not None:
                     return 0  # another instance holds it
-                cursor = IndexerCursor(name=CURSOR, next_block=self.start_block)
-                session.add(cursor)
+                # The first step ever: instances starting together must not both insert the row.
+                insert = pg_insert if is_postgres(self.db.engine) else sqlite_insert
+                session.execute(
+                    insert(IndexerCursor).values(name=CURSOR, next_block=self.start_block).on_conflict_do_nothing()
+                )
+                cursor = session.execute(lock).scalar_one_or_none()
+                if cursor is None:
+                    return 0  # another instance created it and holds it
             start = cursor.next_block
             if start > safe:
                 return 0

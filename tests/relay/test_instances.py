@@ -90,3 +90,42 @@ def test_claim__payment_already_claimed_by_another_instance__not_claimed_again(
     with db.session() as session:
         assert session.execute(select(func.count()).select_from(Callback)).scalar_one() == before
         assert session.get(Payment, opened.paymentId).chain_op == ChainOp.REFUND
+
+
+def test_indexer__two_instances_take_their_first_step_together__no_duplicate_cursor(new_database, anvil, deployment):
+    """Instances started together both find no indexer cursor: while one has inserted it (not yet
+    committed), the other must wait and go on, not fail with a duplicate key."""
+    import threading
+
+    from relay import db as database
+    from relay.chain import Chain
+    from relay.indexer import CURSOR, Indexer
+    from relay.models import IndexerCursor
+
+    url = new_database("postgresql")
+    database.upgrade(url)
+    db = database.Database(url)
+    inserted, release = threading.Event(), threading.Event()
+
+    def first_instance() -> None:
+        with db.session() as session:
+            session.add(IndexerCursor(name=CURSOR, next_block=0))
+            session.flush()
+            inserted.set()
+            release.wait(10)
+
+    try:
+        other = threading.Thread(target=first_instance)
+        other.start()
+        assert inserted.wait(10)
+        threading.Timer(1.0, release.set).start()  # the first instance commits a moment later
+        indexer = Indexer(db, Chain(anvil, deployment["path"], db, [], 5), start_block=0, confirmations=0)
+
+        assert indexer.run_once() >= 0
+
+        other.join(10)
+        with db.session() as session:
+            assert session.get(IndexerCursor, CURSOR).next_block > 0
+    finally:
+        release.set()
+        db.engine.dispose()
