@@ -52,12 +52,12 @@ class Indexer:
         self.batch = batch
         self.addresses = [c.address for c in chain.contracts.values()]
         self.names = {c.address.lower(): name for name, c in chain.contracts.items()}
-        self.topics: dict[bytes, tuple[str, str]] = {}
+        self.topics: dict[bytes, tuple[str, str, Any]] = {}  # topic -> contract, event, decoder
         for name, contract in chain.contracts.items():
             for abi in contract.abi:
                 if abi["type"] == "event":
                     event = contract.events[abi["name"]]
-                    self.topics[bytes(HexBytes(event.topic))] = (name, abi["name"])
+                    self.topics[bytes(HexBytes(event.topic))] = (name, abi["name"], event())
 
     def run_once(self) -> int:
         """Indexes the next block range, if any is confirmed; returns the number of events stored."""
@@ -88,10 +88,19 @@ class Indexer:
                 logs = self.chain.w3.eth.get_logs({"fromBlock": start, "toBlock": end, "address": self.addresses})
             except CONNECTION_ERRORS as exc:
                 raise ChainUnavailable() from exc
+            # Events already stored (a step that read them and then failed to commit its cursor
+            # cannot leave any, but the unique key is the guarantee): one query for the range.
+            seen = {
+                (tx, index)
+                for tx, index in session.execute(
+                    select(ChainEvent.tx_hash, ChainEvent.log_index).where(ChainEvent.block_number.between(start, end))
+                )
+            }
             touched_shops: set[str] = set()
+            shop_of_payment: dict[str, str] = {}
             stored = 0
             for entry in logs:
-                event = self._store(session, entry, touched_shops)
+                event = self._store(session, entry, seen, touched_shops, shop_of_payment)
                 stored += event is not None
             for shop_id in touched_shops:
                 self._refresh_shop(session, shop_id, end)
@@ -100,24 +109,29 @@ class Indexer:
             log.debug("indexed %d events in blocks %d-%d", stored, start, end)
         return stored
 
-    def _store(self, session: Session, entry: LogReceipt, touched_shops: set[str]) -> ChainEvent | None:
+    def _store(
+        self,
+        session: Session,
+        entry: LogReceipt,
+        seen: set[tuple[str, int]],
+        touched_shops: set[str],
+        shop_of_payment: dict[str, str],
+    ) -> ChainEvent | None:
         topic = bytes(entry["topics"][0]) if entry["topics"] else b""
         if topic not in self.topics:
             return None
-        contract, name = self.topics[topic]
-        decoded = self.chain.contracts[contract].events[name]().process_log(entry)
-        args = {key: _plain(value) for key, value in decoded["args"].items()}
+        contract, name, decoder = self.topics[topic]
         tx_hash = "0x" + bytes(entry["transactionHash"]).hex()
         log_index = int(entry["logIndex"])
-        exists = session.execute(
-            select(ChainEvent.id).where(ChainEvent.tx_hash == tx_hash, ChainEvent.log_index == log_index)
-        ).first()
-        if exists:
+        if (tx_hash, log_index) in seen:
             return None
+        args = {key: _plain(value) for key, value in decoder.process_log(entry)["args"].items()}
         payment_id = args.get("paymentId")
         shop_id = args.get("shopId")
-        if shop_id is None and name in PAYMENT_TOTAL_EVENTS:
-            shop_id = self._shop_of_payment(session, payment_id)
+        if name == "PaymentOpened" and payment_id is not None and shop_id is not None:
+            shop_of_payment[payment_id] = shop_id
+        if shop_id is None and name in PAYMENT_TOTAL_EVENTS and payment_id is not None:
+            shop_id = shop_of_payment.get(payment_id) or self._shop_of_payment(session, payment_id)
         account = args.get("account")
         event = ChainEvent(
             block_number=int(entry["blockNumber"]),
@@ -141,13 +155,10 @@ class Indexer:
             )
         elif name == "WithdrawalClosed" and shop_id is not None:
             self._close_withdrawal(session, shop_id, tx_hash, event.block_number)
-        session.flush()
         return event
 
     @staticmethod
-    def _shop_of_payment(session: Session, payment_id: str | None) -> str | None:
-        if payment_id is None:
-            return None
+    def _shop_of_payment(session: Session, payment_id: str) -> str | None:
         return session.execute(
             select(ChainEvent.shop_id).where(ChainEvent.payment_id == payment_id, ChainEvent.event == "PaymentOpened")
         ).scalar()

@@ -84,6 +84,10 @@ REVERTED = "The transaction reverted on chain."
 OPEN_GAS = {ChainOp.OPEN: 300_000, ChainOp.OPEN_CANCEL: 200_000}
 CLOSE_GAS = 150_000
 
+# Conditional UPDATEs return the changed row: it replaces the session's copy, so the session need
+# not work out itself which loaded objects the statement changed.
+RETURNING_ROW = {"populate_existing": True, "synchronize_session": False}
+
 MESSAGES = {
     ("create", SUCCESS): "The payment has been approved by the user and is held in escrow.",
     ("create", DENIED): "The payment was denied by the user.",
@@ -490,7 +494,7 @@ class Payments:
             )
             .values(updated_at=now(), **values)
             .returning(Payment)
-            .execution_options(populate_existing=True)
+            .execution_options(**RETURNING_ROW)
         ).scalar_one_or_none()
 
     def _claim(self, session: Session, p: Payment, from_statuses: set[int], op: ChainOp, **values: Any) -> Payment:
@@ -537,6 +541,7 @@ class Payments:
                     .where(Payment.payment_id == p.payment_id, Payment.chain_op == op)
                     .values({"chain_tx": tx, column: tx, "updated_at": now()})
                     .returning(Payment)
+                    .execution_options(**RETURNING_ROW)
                 ).scalar_one_or_none()
             )
 
@@ -604,7 +609,9 @@ class Payments:
             where = [Payment.payment_id == p.payment_id, Payment.chain_op == op]
             if receipt is not None:
                 where.append(Payment.chain_tx == p.chain_tx)
-            done = session.execute(update(Payment).where(*where).values(values).returning(Payment)).scalar_one_or_none()
+            done = session.execute(
+                update(Payment).where(*where).values(values).returning(Payment).execution_options(**RETURNING_ROW)
+            ).scalar_one_or_none()
             if done is None:
                 return None  # finished by someone else
             p = done
@@ -649,6 +656,7 @@ class Payments:
                 .where(*where)
                 .values(status=status, chain_op=None, error=message, signature=None, updated_at=now())
                 .returning(Payment)
+                .execution_options(**RETURNING_ROW)
             ).scalar_one_or_none()
             if p is None:
                 return None
