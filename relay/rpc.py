@@ -41,13 +41,17 @@ class NodeRpc:
             "retries": False,
             "headers": HEADERS,
         }
-        if isinstance(verify, str):
-            options["ca_certs"] = verify
-        elif verify is False:
-            options["cert_reqs"] = "CERT_NONE"
-        self._http: urllib3.PoolManager = (
-            urllib3.ProxyManager(proxy, **options) if proxy else urllib3.PoolManager(**options)
+        if urlsplit(url).scheme == "https":
+            if isinstance(verify, str):
+                options["ca_certs"] = verify
+            elif verify is False:
+                options["cert_reqs"] = "CERT_NONE"
+        # Without a proxy, the one host's connection pool itself (a PoolManager would parse the
+        # URL and look the pool up on every call).
+        self._http: urllib3.ProxyManager | urllib3.HTTPConnectionPool = (
+            urllib3.ProxyManager(proxy, **options) if proxy else urllib3.connection_from_url(url, **options)
         )
+        self._target = url if proxy else self._path
         self._ids = itertools.count(1)
 
     def response(self, method: str, params: list[Any], body: bytes | None = None) -> RPCResponse:
@@ -57,7 +61,7 @@ class NodeRpc:
         attempts = 1 if method in NOT_RETRIED else 2  # a read survives one dropped keep-alive connection
         for attempt in range(attempts):
             try:
-                reply = self._http.urlopen("POST", self.url, body=body, headers=HEADERS)
+                reply = self._http.urlopen("POST", self._target, body=body, headers=HEADERS)
                 break
             except urllib3.exceptions.HTTPError as exc:
                 if attempt + 1 == attempts:
