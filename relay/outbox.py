@@ -6,11 +6,15 @@ from __future__ import annotations
 
 import json
 import secrets
-from typing import Any
+from typing import Any, cast
 
+from sqlalchemy import Table, insert
 from sqlalchemy.orm import Session
 
 from relay.models import Callback, Notification
+
+CALLBACKS = cast(Table, Callback.__table__)
+NOTIFICATIONS = cast(Table, Notification.__table__)
 
 # Callback codes (spec §4.1).
 SUCCESS, DENIED, CONTRACT_ERROR, SERVER_ERROR, TIMEOUT = 0, 1001, 1002, 1003, 2000
@@ -24,21 +28,18 @@ def enqueue_callback(
     code: int,
     message: str,
     data: dict[str, Any],
-) -> Callback:
-    """Queues a callback; its id (the `webhook-id` header) stays the same on every retry."""
+) -> str:
+    """Queues a callback; returns its id, which (as the `webhook-id` header) stays the same on every
+    retry. Written as a plain INSERT in the session's transaction: nothing reads it back there."""
     body = json.dumps({"type": type_, "code": code, "message": message, "data": data}, separators=(",", ":"))
-    callback = Callback(
-        id="msg_" + secrets.token_hex(16),
-        kiosk_id=kiosk_id,
-        payment_id=payment_id,
-        type=type_,
-        code=code,
-        body=body,
-    )
-    session.add(callback)
-    return callback
+    callback_id = "msg_" + secrets.token_hex(16)
+    row = {"id": callback_id, "kiosk_id": kiosk_id, "payment_id": payment_id, "type": type_, "code": code, "body": body}
+    session.connection().execute(insert(CALLBACKS).values(row))
+    return callback_id
 
 
 def notify(session: Session, account: str, kind: str, payment_id: str | None, payload: dict[str, Any]) -> None:
-    """Queues a message for the app of `account` (push and live stream)."""
-    session.add(Notification(account=account, kind=kind, payment_id=payment_id, payload=payload))
+    """Queues a message for the app of `account` (push and live stream), as a plain INSERT in the
+    session's transaction."""
+    row = {"account": account, "kind": kind, "payment_id": payment_id, "payload": payload}
+    session.connection().execute(insert(NOTIFICATIONS).values(row))

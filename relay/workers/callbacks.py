@@ -10,7 +10,8 @@ from datetime import UTC, datetime
 from typing import NamedTuple
 
 import httpx
-from sqlalchemy import select, update
+from sqlalchemy import exists, select, update
+from sqlalchemy.orm import aliased
 from standardwebhooks import Webhook
 
 from relay.config import Settings
@@ -43,8 +44,13 @@ class CallbackSender:
 
     def claim(self) -> list[Due]:
         """Locks due callbacks for one delivery attempt (a lease, so a crashed instance's claims
-        come back after it expires)."""
+        come back after it expires). A payment's callbacks go out in the order they were queued:
+        one waits while an earlier one of its payment is still to be delivered."""
         t = now()
+        earlier = aliased(Callback)
+        queued_before = (earlier.created_at < Callback.created_at) | (
+            (earlier.created_at == Callback.created_at) & (earlier.id < Callback.id)
+        )
         with self.db.session() as session:
             rows = session.execute(
                 select(Callback, KioskClient.callback_url, KioskClient.callback_secret)
@@ -53,6 +59,11 @@ class CallbackSender:
                     Callback.state == CallbackState.PENDING,
                     Callback.next_attempt_at <= t,
                     Callback.locked_until <= t,
+                    ~exists().where(
+                        earlier.payment_id == Callback.payment_id,
+                        earlier.state == CallbackState.PENDING,
+                        queued_before,
+                    ),
                 )
                 .order_by(Callback.next_attempt_at)
                 .limit(self.batch)

@@ -256,6 +256,46 @@ def test_callback_receiver_down__retried_with_the_same_id_until_delivered(relay,
     assert (attempts[0].json["type"], attempts[0].json["code"]) == ("create", 1001)
 
 
+def test_callbacks_of_one_payment__delivered_in_the_order_queued(new_database, shop_id):
+    """A payment's cancel callback never overtakes its create callback, even when both are due
+    (the sender delivers a batch in parallel) or the first is waiting for a retry."""
+    from sqlalchemy import update
+
+    from relay import db as database
+    from relay import kiosks
+    from relay.config import Settings
+    from relay.models import CallbackState
+    from relay.outbox import enqueue_callback
+    from relay.workers.callbacks import CallbackSender
+
+    url = new_database("postgresql")
+    database.upgrade(url)
+    db = database.Database(url)
+    sender = CallbackSender(db, Settings(database_url=url))
+    try:
+        with db.session() as session:
+            kiosk_id = kiosks.add(session, "ordered", [shop_id], "http://127.0.0.1:9/cb").kiosk.id
+        ids = {}
+        for name, payment in (("create", "0xaa"), ("cancel", "0xaa"), ("other", "0xbb")):
+            with db.session() as session:
+                ids[name] = enqueue_callback(session, kiosk_id, payment, "create", 0, name, {})
+            time.sleep(0.01)
+
+        assert sorted(d.id for d in sender.claim()) == sorted([ids["create"], ids["other"]])
+
+        with db.session() as session:  # the create callback failed; its retry is not due yet
+            session.execute(
+                update(Callback).where(Callback.id == ids["create"]).values(next_attempt_at=time.time() + 60)
+            )
+        assert sender.claim() == []
+        with db.session() as session:
+            session.execute(update(Callback).where(Callback.id == ids["create"]).values(state=CallbackState.DELIVERED))
+        assert [d.id for d in sender.claim()] == [ids["cancel"]]
+    finally:
+        sender.close()
+        db.engine.dispose()
+
+
 # ----------------------------------------------------------------------------- (c) timeouts
 
 
