@@ -713,32 +713,29 @@ class Payments:
     # ================================================================== internals: signatures
 
     def _expected_nonce(self, account: str, session: Session | None = None) -> int:
-        """The nonce the next signature of `account` must carry: its on-chain nonce plus the
-        signatures of it already accepted but not yet mined. Both are read at one block: a
-        transaction mined by then is in the on-chain nonce even if its receipt is not recorded
-        yet (the chain watcher finishes it later), so it must not be counted twice."""
-        query = select(Payment.payment_id, Payment.chain_op, Payment.chain_tx).where(
+        """The nonce the next signature of `account` must carry: its nonce on the node's pending
+        state (every transaction the node has accepted, mined or not: what the contract will see
+        when the next one runs), plus its signatures the relay has claimed but not yet handed to
+        the node. A mined block's state is no better: a node may answer calls at the newest
+        block number from a state it is still changing (anvil does while it mines), and a
+        signature may be recorded as done just after it was mined."""
+        query = select(Payment.payment_id, Payment.chain_op).where(
             Payment.signer == account,
             Payment.chain_op.in_([ChainOp.OPEN, ChainOp.OPEN_CANCEL]),
+            Payment.chain_tx.is_(None),
         )
         if session is None:
             with self.db.session() as own:
-                in_flight = own.execute(query).all()
+                unsent = own.execute(query).all()
         else:
-            in_flight = session.execute(query).all()
-        if not in_flight:
-            return self.chain.payment_nonce(account)  # nothing in flight: the chain's nonce is the answer
-        block = self.chain.block_number()
-        unmined = 0
-        for payment_id, op, tx in in_flight:
-            if tx is not None:
-                receipt = self.chain.receipt(tx)
-                unmined += receipt is None or receipt["blockNumber"] > block
-            else:
-                # Claimed, and perhaps sent and mined a moment ago with its hash not recorded yet:
-                # the payment's on-chain status at `block` tells whether the signature was used.
-                unmined += self.chain.payment_of(payment_id, block).status == _BEFORE[ChainOp(str(op))]
-        return self.chain.payment_nonce(account, block) + unmined
+            unsent = session.execute(query).all()
+        nonce = self.chain.payment_nonce(account, "pending")
+        for payment_id, op in unsent:
+            # Claimed with no hash recorded: not sent yet, or sent a moment ago (then the pending
+            # state already has it, and the payment has left its status before the operation).
+            if self.chain.payment_of(payment_id, "pending").status == _BEFORE[ChainOp(str(op))]:
+                nonce += 1
+        return nonce
 
     def _new_payment_args(self, p: Payment, deadline: int) -> tuple[Any, ...]:
         return (p.payment_id, p.purchase_id, int(p.amount), p.currency, p.shop_id, p.account, deadline)
