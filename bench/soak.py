@@ -91,9 +91,12 @@ def soak(bench: System, kiosks: int, seconds: float) -> list[tuple[str, str]]:
     wait_until(quiet, 120)
     process.terminate()
     process.wait(20)
+    # Every decision is signed over the relay's own typed data: none may be refused as forged.
+    refused = sum(n for kind, n in errors.items() if kind.startswith("InvalidSignature"))
     return [
         ("load", f"{sum(outcomes.values())} flows in {seconds:.0f} s by {kiosks} KIOSKs: {dict(outcomes)}"),
         ("client errors", str(dict(errors)) if errors else "none"),
+        ("no valid signature refused", "pass" if refused == 0 else f"FAIL: {refused} refused"),
         *verify(bench, db, user_keys, escrow_before),
     ]
 
