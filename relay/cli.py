@@ -85,7 +85,18 @@ def serve(
     """Runs the relay."""
     import uvicorn
 
-    uvicorn.run("relay.main:create_app", factory=True, host=host, port=port, workers=workers, log_level="warning")
+    # Idle keep-alive connections are kept longer than clients and load balancers keep theirs
+    # (httpx 5 s, typical balancers 60 s): otherwise a client may send a request on a connection
+    # the server is just closing, and see "connection reset" instead of an answer.
+    uvicorn.run(
+        "relay.main:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="warning",
+        timeout_keep_alive=65,
+    )
 
 
 @db_app.command("upgrade")

@@ -234,6 +234,26 @@ class _Rpc:
         return httpx.post(self.url, json=body, timeout=30).json()["result"]
 
 
+@sqlite_only
+def test_keep_alive__idle_connection_longer_than_clients_keep_theirs__still_answers(relay):
+    """A client (httpx keeps idle connections 5 s) must never send on a connection the relay has
+    just closed: the relay keeps idle connections open longer than that."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    address = urlsplit(relay.url)
+    connection = http.client.HTTPConnection(address.hostname, address.port, timeout=10)
+    try:
+        for pause in (0.0, 6.0):
+            time.sleep(pause)
+            connection.request("GET", "/v1/payment/chain")
+            response = connection.getresponse()
+            assert response.status == 200
+            response.read()
+    finally:
+        connection.close()
+
+
 # ----------------------------------------------------------------------------- (b) KIOSK down
 
 
