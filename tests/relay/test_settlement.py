@@ -196,7 +196,8 @@ def test_indexer__killed_restarted_and_node_down__no_gap_no_duplicate(start_rela
 
     def grant_some(count: int) -> None:
         for _ in range(count):
-            ledger.functions.grant(user, UNIT).transact({"from": provider})
+            tx = ledger.functions.grant(user, UNIT).transact({"from": provider})
+        w3.eth.wait_for_transaction_receipt(tx)  # mined before the head is read below
 
     grant_some(10)
     relay.restart(kill=True)  # mid-stream: SIGKILL while blocks remain to index
