@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import requests
 from eth_abi.abi import decode as abi_decode
 from eth_abi.abi import encode as abi_encode
 from eth_account import Account
@@ -47,7 +46,8 @@ NONE, OPEN, CLOSED, REFUNDED, CANCEL_OPEN, CANCELLED = range(6)
 ERC1271_MAGIC = bytes.fromhex("1626ba7e")  # isValidSignature(bytes32,bytes)
 # Empty transactions a signer sends at most per repair_nonces call to fill lost nonces.
 FILL_AT_ONCE = 64
-CONNECTION_ERRORS = (requests.exceptions.ConnectionError, requests.exceptions.Timeout, ConnectionError, TimeoutError)
+# What relay.rpc raises when the node cannot be reached.
+CONNECTION_ERRORS = (ConnectionError, TimeoutError)
 
 
 @dataclass(frozen=True)
@@ -329,8 +329,7 @@ class Chain:
                         "chainId": self.chain_id,
                     }
                 )
-                signed = signer.sign_transaction(dict(tx))  # type: ignore[arg-type]
-                self.rpc.result("eth_sendRawTransaction", ["0x" + bytes(signed.raw_transaction).hex()])
+                tx_hash = self._send_raw(signer, dict(tx))
             except CONNECTION_ERRORS as exc:
                 raise ChainUnavailable() from exc
             except Web3RPCError as exc:
@@ -339,7 +338,6 @@ class Chain:
                 # Committed (not rolled back with an exception): the next try asks the node.
                 session.execute(update(Signer).where(Signer.address == signer.address).values(next_nonce=None))
                 return None
-            tx_hash = "0x" + bytes(signed.hash).hex()
             if record is not None:
                 record(session, tx_hash)
             return tx_hash
@@ -391,23 +389,28 @@ class Chain:
                     self._fill(signer, nonce)
 
     def _fill(self, signer: LocalAccount, nonce: int) -> None:
-        tx: dict[str, Any] = {
-            "from": signer.address,
-            "to": signer.address,
-            "value": 0,
-            "nonce": nonce,
-            "gas": 21_000,
-            "gasPrice": self._gas_price(),
-            "chainId": self.chain_id,
-        }
         try:
-            raw = signer.sign_transaction(tx).raw_transaction
-            self.rpc.result("eth_sendRawTransaction", ["0x" + bytes(raw).hex()])
+            tx = {
+                "from": signer.address,
+                "to": signer.address,
+                "value": 0,
+                "nonce": nonce,
+                "gas": 21_000,
+                "gasPrice": self._gas_price(),
+                "chainId": self.chain_id,
+            }
+            self._send_raw(signer, tx)
         except CONNECTION_ERRORS as exc:
             raise ChainUnavailable() from exc
         except Web3RPCError as exc:
             if not _is_nonce_conflict(str(exc)):
                 log.warning("signer %s: filling nonce %d: %s", signer.address, nonce, exc)
+
+    def _send_raw(self, signer: LocalAccount, tx: dict[str, Any]) -> str:
+        """Signs `tx` with the signer's key and hands it to the node; returns its hash."""
+        signed = signer.sign_transaction(tx)
+        self.rpc.result("eth_sendRawTransaction", ["0x" + bytes(signed.raw_transaction).hex()])
+        return "0x" + bytes(signed.hash).hex()
 
     _price: tuple[float, int] = (0.0, 0)
 

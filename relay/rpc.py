@@ -30,10 +30,10 @@ NOT_RETRIED = frozenset({"eth_sendRawTransaction", "eth_sendTransaction"})
 class NodeRpc:
     def __init__(self, url: str, timeout: float, pool_size: int = 64) -> None:
         self.url = url
-        self._path = urlsplit(url).path or "/"
+        parts = urlsplit(url)
         # Proxy and CA settings from the environment, as requests (and so web3.py) would read them.
         environment = requests.Session().merge_environment_settings(url, {}, None, None, None)
-        proxy = environment["proxies"].get(urlsplit(url).scheme)
+        proxy = environment["proxies"].get(parts.scheme)
         verify = environment["verify"]
         options: dict[str, Any] = {
             "maxsize": pool_size,
@@ -41,7 +41,7 @@ class NodeRpc:
             "retries": False,
             "headers": HEADERS,
         }
-        if urlsplit(url).scheme == "https":
+        if parts.scheme == "https":
             if isinstance(verify, str):
                 options["ca_certs"] = verify
             elif verify is False:
@@ -51,7 +51,7 @@ class NodeRpc:
         self._http: urllib3.ProxyManager | urllib3.HTTPConnectionPool = (
             urllib3.ProxyManager(proxy, **options) if proxy else urllib3.connection_from_url(url, **options)
         )
-        self._target = url if proxy else self._path
+        self._target = url if proxy else parts.path or "/"
         self._ids = itertools.count(1)
 
     def response(self, method: str, params: list[Any], body: bytes | None = None) -> RPCResponse:
@@ -99,11 +99,3 @@ class NodeProvider(JSONBaseProvider):
 
     def make_request(self, method: RPCEndpoint, params: Any) -> RPCResponse:
         return self.rpc.response(method, params, body=self.encode_rpc_request(method, params))
-
-    def is_connected(self, show_traceback: bool = False) -> bool:
-        try:
-            return "result" in self.rpc.response("web3_clientVersion", [])
-        except ConnectionError:
-            if show_traceback:
-                raise
-            return False
