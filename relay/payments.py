@@ -66,6 +66,15 @@ _AFTER = {
     ChainOp.CLOSE_CANCEL: onchain.CANCELLED,
     ChainOp.REVERT_CANCEL: onchain.CLOSED,
 }
+# The payment column that keeps each operation's transaction hash.
+_TX_COLUMN = {
+    ChainOp.OPEN: "open_tx",
+    ChainOp.CLOSE: "close_tx",
+    ChainOp.REFUND: "close_tx",
+    ChainOp.OPEN_CANCEL: "cancel_tx",
+    ChainOp.CLOSE_CANCEL: "close_cancel_tx",
+    ChainOp.REVERT_CANCEL: "close_cancel_tx",
+}
 # The relay status that matches an on-chain status once no operation is in flight.
 _STATUS_OF_CHAIN = {
     onchain.NONE: S.FAILED,
@@ -524,14 +533,7 @@ class Payments:
         """Sends the transaction of a claimed operation; returns the payment with the transaction
         recorded. If the node is unreachable the claim is released (`restore`) so the request can
         be retried; if the chain would reject it, the rejection is recorded and reported."""
-        column = {
-            ChainOp.OPEN: "open_tx",
-            ChainOp.CLOSE: "close_tx",
-            ChainOp.REFUND: "close_tx",
-            ChainOp.OPEN_CANCEL: "cancel_tx",
-            ChainOp.CLOSE_CANCEL: "close_cancel_tx",
-            ChainOp.REVERT_CANCEL: "close_cancel_tx",
-        }[op]
+        column = _TX_COLUMN[op]
         recorded: list[Payment | None] = []
 
         def record(session: Session, tx: str) -> None:
