@@ -138,16 +138,22 @@ class Received:
 
 
 class _Server:
-    """A tiny threaded HTTP server that records POST requests."""
+    """A tiny threaded HTTP server that answers POST requests with `handle(path, headers, body)`:
+    (status, JSON reply), or None to drop the connection without answering."""
 
-    def __init__(self, handle: Callable[[str, dict[str, str], str], tuple[int, dict[str, Any]]]) -> None:
+    def __init__(self, handle: Callable[[str, dict[str, str], str], tuple[int, Any] | None]) -> None:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 length = int(self.headers.get("content-length", 0))
                 body = self.rfile.read(length).decode()
-                status, reply = handle(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+                answer = handle(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+                if answer is None:
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
+                status, reply = answer
                 payload = json.dumps(reply).encode()
                 self.send_response(status)
                 self.send_header("content-type", "application/json")

@@ -5,16 +5,14 @@ connection drops (reads) and which never are (sending a transaction)."""
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 from web3.exceptions import ContractCustomError, ContractLogicError, Web3RPCError
 
 from relay.rpc import NodeRpc
-from tests.relay.conftest import free_port
+from tests.relay.conftest import _Server, free_port
 
 
 class ScriptedNode:
@@ -24,37 +22,21 @@ class ScriptedNode:
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
         self.answer: Callable[[dict[str, Any]], dict[str, Any] | None] = lambda r: {"result": "0x1"}
-        node = self
+        self.http = _Server(self._handle)
+        self.url = self.http.url
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                node.requests.append(request)
-                reply = node.answer(request)
-                if reply is None:
-                    self.close_connection = True
-                    self.connection.shutdown(2)
-                    return
-                body = json.dumps({"jsonrpc": "2.0", "id": request["id"], **reply}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+    def _handle(self, path: str, headers: dict[str, str], body: str) -> tuple[int, dict[str, Any]] | None:
+        request = json.loads(body)
+        self.requests.append(request)
+        reply = self.answer(request)
+        return None if reply is None else (200, {"jsonrpc": "2.0", "id": request["id"], **reply})
 
 
 @pytest.fixture
 def node() -> Iterator[ScriptedNode]:
     scripted = ScriptedNode()
     yield scripted
-    scripted.server.shutdown()
+    scripted.http.close()
 
 
 def test_result__the_node_s_result_for_the_request_sent(node):
