@@ -97,6 +97,9 @@ CLOSE_GAS = 150_000
 # not work out itself which loaded objects the statement changed.
 RETURNING_ROW = {"populate_existing": True, "synchronize_session": False}
 
+# How often the signature nonce is read around the relay's unsent signatures before giving up.
+NONCE_READS = 5
+
 MESSAGES = {
     ("create", SUCCESS): "The payment has been approved by the user and is held in escrow.",
     ("create", DENIED): "The payment was denied by the user.",
@@ -732,12 +735,22 @@ class Payments:
         else:
             unsent = session.execute(query).all()
         nonce = self.chain.payment_nonce(account, "pending")
-        for payment_id, op in unsent:
+        for _ in range(NONCE_READS):
+            if not unsent:
+                return nonce
             # Claimed with no hash recorded: not sent yet, or sent a moment ago (then the pending
             # state already has it, and the payment has left its status before the operation).
-            if self.chain.payment_of(payment_id, "pending").status == _BEFORE[ChainOp(str(op))]:
-                nonce += 1
-        return nonce
+            waiting = sum(
+                self.chain.payment_of(payment_id, "pending").status == _BEFORE[ChainOp(str(op))]
+                for payment_id, op in unsent
+            )
+            # One of them sent while they were read would be counted in neither: the nonce read
+            # again after them must still be the one read before.
+            again = self.chain.payment_nonce(account, "pending")
+            if again == nonce:
+                return nonce + waiting
+            nonce = again
+        raise ChainUnavailable(f"The signature nonce of {account} keeps changing; try again.")
 
     def _new_payment_args(self, p: Payment, deadline: int) -> tuple[Any, ...]:
         return (p.payment_id, p.purchase_id, int(p.amount), p.currency, p.shop_id, p.account, deadline)

@@ -133,7 +133,6 @@ def test_expected_nonce__signature_mined_before_its_hash_or_receipt_is_seen__cou
 
     from relay.chain import Chain
     from relay.config import Settings
-    from relay.models import ChainOp, now
     from relay.payments import Payments
 
     wallet = new_wallet(relay, 100 * UNIT)
@@ -144,19 +143,7 @@ def test_expected_nonce__signature_mined_before_its_hash_or_receipt_is_seen__cou
     try:
         chain = Chain(anvil, deployment["path"], db, [anvil_key(SIGNERS[backend])], 5)
         payments = Payments(db, chain, Settings(database_url=relay.db_url))
-        with db.session() as session:  # what the relay's claim leaves before the hash is recorded
-            claimed = session.execute(
-                update(Payment)
-                .where(Payment.payment_id == payment_id)
-                .values(
-                    status=S.APPROVED,
-                    chain_op=ChainOp.OPEN,
-                    chain_op_at=now(),
-                    signer=wallet.address,
-                    signature=signature,
-                )
-                .returning(Payment)
-            ).scalar_one()
+        claimed = _claim_approval(db, payment_id, wallet.address, signature)
         deadline = confirm["message"]["deadline"]
         tx = chain.send(
             chain.payment.functions.openNewPayment(payments._new_payment_args(claimed, deadline), signature)
@@ -178,6 +165,72 @@ def test_expected_nonce__signature_mined_before_its_hash_or_receipt_is_seen__cou
                 return session.get(Payment, payment_id).chain_op is None
 
         wait_until(finished)
+    finally:
+        db.engine.dispose()
+
+
+def session_get(db, payment_id):
+    with db.session() as session:
+        return session.get(Payment, payment_id)
+
+
+def _claim_approval(db, payment_id, signer, signature):
+    """What the relay's claim of an approval leaves before its transaction's hash is recorded."""
+    from sqlalchemy import update
+
+    from relay.models import ChainOp, now
+
+    with db.session() as session:
+        return session.execute(
+            update(Payment)
+            .where(Payment.payment_id == payment_id)
+            .values(status=S.APPROVED, chain_op=ChainOp.OPEN, chain_op_at=now(), signer=signer, signature=signature)
+            .returning(Payment)
+        ).scalar_one()
+
+
+def test_expected_nonce__signature_sent_while_the_nonce_is_read__counted_once(
+    relay, backend, kiosk, new_wallet, shop_id, anvil, deployment, monkeypatch
+):
+    """A claimed signature handed to the node between the reads of the user's nonce and of its
+    payment's state is in neither: the count must see it (the next signature carries nonce 1)."""
+    from sqlalchemy import update
+
+    from relay.chain import Chain
+    from relay.config import Settings
+    from relay.payments import Payments
+
+    wallet = new_wallet(relay, 100 * UNIT)
+    payment_id = _open(relay, kiosk, wallet, shop_id)["paymentId"]
+    confirm = wallet.item(payment_id).typedData.confirm
+    signature = wallet.sign(confirm)
+    db = relay.db()
+    try:
+        chain = Chain(anvil, deployment["path"], db, [anvil_key(SIGNERS[backend])], 5)
+        payments = Payments(db, chain, Settings(database_url=relay.db_url))
+        claimed = _claim_approval(db, payment_id, wallet.address, signature)
+        fn = chain.payment.functions.openNewPayment(
+            payments._new_payment_args(claimed, confirm["message"]["deadline"]), signature
+        )
+        read_nonce = chain.payment_nonce
+        sent = []
+
+        def nonce_then_send(account, block="latest"):
+            nonce = read_nonce(account, block)
+            if not sent:  # the relay's send lands right after the first read
+                sent.append(chain.send(fn))
+                assert chain.wait(sent[0], 10)["status"] == 1
+            return nonce
+
+        monkeypatch.setattr(chain, "payment_nonce", nonce_then_send)
+        assert payments._expected_nonce(wallet.address) == 1
+        assert read_nonce(wallet.address) == 1
+
+        with db.session() as session:  # the relay records the hash; its chain watcher finishes it
+            session.execute(
+                update(Payment).where(Payment.payment_id == payment_id).values(chain_tx=sent[0], open_tx=sent[0])
+            )
+        wait_until(lambda: session_get(db, payment_id).chain_op is None)
     finally:
         db.engine.dispose()
 
