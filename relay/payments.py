@@ -240,19 +240,25 @@ class Payments:
                 raise PaymentNotFound(f"Unknown payment: {payment_id}")
             return payment
 
-    def pending_typed_data(self, payment: Payment) -> dict[str, Any] | None:
-        """The EIP-712 documents the app may sign for the payment's pending decision."""
+    def item(self, payment_id: str) -> tuple[Payment, dict[str, Any] | None]:
+        """The payment, and the EIP-712 documents the app may sign for its pending decision."""
+        with self.db.session() as session:
+            payment = self._load(session, payment_id)
+            return payment, self._pending_typed_data(session, payment)
+
+    def _pending_typed_data(self, session: Session, payment: Payment) -> dict[str, Any] | None:
         if payment.status == S.NEW:
             deadline = payment.open_new_at + self.settings.signature_ttl
+            nonce = self._expected_nonce(payment.account, session)
             return {
-                "confirm": self._new_payment_typed(payment, self._expected_nonce(payment.account), deadline),
+                "confirm": self._new_payment_typed(payment, nonce, deadline),
                 "deny": self._deny_typed("DenyPayment", payment, payment.account, deadline),
             }
         if payment.status == S.CANCEL_RECEIVED:
             owner = self.chain.shop_owner(payment.shop_id)
             deadline = (payment.open_cancel_at or 0) + self.settings.signature_ttl
             return {
-                "confirm": self._cancel_typed(payment, owner, self._expected_nonce(owner), deadline),
+                "confirm": self._cancel_typed(payment, owner, self._expected_nonce(owner, session), deadline),
                 "deny": self._deny_typed("DenyCancel", payment, owner, deadline),
             }
         return None
@@ -288,12 +294,14 @@ class Payments:
         kiosks.require_shop(kiosk, p.shop_id)
         if p.status == (S.COMPLETED if confirm else S.REFUNDED) and p.chain_op is None:
             return p  # a retry of the same close
-        if p.chain_op == ChainOp.OPEN:
-            p = self._await_pending(p)  # the approval is being mined: finish it first
         op = ChainOp.CLOSE if confirm else ChainOp.REFUND
-        self._require(p, S.APPROVED, idle=True)
-        with self.db.session() as session:
-            p = self._claim(session, p, {S.APPROVED}, op)
+        claimed = False
+        if p.chain_op == ChainOp.OPEN:
+            p, claimed = self._await_pending(p, then=op)  # the approval is being mined: finish it first
+        if not claimed:
+            self._require(p, S.APPROVED, idle=True)
+            with self.db.session() as session:
+                p = self._claim(session, p, {S.APPROVED}, op)
         fn = self.chain.payment.functions.closeNewPayment(payment_id, confirm)
         return self._submit_and_wait(p, op, fn)
 
@@ -364,12 +372,14 @@ class Payments:
         kiosks.require_shop(kiosk, p.shop_id)
         if p.status == (S.CANCEL_COMPLETED if confirm else S.COMPLETED) and p.close_cancel_at and not p.chain_op:
             return p
-        if p.chain_op == ChainOp.OPEN_CANCEL:
-            p = self._await_pending(p)
         op = ChainOp.CLOSE_CANCEL if confirm else ChainOp.REVERT_CANCEL
-        self._require(p, S.CANCEL_APPROVED, idle=True)
-        with self.db.session() as session:
-            p = self._claim(session, p, {S.CANCEL_APPROVED}, op)
+        claimed = False
+        if p.chain_op == ChainOp.OPEN_CANCEL:
+            p, claimed = self._await_pending(p, then=op)
+        if not claimed:
+            self._require(p, S.CANCEL_APPROVED, idle=True)
+            with self.db.session() as session:
+                p = self._claim(session, p, {S.CANCEL_APPROVED}, op)
         fn = self.chain.payment.functions.closeCancelPayment(payment_id, confirm)
         return self._submit_and_wait(p, op, fn)
 
@@ -394,16 +404,20 @@ class Payments:
             return  # being sent right now, perhaps by another request
         self._recover(p)
 
-    def _await_pending(self, p: Payment) -> Payment:
-        """Waits (up to the receipt timeout) for the transaction of the payment's previous step,
-        then records it, so a close that follows an approval at once does not fail. Returns the
-        payment as it is then."""
+    def _await_pending(self, p: Payment, then: ChainOp) -> tuple[Payment, bool]:
+        """Waits (up to the receipt timeout) for the transaction of the payment's opening step,
+        then records it, so a close that follows an approval at once does not fail. If this call
+        records a successful opening, the same update claims the closing operation `then`.
+        Returns the payment as it is then, and whether `then` was claimed."""
         if p.chain_tx is not None:
             receipt = self.chain.wait(p.chain_tx, self.settings.receipt_timeout)
             if receipt is not None:
-                return self._finish(p, receipt) or self.get(p.payment_id)
+                done = self._finish(p, receipt, then)
+                if done is not None:
+                    return done, done.chain_op == then
+                return self.get(p.payment_id), False
         self.settle(p.payment_id)
-        return self.get(p.payment_id)
+        return self.get(p.payment_id), False
 
     def pending_chain_ops(self, older_than: float) -> list[str]:
         with self.db.session() as session:
@@ -587,19 +601,26 @@ class Payments:
             raise ChainRejected(REVERTED)
         return finished or self.get(p.payment_id)
 
-    def _finish(self, p: Payment, receipt: TxReceipt) -> Payment | None:
+    def _finish(self, p: Payment, receipt: TxReceipt, then: ChainOp | None = None) -> Payment | None:
         """Records a mined transaction of the payment's operation (a revert as a rejection);
-        returns the payment as recorded, None if someone else recorded it first."""
+        returns the payment as recorded, None if someone else recorded it first. `then`: the
+        operation to claim in the same update if an opening step succeeded."""
         op = ChainOp(p.chain_op) if p.chain_op else None
         if op is None or p.chain_tx is None:
             return None
         if receipt["status"] == 1:
-            return self._succeeded(p, op, receipt)
+            return self._succeeded(p, op, receipt, then)
         return self._rejected(p.payment_id, op, REVERTED, expected_tx=p.chain_tx)
 
-    def _succeeded(self, p: Payment, op: ChainOp, receipt: TxReceipt | None) -> Payment | None:
+    def _succeeded(
+        self, p: Payment, op: ChainOp, receipt: TxReceipt | None, then: ChainOp | None = None
+    ) -> Payment | None:
         values: dict[str, Any] = {"chain_op": None, "updated_at": now(), "error": None, "signature": None}
         stamp = int(time.time())
+        if then is not None and op in (ChainOp.OPEN, ChainOp.OPEN_CANCEL):
+            # The KIOSK's close is waiting for this opening: claim it now (what _claim would do
+            # next, in the same update: the payment is approved and idle once the opening is in).
+            values |= {"chain_op": then, "chain_op_at": now(), "chain_tx": None}
         if op == ChainOp.OPEN:
             values |= self._opened_amounts(p, receipt)
         elif op == ChainOp.CLOSE:

@@ -29,7 +29,9 @@ class Services:
     wallets: Wallets
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
+    """A coroutine, so FastAPI resolves it on the event loop instead of handing it to a worker
+    thread (a thread hop per request for an attribute read)."""
     services: Services = request.app.state.services
     return services
 

@@ -83,24 +83,31 @@ def test_close__sent_while_the_approval_is_still_being_mined__waits_for_it_and_c
     relay, kiosk, user, shop_id, anvil, deployment
 ):
     """A KIOSK may close the moment the app approves: the relay waits for the approval's
-    transaction instead of answering that the payment is busy."""
+    transaction instead of answering that the payment is busy. Two closes waiting together (a
+    KIOSK retrying): the approval is recorded once and one of them closes; the other answers
+    that the close is under way or, if it comes last, the closed payment."""
     rpc = _Rpc(anvil)
     payment_id = _open(relay, kiosk, user, shop_id)["paymentId"]
     rpc("evm_setAutomine", False)
     try:
         approved = user.approve(payment_id)
         assert rpc("eth_getTransactionReceipt", approved.txHash) is None  # not mined yet
-        with ThreadPoolExecutor(1) as pool:
-            closing = pool.submit(kiosk_post, relay.url, "closeNew", kiosk.access_key, payment_id)
+        with ThreadPoolExecutor(2) as pool:
+            closings = [pool.submit(kiosk_post, relay.url, "closeNew", kiosk.access_key, payment_id) for _ in "ab"]
             time.sleep(1.0)
-            assert not closing.done()  # waiting for the approval, not failing
+            assert not any(c.done() for c in closings)  # waiting for the approval, not failing
             rpc("evm_mine")  # mines the approval
             rpc("evm_setAutomine", True)  # and lets the close through
-            closed = ok(closing.result(timeout=30))
+            answers = [c.result(timeout=30) for c in closings]
     finally:
         rpc("evm_setAutomine", True)
-    assert closed["paymentStatus"] == S.COMPLETED
+    closed = [ok(a) for a in answers if a.status_code == 200]
+    assert closed and all(c["paymentStatus"] == S.COMPLETED for c in closed)
+    for busy in (a for a in answers if a.status_code != 200):
+        assert "waiting for its transaction" in fails(busy, 409, 3001)
     assert payment_on_chain(anvil, deployment, payment_id)["status"] == onchain.CLOSED
+    callbacks = [(c.type, c.code) for c in _callback_rows(relay, payment_id)]
+    assert callbacks == [("create", 0)]
 
 
 def test_signer_nonce_used_elsewhere__the_relay_takes_the_node_s_count_and_goes_on(

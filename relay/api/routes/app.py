@@ -34,8 +34,7 @@ def chain_info(services: ServicesDep) -> Ok[schemas.ChainInfo]:
 
 @router.get("/item", summary="5.1 A payment, with the typed data to sign while a decision is pending")
 def item(q: Annotated[schemas.PaymentQuery, Query()], services: ServicesDep) -> Ok[schemas.ItemResult]:
-    payment = services.payments.get(q.paymentId)
-    pending = services.payments.pending_typed_data(payment)
+    payment, pending = services.payments.item(q.paymentId)
     return Ok(
         data=app_payment(
             schemas.ItemResult,
