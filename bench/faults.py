@@ -31,7 +31,7 @@ from sqlalchemy import select
 from bench.harness import SIGNER_INDEXES, UNIT, System, contract, free_port, system
 from relay import db as database
 from relay.devnet import anvil_key, relay_env, start_anvil, start_relay, stop
-from relay.models import Callback, Payment
+from relay.models import Callback, CallbackState, Payment
 from relay.sdk import AppClient
 
 AMOUNT = 10 * UNIT
@@ -77,6 +77,15 @@ class Receiver:
         with self.lock:
             return Counter(i for _, i, body in self.deliveries if body["data"]["paymentId"] == payment_id)
 
+    def arrivals(self, payment_id: str) -> dict[str, list[float]]:
+        """When each callback id of the payment arrived, in order."""
+        times: dict[str, list[float]] = {}
+        with self.lock:
+            for t, i, body in self.deliveries:
+                if body["data"]["paymentId"] == payment_id:
+                    times.setdefault(i, []).append(t)
+        return times
+
 
 @dataclass
 class Relay:
@@ -86,6 +95,7 @@ class Relay:
     log: Path
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    killed_at: float = 0.0
 
     @property
     def url(self) -> str:
@@ -96,6 +106,7 @@ class Relay:
 
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:
+            self.killed_at = time.time()
             self.process.send_signal(signal.SIGKILL)
             self.process.wait(10)
 
@@ -128,25 +139,49 @@ def wait_until(predicate: Callable[[], Any], seconds: float = 60) -> Any:
 # ----------------------------------------------------------------------------- checks
 
 
-def check_final(bench: System, relay: Relay, db_url: str, receiver: Receiver, payment_id: str, flow: str) -> str:
+def check_final(
+    bench: System, relay: Relay, db_url: str, receiver: Receiver, payment_id: str, flow: str
+) -> tuple[str, int]:
+    """Problems found (empty if none), and how many callbacks arrived twice because the relay was
+    killed while delivering them."""
     w3 = bench.w3()
     record = contract(w3, bench.deployment, "LoyaltyPayment").functions.paymentOf(payment_id).call()
     expected_chain, expected_db = (CHAIN_CLOSED, 4) if flow == "1.1" else (CHAIN_CANCELLED, 8)
     problems = []
     if record[4] != expected_chain:
         problems.append(f"chain status {record[4]} != {expected_chain}")
-    with database.Database(db_url).session() as session:
-        payment = session.get(Payment, payment_id)
-        ids = set(session.execute(select(Callback.id).where(Callback.payment_id == payment_id)).scalars())
-    if payment is None or payment.status != expected_db or payment.chain_op is not None:
-        problems.append(f"db status {payment and payment.status} op {payment and payment.chain_op}")
-    # A callback the killed relay had claimed is retried when its lease ends (callback timeout + 30 s).
-    lease = float(RELAY_SETTINGS.get("callback_timeout", 10)) + 30
-    delivered = wait_until(lambda: (c := receiver.for_payment(payment_id)) and set(c) >= ids and c, lease + 10)
-    duplicates = sum(n - 1 for n in delivered.values())
-    if duplicates:
-        problems.append(f"{duplicates} duplicate deliveries (same webhook-id)")
-    return "; ".join(problems)
+    db = database.Database(db_url)
+    try:
+        with db.session() as session:
+            payment = session.get(Payment, payment_id)
+        if payment is None or payment.status != expected_db or payment.chain_op is not None:
+            problems.append(f"db status {payment and payment.status} op {payment and payment.chain_op}")
+
+        def all_recorded() -> dict[str, int] | None:
+            with db.session() as session:
+                rows = session.execute(
+                    select(Callback.id, Callback.state, Callback.attempts).where(Callback.payment_id == payment_id)
+                ).all()
+            done = rows and all(state == CallbackState.DELIVERED for _, state, _ in rows)
+            return {i: attempts for i, _, attempts in rows} if done else None
+
+        # A callback the killed relay had claimed is retried when its lease ends (callback timeout + 30 s).
+        lease = float(RELAY_SETTINGS.get("callback_timeout", 10)) + 30
+        attempts = wait_until(all_recorded, lease + 10)
+    finally:
+        db.engine.dispose()
+    # Delivery is at-least-once: the relay killed after the KIOSK took a callback but before it
+    # recorded that, sends it again (same webhook-id) after the restart. Any other repeat is a fault.
+    arrivals = receiver.arrivals(payment_id)
+    redelivered = 0
+    for callback_id, recorded in attempts.items():
+        times = arrivals.get(callback_id, [])
+        unrecorded = len(times) - recorded
+        if unrecorded == 1 and times[0] < relay.killed_at < times[1]:
+            redelivered += 1
+        elif unrecorded != 0:
+            problems.append(f"callback {callback_id}: {len(times)} arrived, {recorded} attempts recorded")
+    return "; ".join(problems), redelivered
 
 
 def escrow(bench: System) -> int:
@@ -179,18 +214,23 @@ def kill_matrix(bench: System, trials: int) -> list[tuple[str, str, str]]:
     for flow, names in steps.items():
         for step_index, name in enumerate(names):
             failures = []
+            redelivered = 0
             for trial in range(trials):
                 delay = [0.0, 0.02, 0.08][trial % 3]
                 try:
-                    problem = _kill_during(
+                    problem, again = _kill_during(
                         bench, relay, receiver, db_url, access_key, user_key, owner_key, flow, step_index, delay
                     )
+                    redelivered += again
                 except Exception as exc:  # a hung flow is a failure of the scenario
                     problem = f"{type(exc).__name__}: {exc}"
                 if problem:
                     failures.append(f"trial {trial}: {problem}")
             result = f"FAIL: {'; '.join(failures)}" if failures else "pass"
-            rows.append((f"kill during {flow} {name}", f"{trials} trials", result))
+            detail = f"{trials} trials"
+            if redelivered:
+                detail += f", {redelivered} callback(s) sent again: killed mid-delivery, same webhook-id"
+            rows.append((f"kill during {flow} {name}", detail, result))
     leftover = escrow(bench) - escrow_before
     rows.append(("escrow after the kill matrix", "", "pass" if leftover == 0 else f"FAIL: {leftover} left in escrow"))
     relay.kill()
@@ -208,7 +248,7 @@ def _kill_during(
     flow: str,
     step_index: int,
     delay: float,
-) -> str:
+) -> tuple[str, int]:
     from relay.sdk import KioskClient
 
     kiosk = KioskClient(relay.url, access_key, timeout=30)

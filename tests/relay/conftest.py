@@ -182,6 +182,9 @@ class CallbackReceiver:
         self.secrets: dict[str, str] = {}
         self.received: list[Received] = []
         self.status = 200
+        # While set, each delivery is recorded, then answered only once the event is set (a KIOSK
+        # that has taken a callback but not yet said so).
+        self.hold: threading.Event | None = None
         self.lock = threading.Lock()
         self.http = _Server(self._handle)
 
@@ -194,7 +197,10 @@ class CallbackReceiver:
             verified = False
         with self.lock:
             self.received.append(Received(name, headers, body, verified))
-            return self.status, {"ok": self.status == 200}
+            status, hold = self.status, self.hold
+        if hold is not None:
+            hold.wait(30)
+        return status, {"ok": status == 200}
 
     def url(self, name: str, secret: str | None = None) -> str:
         if secret is not None:

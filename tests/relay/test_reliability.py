@@ -5,6 +5,7 @@ operation. The restart runs on both database backends; the rest on SQLite or ded
 from __future__ import annotations
 
 import secrets
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -77,6 +78,42 @@ def test_restart__killed_right_after_confirm__one_callback_and_the_payment_close
     assert [(row.id, row.state, row.attempts) for row in _callback_rows(relay, payment_id)] == [
         (callback.id, CallbackState.DELIVERED, 1)
     ]
+
+
+def test_restart__killed_while_the_kiosk_takes_a_callback__sent_again_with_the_same_id(
+    relay, kiosk, new_wallet, shop_id, callbacks
+):
+    """Delivery is at-least-once: a callback the KIOSK received but the killed relay had not yet
+    recorded is sent again once the dead relay's lease on it ends, with the same webhook-id and
+    body, so the KIOSK can de-duplicate it; it is recorded as delivered once."""
+    from sqlalchemy import update
+
+    from relay.models import now
+
+    wallet = new_wallet(relay, 100 * UNIT)
+    payment_id = _open(relay, kiosk, wallet, shop_id)["paymentId"]
+    callbacks.hold = threading.Event()
+    try:
+        wallet.approve(payment_id)
+        [first] = callbacks.wait_for(payment_id)  # taken by the KIOSK, not yet answered
+        relay.stop(kill=True)
+    finally:
+        callbacks.hold.set()
+        callbacks.hold = None
+    [row] = _callback_rows(relay, payment_id)
+    assert (row.id, row.state, row.attempts) == (first.id, CallbackState.PENDING, 0)
+    assert row.locked_until > now()  # leased by the relay that was killed
+    with session_of(relay) as session:  # the lease runs out (callback timeout + 30 s)
+        session.execute(update(Callback).where(Callback.id == row.id).values(locked_until=now() - 1))
+
+    relay.start()
+
+    first_again = callbacks.wait_for(payment_id, count=2)
+    assert [(d.id, d.body) for d in first_again] == [(first.id, first.body)] * 2
+    wait_until(lambda: _callback_rows(relay, payment_id)[0].state == CallbackState.DELIVERED)
+    [row] = _callback_rows(relay, payment_id)
+    assert row.attempts == 1
+    assert ok(kiosk_post(relay.url, "closeNew", kiosk.access_key, payment_id))["paymentStatus"] == S.COMPLETED
 
 
 def test_close__sent_while_the_approval_is_still_being_mined__waits_for_it_and_closes(
