@@ -45,7 +45,8 @@ def run_gas() -> str:
     return "\n".join(lines)
 
 
-def run_fuzz(examples: int) -> str:
+def run_fuzz(examples: int, minimum: int) -> str:
+    """Schemathesis in its own pytest process; FAIL if it fails or sends fewer than `minimum` requests."""
     result = subprocess.run(
         [
             str(Path(sys.executable).parent / "pytest"),
@@ -65,6 +66,11 @@ def run_fuzz(examples: int) -> str:
     )
     counts = next((line for line in result.stdout.splitlines() if line.startswith("Schemathesis requests")), "")
     summary = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else result.stderr[-300:]
+    sent = int(counts.split()[2]) if counts else 0
+    if result.returncode != 0:
+        summary = f"FAIL: {summary}"
+    elif sent < minimum:
+        summary = f"FAIL: {sent} requests, fewer than {minimum}; {summary}"
     return f"{counts}\n{summary}"
 
 
@@ -118,7 +124,7 @@ def main() -> None:
         section("Fault matrix", fault_table)
         section("Two relay instances on one PostgreSQL", instances_table)
         section("Load soak", soak_table)
-    section("Schemathesis against /openapi.json", lambda: run_fuzz(8 if quick else 30))
+    section("Schemathesis against /openapi.json", lambda: run_fuzz(8, 100) if quick else run_fuzz(30, 1_000))
 
     total = time.perf_counter() - started
     report = "\n\n".join(f"== {title}\n{body}" for title, body in sections) + f"\n\nTotal: {total:.0f} s\n"
