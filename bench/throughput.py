@@ -21,6 +21,7 @@ from relay.devnet import anvil_key
 from relay.sdk import AppClient, KioskClient
 
 AMOUNT = 10 * UNIT
+TARGET_RATIO = 0.8
 
 
 def direct(bench: System, user_keys: list[str], payments: int, clients: int) -> float:
@@ -150,6 +151,10 @@ def _per_payment(before: dict[str, float], after: dict[str, float], payments: in
 def render(rows: list[dict[str, Any]]) -> str:
     lines = [f"{'relay workers':>13} {'direct web3 (payments/s)':>25} {'relay (payments/s)':>19} {'relay/direct':>13}"]
     lines += [f"{r['workers']:>13} {r['direct']:>25.1f} {r['relay']:>19.1f} {r['ratio']:>13.2f}" for r in rows]
+    best = max(rows, key=lambda r: r["ratio"])
+    verdict = "met" if best["ratio"] >= TARGET_RATIO else "NOT MET"
+    best_of = f"best {best['ratio']:.2f}, {best['workers']} worker(s)"
+    lines.append(f"target relay/direct >= {TARGET_RATIO}: {verdict} ({best_of})")
     lines.append("")
     lines.append("CPU time per complete payment (ms), by process:")
     parts = ["client", "relay", "postgres", "anvil"]
