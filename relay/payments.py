@@ -631,6 +631,9 @@ class Payments:
             values |= {"status": S.CANCEL_COMPLETED, "close_cancel_at": stamp}
         elif op == ChainOp.REVERT_CANCEL:
             values |= {"status": S.COMPLETED, "close_cancel_at": stamp}
+        # The balance the opening's callback reports, read before the row is locked (no lock is
+        # held across a call to the node).
+        balance = self.chain.account_of(p.account)[1] if op in (ChainOp.OPEN, ChainOp.OPEN_CANCEL) else None
         with self.db.session() as session:
             where = [Payment.payment_id == p.payment_id, Payment.chain_op == op]
             if receipt is not None:
@@ -641,9 +644,8 @@ class Payments:
             if done is None:
                 return None  # finished by someone else
             p = done
-            if op in (ChainOp.OPEN, ChainOp.OPEN_CANCEL):
+            if balance is not None:
                 type_ = "create" if op == ChainOp.OPEN else "cancel"
-                balance = self.chain.account_of(p.account)[1]
                 data = kiosk_view(p) | {"balance": str(balance)}
                 enqueue_callback(session, p.kiosk_id, p.payment_id, type_, SUCCESS, MESSAGES[(type_, SUCCESS)], data)
             notify(session, p.account, f"payment.{op.value}", p.payment_id, {"paymentStatus": p.status})
@@ -671,12 +673,13 @@ class Payments:
     def _rejected(self, payment_id: str, op: ChainOp, message: str, expected_tx: str | None = None) -> Payment | None:
         """The chain refused the operation: a new payment fails (status 10, callback 1002); any
         other operation leaves the payment as the chain says it is, with the error recorded."""
+        # A failed open moved nothing; any other step leaves the payment as the chain has it
+        # (read before the row is locked).
+        status = S.FAILED if op == ChainOp.OPEN else _STATUS_OF_CHAIN[self.chain.payment_of(payment_id).status]
         with self.db.session() as session:
             where = [Payment.payment_id == payment_id, Payment.chain_op == op]
             if expected_tx is not None:
                 where.append(Payment.chain_tx == expected_tx)
-            # A failed open moved nothing; any other step leaves the payment as the chain has it.
-            status = S.FAILED if op == ChainOp.OPEN else _STATUS_OF_CHAIN[self.chain.payment_of(payment_id).status]
             p = session.execute(
                 update(Payment)
                 .where(*where)
