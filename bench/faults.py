@@ -42,6 +42,9 @@ RELAY_SETTINGS = {
     "worker_interval": 0.2,
     "callback_backoff_initial": 0.5,
     "callback_backoff_max": 2,
+    # The receiver answers at once: a killed relay's callbacks come back after a short lease.
+    "callback_timeout": 2,
+    "callback_lease": 5,
 }
 
 
@@ -165,9 +168,8 @@ def check_final(
             done = rows and all(state == CallbackState.DELIVERED for _, state, _ in rows)
             return {i: attempts for i, _, attempts in rows} if done else None
 
-        # A callback the killed relay had claimed is retried when its lease ends (callback timeout + 30 s).
-        lease = float(RELAY_SETTINGS.get("callback_timeout", 10)) + 30
-        attempts = wait_until(all_recorded, lease + 10)
+        # A callback the killed relay had claimed is retried when its lease ends.
+        attempts = wait_until(all_recorded, float(RELAY_SETTINGS["callback_lease"]) + 30)
     finally:
         db.engine.dispose()
     # Delivery is at-least-once: the relay killed after the KIOSK took a callback but before it

@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     callback_backoff_initial: float = 1.0
     callback_backoff_max: float = 3600.0
     callback_timeout: float = 10.0
+    # How long a delivery attempt holds its callbacks: those of an instance that died while
+    # delivering are sent again (same webhook-id) once it ends. More than callback_timeout.
+    callback_lease: float = 40.0
 
     # Push notifications (Expo); tests point this at a local fake.
     expo_base_url: str = "https://exp.host"
@@ -72,6 +75,15 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [key.strip() for key in value.split(",") if key.strip()]
         return value
+
+    @model_validator(mode="after")
+    def _lease_outlasts_an_attempt(self) -> Settings:
+        if self.callback_lease <= self.callback_timeout:
+            raise ValueError(
+                f"callback_lease ({self.callback_lease} s) must be longer than callback_timeout "
+                f"({self.callback_timeout} s), or a slow delivery would be sent again while it runs"
+            )
+        return self
 
 
 @lru_cache

@@ -70,7 +70,7 @@ class CallbackSender:
                 .with_for_update(skip_locked=True, of=Callback)
             ).all()
             for callback, _, _ in rows:
-                callback.locked_until = t + self.settings.callback_timeout + 30
+                callback.locked_until = t + self.settings.callback_lease
             return [Due(c.id, c.body, c.attempts, c.created_at, url, secret) for c, url, secret in rows]
 
     def run_once(self) -> int:

@@ -103,7 +103,7 @@ def test_restart__killed_while_the_kiosk_takes_a_callback__sent_again_with_the_s
     [row] = _callback_rows(relay, payment_id)
     assert (row.id, row.state, row.attempts) == (first.id, CallbackState.PENDING, 0)
     assert row.locked_until > now()  # leased by the relay that was killed
-    with session_of(relay) as session:  # the lease runs out (callback timeout + 30 s)
+    with session_of(relay) as session:  # the lease runs out (RELAY_CALLBACK_LEASE)
         session.execute(update(Callback).where(Callback.id == row.id).values(locked_until=now() - 1))
 
     relay.start()
@@ -114,6 +114,18 @@ def test_restart__killed_while_the_kiosk_takes_a_callback__sent_again_with_the_s
     [row] = _callback_rows(relay, payment_id)
     assert row.attempts == 1
     assert ok(kiosk_post(relay.url, "closeNew", kiosk.access_key, payment_id))["paymentStatus"] == S.COMPLETED
+
+
+def test_settings__callback_lease_no_longer_than_one_delivery__refused():
+    """A lease that could end while its delivery still runs would let a second worker send the
+    same callback alongside it."""
+    from pydantic import ValidationError
+
+    from relay.config import Settings
+
+    with pytest.raises(ValidationError, match="callback_lease"):
+        Settings(database_url="sqlite://", callback_timeout=10, callback_lease=10)
+    assert Settings(database_url="sqlite://", callback_timeout=10, callback_lease=11).callback_lease == 11
 
 
 def test_close__sent_while_the_approval_is_still_being_mined__waits_for_it_and_closes(
