@@ -8,6 +8,9 @@ import secrets
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import pytest
@@ -179,16 +182,39 @@ def test_signer_nonce_used_elsewhere__the_relay_takes_the_node_s_count_and_goes_
     assert payment_on_chain(anvil, deployment, payment_id)["status"] == onchain.CLOSED
 
 
-def test_expected_nonce__signature_mined_before_its_hash_or_receipt_is_seen__counted_once(
-    relay, backend, kiosk, new_wallet, shop_id, anvil, deployment, monkeypatch
-):
-    """The window between a relay sending a user-signed transaction and recording its hash: with
-    the transaction already mined, the user's next signature must carry the on-chain nonce, not
-    one more (the approval would be refused as someone else's signature)."""
+@dataclass
+class _ClaimedApproval:
+    """A payment whose approval the relay has claimed but whose transaction's hash it has not yet
+    recorded; `send` is the approval's openNewPayment call."""
+
+    db: Any
+    chain: Any
+    payments: Any
+    wallet: AppClient
+    payment_id: str
+    send: Any
+
+    def record(self, tx: str) -> None:
+        """What the relay does next: records the hash (its chain watcher then finishes it)."""
+        from sqlalchemy import update
+
+        with self.db.session() as session:
+            session.execute(
+                update(Payment).where(Payment.payment_id == self.payment_id).values(chain_tx=tx, open_tx=tx)
+            )
+
+    def finished(self) -> bool:
+        with self.db.session() as session:
+            return session.get(Payment, self.payment_id).chain_op is None
+
+
+@contextmanager
+def _claimed_approval(relay, backend, kiosk, new_wallet, shop_id, anvil, deployment):
     from sqlalchemy import update
 
     from relay.chain import Chain
     from relay.config import Settings
+    from relay.models import ChainOp, now
     from relay.payments import Payments
 
     wallet = new_wallet(relay, 100 * UNIT)
@@ -199,50 +225,46 @@ def test_expected_nonce__signature_mined_before_its_hash_or_receipt_is_seen__cou
     try:
         chain = Chain(anvil, deployment["path"], db, [anvil_key(SIGNERS[backend])], 5)
         payments = Payments(db, chain, Settings(database_url=relay.db_url))
-        claimed = _claim_approval(db, payment_id, wallet.address, signature)
-        deadline = confirm["message"]["deadline"]
-        tx = chain.send(
-            chain.payment.functions.openNewPayment(payments._new_payment_args(claimed, deadline), signature)
-        )
-        assert chain.wait(tx, 10)["status"] == 1
-
-        assert chain.payment_nonce(wallet.address) == 1
-        assert payments._expected_nonce(wallet.address) == 1
-
-        with db.session() as session:  # the relay records the hash; its chain watcher finishes it
-            session.execute(update(Payment).where(Payment.payment_id == payment_id).values(chain_tx=tx, open_tx=tx))
-        # The node's receipt index may lag the state it belongs to: the count must not depend on it.
-        monkeypatch.setattr(chain, "receipt", lambda tx_hash: None)
-        assert payments._expected_nonce(wallet.address) == 1
-        monkeypatch.undo()
-
-        def finished() -> bool:
-            with db.session() as session:
-                return session.get(Payment, payment_id).chain_op is None
-
-        wait_until(finished)
+        with db.session() as session:
+            claimed = session.execute(
+                update(Payment)
+                .where(Payment.payment_id == payment_id)
+                .values(
+                    status=S.APPROVED,
+                    chain_op=ChainOp.OPEN,
+                    chain_op_at=now(),
+                    signer=wallet.address,
+                    signature=signature,
+                )
+                .returning(Payment)
+            ).scalar_one()
+        args = payments._new_payment_args(claimed, confirm["message"]["deadline"])
+        send = chain.payment.functions.openNewPayment(args, signature)
+        yield _ClaimedApproval(db, chain, payments, wallet, payment_id, send)
     finally:
         db.engine.dispose()
 
 
-def session_get(db, payment_id):
-    with db.session() as session:
-        return session.get(Payment, payment_id)
+def test_expected_nonce__signature_mined_before_its_hash_or_receipt_is_seen__counted_once(
+    relay, backend, kiosk, new_wallet, shop_id, anvil, deployment, monkeypatch
+):
+    """The window between a relay sending a user-signed transaction and recording its hash: with
+    the transaction already mined, the user's next signature must carry the on-chain nonce, not
+    one more (the approval would be refused as someone else's signature)."""
+    with _claimed_approval(relay, backend, kiosk, new_wallet, shop_id, anvil, deployment) as approval:
+        chain, payments, account = approval.chain, approval.payments, approval.wallet.address
+        tx = chain.send(approval.send)
+        assert chain.wait(tx, 10)["status"] == 1
 
+        assert chain.payment_nonce(account) == 1
+        assert payments._expected_nonce(account) == 1
 
-def _claim_approval(db, payment_id, signer, signature):
-    """What the relay's claim of an approval leaves before its transaction's hash is recorded."""
-    from sqlalchemy import update
-
-    from relay.models import ChainOp, now
-
-    with db.session() as session:
-        return session.execute(
-            update(Payment)
-            .where(Payment.payment_id == payment_id)
-            .values(status=S.APPROVED, chain_op=ChainOp.OPEN, chain_op_at=now(), signer=signer, signature=signature)
-            .returning(Payment)
-        ).scalar_one()
+        approval.record(tx)
+        # The node's receipt index may lag the state it belongs to: the count must not depend on it.
+        monkeypatch.setattr(chain, "receipt", lambda tx_hash: None)
+        assert payments._expected_nonce(account) == 1
+        monkeypatch.undo()
+        wait_until(approval.finished)
 
 
 def test_expected_nonce__signature_sent_while_the_nonce_is_read__counted_once(
@@ -250,45 +272,24 @@ def test_expected_nonce__signature_sent_while_the_nonce_is_read__counted_once(
 ):
     """A claimed signature handed to the node between the reads of the user's nonce and of its
     payment's state is in neither: the count must see it (the next signature carries nonce 1)."""
-    from sqlalchemy import update
-
-    from relay.chain import Chain
-    from relay.config import Settings
-    from relay.payments import Payments
-
-    wallet = new_wallet(relay, 100 * UNIT)
-    payment_id = _open(relay, kiosk, wallet, shop_id)["paymentId"]
-    confirm = wallet.item(payment_id).typedData.confirm
-    signature = wallet.sign(confirm)
-    db = relay.db()
-    try:
-        chain = Chain(anvil, deployment["path"], db, [anvil_key(SIGNERS[backend])], 5)
-        payments = Payments(db, chain, Settings(database_url=relay.db_url))
-        claimed = _claim_approval(db, payment_id, wallet.address, signature)
-        fn = chain.payment.functions.openNewPayment(
-            payments._new_payment_args(claimed, confirm["message"]["deadline"]), signature
-        )
+    with _claimed_approval(relay, backend, kiosk, new_wallet, shop_id, anvil, deployment) as approval:
+        chain, account = approval.chain, approval.wallet.address
         read_nonce = chain.payment_nonce
         sent = []
 
         def nonce_then_send(account, block="latest"):
             nonce = read_nonce(account, block)
             if not sent:  # the relay's send lands right after the first read
-                sent.append(chain.send(fn))
+                sent.append(chain.send(approval.send))
                 assert chain.wait(sent[0], 10)["status"] == 1
             return nonce
 
         monkeypatch.setattr(chain, "payment_nonce", nonce_then_send)
-        assert payments._expected_nonce(wallet.address) == 1
-        assert read_nonce(wallet.address) == 1
+        assert approval.payments._expected_nonce(account) == 1
+        assert read_nonce(account) == 1
 
-        with db.session() as session:  # the relay records the hash; its chain watcher finishes it
-            session.execute(
-                update(Payment).where(Payment.payment_id == payment_id).values(chain_tx=sent[0], open_tx=sent[0])
-            )
-        wait_until(lambda: session_get(db, payment_id).chain_op is None)
-    finally:
-        db.engine.dispose()
+        approval.record(sent[0])
+        wait_until(approval.finished)
 
 
 def test_node_drops_a_relay_transaction__its_nonce_is_filled_and_it_is_sent_again(
