@@ -1,0 +1,160 @@
+"""Relay CPU per database transaction on PostgreSQL for the payment update the relay runs on most
+steps (a conditional UPDATE ... RETURNING of the whole row): built on every call through the ORM
+(the first row, the baseline), built once with bind parameters (through the ORM session, as
+`Payments._transition` does, and through Core with the row turned into a Payment), an UPDATE
+without RETURNING, and a primary-key read. Says how much of a statement's client-side cost is
+building it and its cache key, and how much is the row.
+
+    python -m bench.statements [--runs 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import psycopg
+from sqlalchemy import bindparam, update
+
+from bench.harness import POSTGRES_ADMIN_URL
+from relay import db as database
+from relay import kiosks
+from relay.models import Payment, now
+from relay.models import PaymentStatus as S
+from relay.payments import RETURNING_ROW, Payments
+
+SHOP = "0x" + "00" * 32
+ACCOUNT = "0x" + "11" * 20
+
+
+@contextmanager
+def scratch_database() -> Iterator[database.Database]:
+    name = f"relay_statements_{secrets.token_hex(4)}"
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    db = None
+    try:
+        database.upgrade(url)
+        db = database.Database(url)
+        yield db
+    finally:
+        if db is not None:
+            db.engine.dispose()
+        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def variants(db: database.Database, payment_id: str) -> dict[str, Callable[[], object]]:
+    table = Payment.__table__
+    orm_built_once = (
+        update(Payment)
+        .where(Payment.payment_id == bindparam("id"), Payment.status == bindparam("from_status"))
+        .values(updated_at=bindparam("stamp"), error=bindparam("new_error"))
+        .returning(Payment)
+        .execution_options(**RETURNING_ROW)
+    )
+    core_built_once = (
+        update(table)
+        .where(table.c.payment_id == bindparam("id"), table.c.status == bindparam("from_status"))
+        .values(updated_at=bindparam("stamp"), error=bindparam("new_error"))
+        .returning(*table.c)
+    )
+    no_returning = (
+        update(table)
+        .where(table.c.payment_id == bindparam("id"), table.c.status == bindparam("from_status"))
+        .values(updated_at=bindparam("stamp"), error=bindparam("new_error"))
+    )
+
+    def params() -> dict[str, object]:
+        return {"id": payment_id, "from_status": S.NEW, "stamp": now(), "new_error": None}
+
+    def built_per_call() -> object:
+        with db.session() as session:
+            return session.execute(
+                update(Payment)
+                .where(Payment.payment_id == payment_id, Payment.status.in_({S.NEW}), Payment.chain_op.is_(None))
+                .values(updated_at=now(), error=None)
+                .returning(Payment)
+                .execution_options(**RETURNING_ROW)
+            ).scalar_one_or_none()
+
+    def relay_transition() -> object:
+        with db.session() as session:
+            return Payments._transition(session, payment_id, {S.NEW}, error=None)
+
+    def orm_once() -> object:
+        with db.session() as session:
+            return session.execute(orm_built_once, params()).scalar_one()
+
+    def core_once() -> object:
+        with db.engine.begin() as conn:
+            return Payment(**conn.execute(core_built_once, params()).one()._mapping)
+
+    def core_no_row() -> object:
+        with db.engine.begin() as conn:
+            return conn.execute(no_returning, params()).rowcount
+
+    def read_by_key() -> object:
+        with db.session() as session:
+            return session.get(Payment, payment_id)
+
+    return {
+        "UPDATE…RETURNING row, built per call (ORM)": built_per_call,
+        "the same, built once, ORM session": orm_once,
+        "Payments._transition (the relay: built once per shape)": relay_transition,
+        "the same, built once, Core + Payment(**row)": core_once,
+        "UPDATE without RETURNING, built once, Core": core_no_row,
+        "read by primary key (ORM session.get)": read_by_key,
+    }
+
+
+def cpu_ms(fn: Callable[[], object], runs: int) -> float:
+    for _ in range(runs // 10):  # warm caches and prepared statements
+        fn()
+    start = time.process_time()
+    for _ in range(runs):
+        fn()
+    return (time.process_time() - start) * 1000 / runs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=2000)
+    args = parser.parse_args()
+    with scratch_database() as db:
+        payment_id = "0x" + secrets.token_hex(32)
+        with db.session() as session:
+            kiosk_id = kiosks.add(session, "statements", [SHOP], None).kiosk.id
+        with db.session() as session:
+            units = ("point", "token", "value")
+            amounts = {f"{kind}_{unit}": "0" for kind in ("paid", "fee", "total") for unit in units}
+            session.add(
+                Payment(
+                    payment_id=payment_id,
+                    purchase_id="statements",
+                    amount="1",
+                    currency="krw",
+                    shop_id=SHOP,
+                    account=ACCOUNT,
+                    kiosk_account=ACCOUNT,
+                    kiosk_id=kiosk_id,
+                    loyalty_type=0,
+                    status=S.NEW,
+                    open_new_at=0,
+                    **amounts,
+                )
+            )
+        results = [(name, cpu_ms(fn, args.runs)) for name, fn in variants(db, payment_id).items()]
+    baseline = results[0][1]
+    print(f"\nRelay CPU per database transaction (ms, mean of {args.runs}; PostgreSQL, one payment row)")
+    print(f"{'':<62}{'ms':>8}{'÷ first':>10}")
+    for name, ms in results:
+        print(f"{name:<62}{ms:>8.3f}{ms / baseline:>10.2f}")
+
+
+if __name__ == "__main__":
+    main()
