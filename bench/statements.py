@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import secrets
+import statistics
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -112,13 +113,20 @@ def variants(db: database.Database, payment_id: str) -> dict[str, Callable[[], o
     }
 
 
-def cpu_ms(fn: Callable[[], object], runs: int) -> float:
-    for _ in range(runs // 10):  # warm caches and prepared statements
-        fn()
-    start = time.process_time()
-    for _ in range(runs):
-        fn()
-    return (time.process_time() - start) * 1000 / runs
+def measure(fns: dict[str, Callable[[], object]], runs: int, rounds: int = 5) -> dict[str, float]:
+    """CPU ms per call of each variant: the median of `rounds` rounds that take turns, so a slow
+    spell of the machine does not fall on one variant only."""
+    for fn in fns.values():  # warm caches and prepared statements
+        for _ in range(max(runs // 10, 10)):
+            fn()
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            start = time.process_time()
+            for _ in range(runs // rounds):
+                fn()
+            samples[name].append((time.process_time() - start) * 1000 / (runs // rounds))
+    return {name: statistics.median(values) for name, values in samples.items()}
 
 
 def main() -> None:
@@ -148,9 +156,9 @@ def main() -> None:
                     **amounts,
                 )
             )
-        results = [(name, cpu_ms(fn, args.runs)) for name, fn in variants(db, payment_id).items()]
+        results = list(measure(variants(db, payment_id), args.runs).items())
     baseline = results[0][1]
-    print(f"\nRelay CPU per database transaction (ms, mean of {args.runs}; PostgreSQL, one payment row)")
+    print(f"\nRelay CPU per database transaction (ms, median of 5 rounds, {args.runs} calls; PostgreSQL)")
     print(f"{'':<62}{'ms':>8}{'÷ first':>10}")
     for name, ms in results:
         print(f"{name:<62}{ms:>8.3f}{ms / baseline:>10.2f}")

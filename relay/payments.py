@@ -512,9 +512,7 @@ class Payments:
         """Sets `values` if the payment is still in one of `from_statuses` with no on-chain
         operation in flight, and returns the updated row (one UPDATE ... RETURNING); None if
         another request or instance changed or claimed it first."""
-        statement = _transition_statement(frozenset(from_statuses), tuple(sorted(values)))
-        params = {"payment": payment_id, "new_updated_at": now()} | {f"new_{k}": v for k, v in values.items()}
-        return session.execute(statement, params).scalar_one_or_none()
+        return _update_payment(session, payment_id, {"status": set(from_statuses), "chain_op": None}, values)
 
     def _claim(self, session: Session, p: Payment, from_statuses: set[int], op: ChainOp, **values: Any) -> Payment:
         """Claims the payment's next on-chain operation; returns the claimed row."""
@@ -547,15 +545,7 @@ class Payments:
         recorded: list[Payment | None] = []
 
         def record(session: Session, tx: str) -> None:
-            recorded.append(
-                session.execute(
-                    update(Payment)
-                    .where(Payment.payment_id == p.payment_id, Payment.chain_op == op)
-                    .values({"chain_tx": tx, column: tx, "updated_at": now()})
-                    .returning(Payment)
-                    .execution_options(**RETURNING_ROW)
-                ).scalar_one_or_none()
-            )
+            recorded.append(_update_payment(session, p.payment_id, {"chain_op": op}, {"chain_tx": tx, column: tx}))
 
         try:
             # User-signed steps are simulated first (a bad signature is caught before it costs
@@ -608,7 +598,7 @@ class Payments:
     def _succeeded(
         self, p: Payment, op: ChainOp, receipt: TxReceipt | None, then: ChainOp | None = None
     ) -> Payment | None:
-        values: dict[str, Any] = {"chain_op": None, "updated_at": now(), "error": None, "signature": None}
+        values: dict[str, Any] = {"chain_op": None, "error": None, "signature": None}
         stamp = int(time.time())
         if then is not None and op in (ChainOp.OPEN, ChainOp.OPEN_CANCEL):
             # The KIOSK's close is waiting for this opening: claim it now (what _claim would do
@@ -628,12 +618,10 @@ class Payments:
         # held across a call to the node).
         balance = self.chain.account_of(p.account)[1] if op in (ChainOp.OPEN, ChainOp.OPEN_CANCEL) else None
         with self.db.session() as session:
-            where = [Payment.payment_id == p.payment_id, Payment.chain_op == op]
+            where: dict[str, Any] = {"chain_op": op}
             if receipt is not None:
-                where.append(Payment.chain_tx == p.chain_tx)
-            done = session.execute(
-                update(Payment).where(*where).values(values).returning(Payment).execution_options(**RETURNING_ROW)
-            ).scalar_one_or_none()
+                where["chain_tx"] = p.chain_tx
+            done = _update_payment(session, p.payment_id, where, values)
             if done is None:
                 return None  # finished by someone else
             p = done
@@ -670,16 +658,11 @@ class Payments:
         # (read before the row is locked).
         status = S.FAILED if op == ChainOp.OPEN else _STATUS_OF_CHAIN[self.chain.payment_of(payment_id).status]
         with self.db.session() as session:
-            where = [Payment.payment_id == payment_id, Payment.chain_op == op]
+            where: dict[str, Any] = {"chain_op": op}
             if expected_tx is not None:
-                where.append(Payment.chain_tx == expected_tx)
-            p = session.execute(
-                update(Payment)
-                .where(*where)
-                .values(status=status, chain_op=None, error=message, signature=None, updated_at=now())
-                .returning(Payment)
-                .execution_options(**RETURNING_ROW)
-            ).scalar_one_or_none()
+                where["chain_tx"] = expected_tx
+            values = {"status": status, "chain_op": None, "error": message, "signature": None}
+            p = _update_payment(session, payment_id, where, values)
             if p is None:
                 return None
             if op in (ChainOp.OPEN, ChainOp.OPEN_CANCEL):
@@ -806,17 +789,43 @@ class Payments:
         verify_signature(self.chain, typed, signature, signer)
 
 
-@functools.lru_cache(maxsize=64)
-def _transition_statement(from_statuses: frozenset[int], columns: tuple[str, ...]) -> Update:
-    """`Payments._transition`'s statement for one set of prior statuses and changed columns, built
-    once with the payment id and new values as bind parameters: building a statement and its
-    cache key on every call cost about 40% of the client CPU of the whole transaction
+def _update_payment(session: Session, payment_id: str, where: dict[str, Any], values: dict[str, Any]) -> Payment | None:
+    """UPDATE the payment SET `values` (and updated_at) if each column in `where` has its value
+    (None: IS NULL; a set: one of its values), RETURNING the row as the session's Payment; None if
+    the conditions do not hold."""
+    tests = tuple(
+        (column, "null", ())
+        if value is None
+        else (column, "in", tuple(sorted(value)))
+        if isinstance(value, set | frozenset)
+        else (column, "eq", ())
+        for column, value in where.items()
+    )
+    statement = _payment_update_statement(tests, tuple(sorted(values)))
+    params = {"payment": payment_id, "new_updated_at": now()}
+    params |= {f"was_{column}": value for column, value in where.items() if not isinstance(value, set | frozenset)}
+    params |= {f"new_{column}": value for column, value in values.items()}
+    return session.execute(statement, params).scalar_one_or_none()
+
+
+@functools.lru_cache(maxsize=128)
+def _payment_update_statement(tests: tuple[tuple[str, str, tuple[Any, ...]], ...], columns: tuple[str, ...]) -> Update:
+    """`_update_payment`'s statement for one shape of call, built once, with the payment id, the
+    compared values and the new values as bind parameters: building a statement and its cache
+    key on every call cost a quarter to a half of the client CPU of the whole transaction
     (`python -m bench.statements`)."""
-    statuses = sorted(from_statuses)
-    prior = Payment.status == statuses[0] if len(statuses) == 1 else Payment.status.in_(statuses)
+    conditions = [Payment.payment_id == bindparam("payment")]
+    for column, test, values in tests:
+        attribute = getattr(Payment, column)
+        if test == "null":
+            conditions.append(attribute.is_(None))
+        elif test == "in":
+            conditions.append(attribute == values[0] if len(values) == 1 else attribute.in_(values))
+        else:
+            conditions.append(attribute == bindparam(f"was_{column}"))
     return (
         update(Payment)
-        .where(Payment.payment_id == bindparam("payment"), prior, Payment.chain_op.is_(None))
+        .where(*conditions)
         .values({column: bindparam(f"new_{column}") for column in ("updated_at", *columns)})
         .returning(Payment)
         .execution_options(**RETURNING_ROW)
