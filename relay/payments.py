@@ -296,13 +296,7 @@ class Payments:
         if p.status == (S.COMPLETED if confirm else S.REFUNDED) and p.chain_op is None:
             return p  # a retry of the same close
         op = ChainOp.CLOSE if confirm else ChainOp.REFUND
-        claimed = False
-        if p.chain_op == ChainOp.OPEN:
-            p, claimed = self._await_pending(p, then=op)  # the approval is being mined: finish it first
-        if not claimed:
-            self._require(p, S.APPROVED, idle=True)
-            with self.db.session() as session:
-                p = self._claim(session, p, {S.APPROVED}, op)
+        p = self._claim_closing(p, ChainOp.OPEN, S.APPROVED, op)
         fn = self.chain.payment.functions.closeNewPayment(payment_id, confirm)
         return self._submit_and_wait(p, op, fn)
 
@@ -374,13 +368,7 @@ class Payments:
         if p.status == (S.CANCEL_COMPLETED if confirm else S.COMPLETED) and p.close_cancel_at and not p.chain_op:
             return p
         op = ChainOp.CLOSE_CANCEL if confirm else ChainOp.REVERT_CANCEL
-        claimed = False
-        if p.chain_op == ChainOp.OPEN_CANCEL:
-            p, claimed = self._await_pending(p, then=op)
-        if not claimed:
-            self._require(p, S.CANCEL_APPROVED, idle=True)
-            with self.db.session() as session:
-                p = self._claim(session, p, {S.CANCEL_APPROVED}, op)
+        p = self._claim_closing(p, ChainOp.OPEN_CANCEL, S.CANCEL_APPROVED, op)
         fn = self.chain.payment.functions.closeCancelPayment(payment_id, confirm)
         return self._submit_and_wait(p, op, fn)
 
@@ -404,6 +392,18 @@ class Payments:
         if (p.chain_op_at or 0) > now() - self.settings.receipt_timeout:
             return  # being sent right now, perhaps by another request
         self._recover(p)
+
+    def _claim_closing(self, p: Payment, opening: ChainOp, approved: int, op: ChainOp) -> Payment:
+        """Claims the closing operation `op` of an approved payment (or cancel). If the `opening`
+        transaction is still being mined (a KIOSK may close the moment the app approves), waits for
+        it and claims `op` in the update that records it."""
+        if p.chain_op == opening:
+            p, claimed = self._await_pending(p, then=op)
+            if claimed:
+                return p
+        self._require(p, approved, idle=True)
+        with self.db.session() as session:
+            return self._claim(session, p, {approved}, op)
 
     def _await_pending(self, p: Payment, then: ChainOp) -> tuple[Payment, bool]:
         """Waits (up to the receipt timeout) for the transaction of the payment's opening step,
