@@ -27,7 +27,6 @@ from web3 import Web3
 from web3._utils.method_formatters import receipt_formatter
 from web3.contract import Contract
 from web3.exceptions import ContractCustomError, ContractLogicError, Web3RPCError
-from web3.logs import DISCARD
 from web3.types import BlockIdentifier, Nonce, TxReceipt, Wei
 
 from relay import typed_data
@@ -133,6 +132,7 @@ class Chain:
         }
         # Function calls are encoded with eth-abi (relay.calls); the web3 contracts decode events.
         fast = {name: FastContract(self.rpc, addresses[name], abis[name]) for name in CONTRACTS}
+        self.fast = fast
         self.payment = fast["LoyaltyPayment"]
         self.ledger = fast["Ledger"]
         self.shops = fast["ShopRegistry"]
@@ -448,8 +448,8 @@ class Chain:
             time.sleep(0.01)
 
     def events(self, receipt: TxReceipt, contract: str, event: str) -> list[dict[str, Any]]:
-        processed = self.contracts[contract].events[event]().process_receipt(receipt, errors=DISCARD)
-        return [dict(e["args"]) for e in processed]
+        """The arguments of each `event` that `contract` emitted in the receipt's transaction."""
+        return self.fast[contract].logs(receipt, event)
 
     def find_events(self, contract: str, event: str, payment_id: str, from_block: int = 0) -> list[Any]:
         """Events of `contract` whose first indexed argument is `payment_id`."""

@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from eth_utils import to_checksum_address
 from hexbytes import HexBytes
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -21,6 +20,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 from web3.types import LogReceipt
 
+from relay.calls import Event, checksum
 from relay.chain import CONNECTION_ERRORS, Chain
 from relay.db import Database, is_postgres
 from relay.errors import ChainUnavailable
@@ -51,13 +51,13 @@ class Indexer:
         self.confirmations = confirmations
         self.batch = batch
         self.addresses = [c.address for c in chain.contracts.values()]
-        self.names = {c.address.lower(): name for name, c in chain.contracts.items()}
-        self.topics: dict[bytes, tuple[str, str, Any]] = {}  # topic -> contract, event, decoder
-        for name, contract in chain.contracts.items():
-            for abi in contract.abi:
-                if abi["type"] == "event":
-                    event = contract.events[abi["name"]]
-                    self.topics[bytes(HexBytes(event.topic))] = (name, abi["name"], event())
+        # (contract address, topic) -> (contract name, event): several contracts emit events of
+        # the same signature (RoleGranted, ...), and each is stored under the contract that emitted it.
+        self.events: dict[tuple[str, bytes], tuple[str, Event]] = {
+            (contract.address.lower(), topic): (name, event)
+            for name, contract in chain.fast.items()
+            for topic, event in contract.topics.items()
+        }
 
     def run_once(self) -> int:
         """Indexes the next block range, if any is confirmed; returns the number of events stored."""
@@ -118,14 +118,16 @@ class Indexer:
         shop_of_payment: dict[str, str],
     ) -> ChainEvent | None:
         topic = bytes(entry["topics"][0]) if entry["topics"] else b""
-        if topic not in self.topics:
+        known = self.events.get((str(entry["address"]).lower(), topic))
+        if known is None:
             return None
-        contract, name, decoder = self.topics[topic]
+        contract, decoder = known
+        name = decoder.name
         tx_hash = "0x" + bytes(entry["transactionHash"]).hex()
         log_index = int(entry["logIndex"])
         if (tx_hash, log_index) in seen:
             return None
-        args = {key: _plain(value) for key, value in decoder.process_log(entry)["args"].items()}
+        args = {key: _plain(value) for key, value in decoder.decode(entry).items()}
         payment_id = args.get("paymentId")
         shop_id = args.get("shopId")
         if name == "PaymentOpened" and payment_id is not None and shop_id is not None:
@@ -141,7 +143,7 @@ class Indexer:
             event=name,
             payment_id=payment_id,
             shop_id=shop_id,
-            account=to_checksum_address(account) if isinstance(account, str) else None,
+            account=checksum(account) if isinstance(account, str) else None,
             args=args,
         )
         session.add(event)
@@ -179,7 +181,7 @@ class Indexer:
         info = self.chain.shops.functions.shopOf(shop_id).call(block_identifier=block)
         values = {
             "name": info[1],
-            "owner": to_checksum_address(info[4]),
+            "owner": checksum(info[4]),
             "provide_wait_time": int(info[2]),
             "provide_percent": int(info[3]),
             "provided_point": str(info[5]),

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from eth_account.messages import encode_typed_data
-from eth_utils import keccak, to_checksum_address
+from eth_utils import keccak
 from sqlalchemy import Update, bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -26,7 +26,7 @@ from web3.types import TxReceipt
 
 from relay import chain as onchain
 from relay import kiosks, temporary, typed_data
-from relay.calls import Call
+from relay.calls import Call, checksum
 from relay.chain import Chain
 from relay.config import Settings
 from relay.db import Database
@@ -157,7 +157,7 @@ class Payments:
 
     def resolve(self, session: Session, address: str) -> str:
         """The wallet behind `address` (itself, or the wallet of a live temporary address)."""
-        return temporary.resolve(session, address) or to_checksum_address(address)
+        return temporary.resolve(session, address) or checksum(address)
 
     def balance(self, address: str) -> tuple[str, int, int]:
         with self.db.session() as session:

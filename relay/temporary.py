@@ -8,6 +8,7 @@ from eth_utils import to_checksum_address
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
+from relay.calls import checksum
 from relay.errors import TemporaryAccountNotFound
 from relay.models import TemporaryAccount, now
 
@@ -25,7 +26,7 @@ def create(session: Session, account: str, ttl: int) -> TemporaryAccount:
 def resolve(session: Session, address: str) -> str | None:
     """The wallet behind a temporary address, or None if `address` is not one.
     Raises TemporaryAccountNotFound if it is one but expired or used."""
-    temporary = session.get(TemporaryAccount, to_checksum_address(address))
+    temporary = session.get(TemporaryAccount, checksum(address))
     if temporary is None:
         return None
     if temporary.used_at is not None or temporary.expires_at <= now():
@@ -38,7 +39,7 @@ def consume(session: Session, address: str) -> None:
     result = session.execute(
         update(TemporaryAccount)
         .where(
-            TemporaryAccount.address == to_checksum_address(address),
+            TemporaryAccount.address == checksum(address),
             TemporaryAccount.used_at.is_(None),
             TemporaryAccount.expires_at > now(),
         )

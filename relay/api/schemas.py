@@ -5,8 +5,9 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Generic, TypeVar
 
-from eth_utils import is_checksum_address, to_checksum_address
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from relay.calls import checksum
 
 T = TypeVar("T")
 
@@ -22,9 +23,10 @@ _PRINTABLE = re.compile(r"^[\x20-\x7e]+$")
 def _address(value: str) -> str:
     if not _ADDRESS.match(value):
         raise ValueError("must be a 0x-prefixed 20-byte hex address")
-    if value != value.lower() and value[2:] != value[2:].upper() and not is_checksum_address(value):
+    checksummed = checksum(value)
+    if value != checksummed and value != value.lower() and value[2:] != value[2:].upper():
         raise ValueError("has an invalid EIP-55 checksum")
-    return to_checksum_address(value)
+    return checksummed
 
 
 def _amount(value: str) -> str:

@@ -1,6 +1,6 @@
 """relay.calls encodes contract calls exactly as web3.py does, for every kind of argument the relay
 passes (hex strings and bytes for bytes32, addresses, strings, a struct, booleans), and decodes
-results the same way. No chain needed: both sides only encode."""
+results and event logs the same way. No chain needed: both sides only encode and decode."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import secrets
 
 import pytest
 from eth_abi.abi import encode
+from hexbytes import HexBytes
 from web3 import Web3
 
 from relay.calls import FastContract
@@ -91,3 +92,81 @@ def test_call__decodes_single_and_multiple_outputs():
     payment, _ = _pair("LoyaltyPayment")
     nonces = dataclasses.replace(payment.functions.nonces(ACCOUNT), rpc=_FakeNode(encode(["uint256"], [7])))
     assert nonces.call() == 7
+
+
+def _value(kind: str):
+    if kind == "address":
+        return Web3.to_checksum_address("0x" + secrets.token_hex(20))
+    if kind == "bytes32":
+        return secrets.token_bytes(32)
+    if kind == "string":
+        return "상점 " + secrets.token_hex(3)
+    if kind == "bool":
+        return secrets.randbelow(2) == 1
+    bits = int(kind.removeprefix("uint") or 256)
+    return secrets.randbelow(2**bits)
+
+
+def _log(address: str, abi: dict, values: dict, hexed: bool) -> dict:
+    """A log of the event as a node returns it: formatted by web3.py (HexBytes) or raw (hex)."""
+    indexed = [i for i in abi["inputs"] if i["indexed"]]
+    data_inputs = [i for i in abi["inputs"] if not i["indexed"]]
+    topics = [bytes(Web3.keccak(text=f"{abi['name']}({','.join(i['type'] for i in abi['inputs'])})"))]
+    topics += [encode([i["type"]], [values[i["name"]]]) for i in indexed]
+    data = encode([i["type"] for i in data_inputs], [values[i["name"]] for i in data_inputs])
+    convert = (lambda b: "0x" + b.hex()) if hexed else HexBytes
+    return {
+        "address": address,
+        "topics": [convert(t) for t in topics],
+        "data": convert(data),
+        "logIndex": 0,
+        "transactionIndex": 0,
+        "transactionHash": HexBytes(b"\x01" * 32),
+        "blockHash": HexBytes(b"\x02" * 32),
+        "blockNumber": 1,
+    }
+
+
+EVENTS = [
+    (name, entry)
+    for name in ("LoyaltyPayment", "Ledger", "ShopRegistry", "CurrencyRate", "LoyaltyToken")
+    for entry in json.loads((ABI_DIR / f"{name}.json").read_text())
+    if entry["type"] == "event"
+]
+
+
+@pytest.mark.parametrize(("contract", "abi"), EVENTS, ids=[f"{c}.{e['name']}" for c, e in EVENTS])
+def test_event_decode__same_arguments_as_web3(contract, abi):
+    fast, reference = _pair(contract)
+    values = {i["name"]: _value(i["type"]) for i in abi["inputs"]}
+    for hexed in (False, True):
+        log = _log(reference.address, abi, values, hexed)
+        expected = reference.events[abi["name"]]().process_log(_log(reference.address, abi, values, False))["args"]
+        decoded = fast.events[abi["name"]].decode(log)
+        assert decoded == dict(expected)
+        assert list(decoded) == list(expected)  # the same order: stored as JSON
+        assert decoded == values
+
+
+def test_event_decode__another_event_or_short_data__value_error():
+    fast, _ = _pair("LoyaltyPayment")
+    abi = next(e for c, e in EVENTS if c == "LoyaltyPayment" and e["name"] == "PaymentClosed")
+    log = _log(fast.address, abi, {"paymentId": b"\x07" * 32, "paid": 5, "fee": 1}, hexed=True)
+    assert fast.events["PaymentClosed"].decode(log)["paid"] == 5
+    with pytest.raises(ValueError, match="not a PaymentRefunded"):
+        fast.events["PaymentRefunded"].decode(log)
+    with pytest.raises(ValueError, match="does not decode"):
+        fast.events["PaymentClosed"].decode({**log, "data": log["data"][:66]})
+    with pytest.raises(ValueError, match="not a PaymentClosed"):
+        fast.events["PaymentClosed"].decode({**log, "topics": log["topics"][:1]})
+
+
+def test_receipt_logs__only_the_contracts_own_events_of_that_name():
+    fast, _ = _pair("LoyaltyPayment")
+    closed = next(e for c, e in EVENTS if c == "LoyaltyPayment" and e["name"] == "PaymentClosed")
+    refunded = next(e for c, e in EVENTS if c == "LoyaltyPayment" and e["name"] == "PaymentRefunded")
+    mine = _log(fast.address.lower(), closed, {"paymentId": b"\x01" * 32, "paid": 3, "fee": 0}, hexed=False)
+    other_contract = _log("0x" + "22" * 20, closed, {"paymentId": b"\x02" * 32, "paid": 4, "fee": 0}, hexed=False)
+    other_event = _log(fast.address, refunded, {"paymentId": b"\x03" * 32, "total": 5}, hexed=False)
+    receipt = {"logs": [other_contract, mine, other_event, {**mine, "topics": []}]}
+    assert fast.logs(receipt, "PaymentClosed") == [{"paymentId": b"\x01" * 32, "paid": 3, "fee": 0}]

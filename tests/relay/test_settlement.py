@@ -175,7 +175,9 @@ def proxy(anvil) -> Iterator[ToggleProxy]:
     proxy.close()
 
 
-def _event_keys_on_chain(w3: Web3, deployment, head: int) -> list[tuple[str, int]]:
+def _event_keys_on_chain(w3: Web3, deployment, head: int) -> list[tuple[str, int, str]]:
+    """(transaction, log index, name of the contract that emitted it) of every event."""
+    names = {address.lower(): name for name, address in deployment["contracts"].items()}
     logs = w3.eth.get_logs(
         {
             "fromBlock": deployment["startBlock"],
@@ -183,7 +185,10 @@ def _event_keys_on_chain(w3: Web3, deployment, head: int) -> list[tuple[str, int
             "address": list(deployment["contracts"].values()),
         }
     )
-    return sorted(("0x" + bytes(entry["transactionHash"]).hex(), int(entry["logIndex"])) for entry in logs)
+    return sorted(
+        ("0x" + bytes(entry["transactionHash"]).hex(), int(entry["logIndex"]), names[entry["address"].lower()])
+        for entry in logs
+    )
 
 
 def test_indexer__killed_restarted_and_node_down__no_gap_no_duplicate(start_relay, anvil, deployment, proxy):
@@ -219,15 +224,19 @@ def test_indexer__killed_restarted_and_node_down__no_gap_no_duplicate(start_rela
     wait_until(caught_up, timeout=60)
     with db.session() as session:
         stored = sorted(
-            (tx, index)
-            for tx, index in session.execute(
-                select(ChainEvent.tx_hash, ChainEvent.log_index).where(ChainEvent.block_number <= head)
+            (tx, index, contract)
+            for tx, index, contract in session.execute(
+                select(ChainEvent.tx_hash, ChainEvent.log_index, ChainEvent.contract).where(
+                    ChainEvent.block_number <= head
+                )
             )
         )
+        role_grants = session.execute(select(ChainEvent.contract).where(ChainEvent.event == "RoleGranted")).scalars()
+        assert len(set(role_grants)) > 1, "the deployment grants roles in several contracts"
         grants = session.execute(
             select(func.count()).where(ChainEvent.event == "LoyaltyGranted", ChainEvent.account == user)
         ).scalar_one()
     on_chain = _event_keys_on_chain(w3, deployment, head)
     assert len(stored) == len(set(stored)), "duplicate events"
-    assert stored == on_chain, "the database and the chain disagree"
+    assert stored == on_chain, "the database and the chain disagree (events, or the contracts that emitted them)"
     assert grants == 40
