@@ -19,7 +19,7 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_typing import HexStr
 from eth_utils import keccak, to_checksum_address
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -312,12 +312,7 @@ class Chain:
         with self.db.session() as session:
             # Common case, one statement: take the stored nonce and count it as used; the update
             # holds the row lock to the end of this transaction.
-            taken = session.execute(
-                update(Signer)
-                .where(Signer.address == signer.address, Signer.next_nonce.is_not(None))
-                .values(next_nonce=Signer.next_nonce + 1)
-                .returning(Signer.next_nonce)
-            ).scalar_one_or_none()
+            taken = session.execute(_TAKE_NONCE, {"signer": signer.address}).scalar_one_or_none()
             nonce = taken - 1 if taken is not None else self._first_nonce(session, signer)
             try:
                 tx = fn.build_transaction(
@@ -461,6 +456,18 @@ class Chain:
             )
         except CONNECTION_ERRORS as exc:
             raise ChainUnavailable() from exc
+
+
+# Takes a signer's stored next nonce and counts it as used. Built once (the statement and its cache
+# key are not rebuilt for every transaction); no Signer object is loaded in the session that runs
+# it, so the session has nothing to synchronize.
+_TAKE_NONCE = (
+    update(Signer)
+    .where(Signer.address == bindparam("signer"), Signer.next_nonce.is_not(None))
+    .values(next_nonce=Signer.next_nonce + 1)
+    .returning(Signer.next_nonce)
+    .execution_options(synchronize_session=False)
+)
 
 
 def _is_nonce_conflict(message: str) -> bool:
