@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import os
 import secrets
@@ -57,12 +58,16 @@ class Receiver:
     def __init__(self) -> None:
         self.up = True
         self.deliveries: list[tuple[float, str, dict[str, Any]]] = []
+        self.attempts: list[tuple[float, str, str]] = []  # (time, id, payment) of every request
         self.lock = threading.Lock()
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                payment_id = str(json.loads(body)["data"].get("paymentId"))
+                with outer.lock:
+                    outer.attempts.append((time.time(), self.headers["webhook-id"], payment_id))
                 if outer.up:
                     with outer.lock:
                         outer.deliveries.append((time.time(), self.headers["webhook-id"], json.loads(body)))
@@ -335,12 +340,35 @@ def callback_outage(bench: System) -> list[tuple[str, str, str]]:
         problems.append("duplicate deliveries")
     if min(attempts.values(), default=0) < 2:
         problems.append(f"too few attempts while down: {attempts}")
+    gaps = _off_schedule([(at, callback_id) for at, callback_id, _ in receiver.attempts])
+    if gaps:
+        problems.append(f"retries off the backoff schedule: {gaps[:3]}")
+    ids_per_payment = Counter(payment for payment, _ in {(p, i) for _, i, p in receiver.attempts})
+    if sorted(ids_per_payment) != sorted(payments) or max(ids_per_payment.values()) != 1:
+        problems.append(f"callback ids per payment: {dict(ids_per_payment)}")
     process.terminate()
+    schedule = f"{len(gaps)} retries off" if gaps else "every retry on"
     detail = (
-        f"down {back_at - down_since:.1f} s, {sum(attempts.values())} failed attempts, "
-        f"all {len(ids)} delivered {max(delays):.1f} s after recovery, same id on every attempt"
+        f"down {back_at - down_since:.1f} s, {sum(attempts.values())} failed attempts, {schedule} the backoff "
+        f"schedule, all {len(ids)} delivered {max(delays):.1f} s after recovery, same id on every attempt"
     )
     return [("callback receiver down, then back", detail, f"FAIL: {'; '.join(problems)}" if problems else "pass")]
+
+
+def _off_schedule(attempts: list[tuple[float, str]]) -> list[str]:
+    """Retries that came sooner than the backoff after the previous attempt of the same callback
+    id, or later than a worker poll (plus the jitter and 2 s for a busy machine) after it was due."""
+    initial, longest = RELAY_SETTINGS["callback_backoff_initial"], RELAY_SETTINGS["callback_backoff_max"]
+    by_id: dict[str, list[float]] = {}
+    for at, callback_id in attempts:
+        by_id.setdefault(callback_id, []).append(at)
+    problems = []
+    for callback_id, times in by_id.items():
+        for k, (before, after) in enumerate(itertools.pairwise(sorted(times)), start=1):
+            delay = min(initial * 2 ** (k - 1), longest)
+            if not delay <= after - before <= delay * 1.2 + RELAY_SETTINGS["worker_interval"] + 2:
+                problems.append(f"{callback_id} retry {k}: {after - before:.2f} s, backoff {delay:.2f} s")
+    return problems
 
 
 def node_restart(bench: System) -> list[tuple[str, str, str]]:

@@ -127,6 +127,7 @@ class Received:
     headers: dict[str, str]
     body: str
     verified: bool
+    at: float = 0.0  # time.time() of arrival
 
     @property
     def json(self) -> dict[str, Any]:
@@ -196,7 +197,7 @@ class CallbackReceiver:
         except (KeyError, WebhookVerificationError):
             verified = False
         with self.lock:
-            self.received.append(Received(name, headers, body, verified))
+            self.received.append(Received(name, headers, body, verified, time.time()))
             status, hold = self.status, self.hold
         if hold is not None:
             hold.wait(30)

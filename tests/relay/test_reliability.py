@@ -4,6 +4,7 @@ operation. The restart runs on both database backends; the rest on SQLite or ded
 
 from __future__ import annotations
 
+import itertools
 import secrets
 import threading
 import time
@@ -388,6 +389,12 @@ def test_callback_receiver_down__retried_with_the_same_id_until_delivered(relay,
     assert {a.body for a in attempts} == {row.body}
     assert all(a.verified for a in attempts)
     assert (attempts[0].json["type"], attempts[0].json["code"]) == ("create", 1001)
+    # On the retry schedule: after the k-th failure the next attempt waits the backoff, 0.2 s
+    # doubling up to 1 s (this relay's settings) and stretched by up to 20 % of jitter, and comes
+    # within a worker poll (0.25 s) of being due, give or take a busy machine.
+    for k, (failed, retried) in enumerate(itertools.pairwise(attempts), start=1):
+        delay = min(0.2 * 2 ** (k - 1), 1.0)
+        assert delay <= retried.at - failed.at <= delay * 1.2 + 0.25 + 1.5, (k, retried.at - failed.at)
 
 
 def test_callbacks_of_one_payment__delivered_in_the_order_queued(new_database, shop_id):
