@@ -13,7 +13,7 @@ setup:
 lint: setup
 	ruff check .
 	ruff format --check .
-	mypy relay
+	mypy relay bench
 	npx --no-install solhint --max-warnings 0 'contracts/**/*.sol'
 	npx --no-install prettier --check 'contracts/**/*.sol'
 

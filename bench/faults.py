@@ -38,7 +38,7 @@ from relay.sdk import AppClient
 AMOUNT = 10 * UNIT
 TOTAL = AMOUNT * 105 // 100
 CHAIN_CLOSED, CHAIN_CANCELLED = 2, 5
-RELAY_SETTINGS = {
+RELAY_SETTINGS: dict[str, Any] = {
     "receipt_timeout": 5,
     "worker_interval": 0.2,
     "callback_backoff_initial": 0.5,
@@ -402,13 +402,12 @@ def node_restart(bench: System) -> list[tuple[str, str, str]]:
 
     anvil.send_signal(signal.SIGTERM)
     anvil.wait(20)
-    answers = Counter()
-    for path, kwargs in (
-        ("/v1/payment/user/balance", {"params": {"account": user.address}}),
-        ("/v1/payment/create/confirm", {"json": {"paymentId": opened.paymentId, "signature": signature}}),
+    answers: Counter[str] = Counter()
+    for method, path, params, body in (
+        ("GET", "/v1/payment/user/balance", {"account": user.address}, None),
+        ("POST", "/v1/payment/create/confirm", None, {"paymentId": opened.paymentId, "signature": signature}),
     ):
-        method = "GET" if "params" in kwargs else "POST"
-        response = httpx.request(method, relay.url + path, timeout=30, **kwargs)
+        response = httpx.request(method, relay.url + path, params=params, json=body, timeout=30)
         answers[f"{response.status_code}/{response.json().get('code')}"] += 1
     with database.Database(db_url).session() as session:
         status_while_down = session.get(Payment, opened.paymentId).status  # type: ignore[union-attr]

@@ -50,7 +50,7 @@ def scratch_database() -> Iterator[database.Database]:
 
 
 def variants(db: database.Database, payment_id: str) -> dict[str, Callable[[], object]]:
-    table = Payment.__table__
+    table = Payment.metadata.tables[Payment.__tablename__]
     orm_built_once = (
         update(Payment)
         .where(Payment.payment_id == bindparam("id"), Payment.status == bindparam("from_status"))

@@ -36,7 +36,7 @@ def direct(bench: System, user_keys: list[str], payments: int, clients: int) -> 
 
     def client(index: int, count: int) -> None:
         signer = Account.from_key(anvil_key(SIGNER_INDEXES[index]))
-        nonce = w3.eth.get_transaction_count(signer.address)
+        nonce = int(w3.eth.get_transaction_count(signer.address))
         user = Account.from_key(user_keys[index])
         user_nonce = payment.functions.nonces(user.address).call()
 

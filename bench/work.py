@@ -95,7 +95,7 @@ def measure(bench: System, payments: int) -> Counts:
         database_url=db_url,
         rpc_url=bench.rpc_url,
         deployment_file=bench.deployment_file,
-        signer_keys=[anvil_key(i) for i in SIGNER_INDEXES],  # type: ignore[arg-type]
+        signer_keys=[anvil_key(i) for i in SIGNER_INDEXES],
         log_level="ERROR",
     )
     access_key = bench.add_kiosk(db_url)
