@@ -95,7 +95,7 @@ def main() -> None:
     with system() as bench:
 
         def throughput_table() -> str:
-            rows = throughput.measure(bench, 48 if quick else 96, 8, [1] if quick else [1, 2, 4], signers=4, rounds=3)
+            rows = throughput.measure(48 if quick else 96, 8, [1] if quick else [1, 2, 4], signers=4, rounds=3)
             return throughput.render(rows)
 
         def latency_table() -> str:

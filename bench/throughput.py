@@ -8,13 +8,16 @@ in alternating batches so that both sides see the machine in the same state.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import secrets
 import statistics
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import psutil
 from eth_account import Account
 
 from bench.harness import SIGNER_INDEXES, UNIT, System, contract, cpu_seconds, system
@@ -113,48 +116,70 @@ def _run(clients: int, payments: int, client: Any) -> float:
     return payments / elapsed
 
 
-def measure(
-    bench: System, payments: int, clients: int, workers: list[int], signers: int, rounds: int = 3
-) -> list[dict[str, Any]]:
+def measure(payments: int, clients: int, workers: list[int], signers: int, rounds: int = 3) -> list[dict[str, Any]]:
     """One row per relay worker count: payments/s both ways, their ratio, and the CPU time each
-    part of the system spent per payment (ms). The machine's speed drifts (other tenants, CPU
-    boost), so direct and relay batches alternate, `rounds` of each, and each ratio compares a
-    relay batch with the direct batch just before it: the row reports the medians and the range."""
-    anvil = bench.processes[0].pid
+    part of the system spent per payment (ms).
+
+    Each row gets a new chain: anvil slows down as blocks accumulate (`python -m
+    bench.chain_drift`), so rows measured one after another on one chain would not compare. On it,
+    direct and relay batches alternate, `rounds` of each, and each ratio compares a relay batch
+    with the direct batch just before it (the machine's speed drifts too); the row reports the
+    medians and the range. The relay is stopped (SIGSTOP) during direct batches so that its
+    background workers take no CPU from the baseline."""
     rows = []
+    for count in workers:
+        with system() as bench:
+            rows.append(_row(bench, count, payments, clients, signers, rounds))
+    return rows
+
+
+def _row(bench: System, count: int, payments: int, clients: int, signers: int, rounds: int) -> dict[str, Any]:
+    anvil = bench.processes[0].pid
     direct_users = bench.fund_users(clients, 1_000_000 * UNIT)
     direct(bench, direct_users, clients * 2, clients)  # warm-up
-    for count in workers:
-        users = bench.fund_users(clients, 1_000_000 * UNIT)
-        url, db_url, process = bench.start_relay(workers=count, signers=SIGNER_INDEXES[:signers])
-        access_key = bench.add_kiosk(db_url)
-        through_relay(url, access_key, bench.shop_id, users, clients * 2, clients)  # warm-up
-        direct_rates, relay_rates = [], []
-        direct_cpu: dict[str, float] = {}
-        relay_cpu: dict[str, float] = {}
-        for _ in range(rounds):
-            before = cpu_seconds({"anvil": [anvil]})
+    users = bench.fund_users(clients, 1_000_000 * UNIT)
+    url, db_url, process = bench.start_relay(workers=count, signers=SIGNER_INDEXES[:signers])
+    access_key = bench.add_kiosk(db_url)
+    through_relay(url, access_key, bench.shop_id, users, clients * 2, clients)  # warm-up
+    direct_rates, relay_rates = [], []
+    direct_cpu: dict[str, float] = {}
+    relay_cpu: dict[str, float] = {}
+    for _ in range(rounds):
+        before = cpu_seconds({"anvil": [anvil]})
+        with paused(process.pid):
             direct_rates.append(direct(bench, direct_users, payments, clients))
-            _add(direct_cpu, _per_payment(before, cpu_seconds({"anvil": [anvil]}), payments * rounds))
-            groups = {"anvil": [anvil], "relay": [process.pid]}
-            before = cpu_seconds(groups)
-            relay_rates.append(through_relay(url, access_key, bench.shop_id, users, payments, clients))
-            _add(relay_cpu, _per_payment(before, cpu_seconds(groups), payments * rounds))
-        process.terminate()
-        process.wait(15)
-        ratios = [r / d for r, d in zip(relay_rates, direct_rates, strict=True)]
-        rows.append(
-            {
-                "workers": count,
-                "direct": statistics.median(direct_rates),
-                "relay": statistics.median(relay_rates),
-                "ratio": statistics.median(ratios),
-                "ratios": (min(ratios), max(ratios)),
-                "direct_cpu": direct_cpu,
-                "relay_cpu": relay_cpu,
-            }
-        )
-    return rows
+        _add(direct_cpu, _per_payment(before, cpu_seconds({"anvil": [anvil]}), payments * rounds))
+        groups = {"anvil": [anvil], "relay": [process.pid]}
+        before = cpu_seconds(groups)
+        relay_rates.append(through_relay(url, access_key, bench.shop_id, users, payments, clients))
+        _add(relay_cpu, _per_payment(before, cpu_seconds(groups), payments * rounds))
+    process.terminate()
+    process.wait(15)
+    ratios = [r / d for r, d in zip(relay_rates, direct_rates, strict=True)]
+    return {
+        "workers": count,
+        "direct": statistics.median(direct_rates),
+        "relay": statistics.median(relay_rates),
+        "ratio": statistics.median(ratios),
+        "ratios": (min(ratios), max(ratios)),
+        "direct_cpu": direct_cpu,
+        "relay_cpu": relay_cpu,
+    }
+
+
+@contextlib.contextmanager
+def paused(pid: int) -> Iterator[None]:
+    """The process and its children stopped (SIGSTOP) for the duration, then continued."""
+    root = psutil.Process(pid)
+    processes = [root, *root.children(recursive=True)]
+    for process in processes:
+        process.suspend()
+    try:
+        yield
+    finally:
+        for process in processes:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.resume()
 
 
 def _per_payment(before: dict[str, float], after: dict[str, float], payments: int) -> dict[str, float]:
@@ -187,8 +212,9 @@ def render(rows: list[dict[str, Any]]) -> str:
         cells = "".join(f"{cpu.get(p, 0.0):>10.1f}" for p in parts)
         return f"{label:>22}{cells}{sum(cpu.get(p, 0.0) for p in parts):>10.1f}"
 
-    lines.append(cpu_line("direct web3", rows[0]["direct_cpu"]))
-    lines += [cpu_line(f"relay, {r['workers']} worker(s)", r["relay_cpu"]) for r in rows]
+    for r in rows:
+        lines.append(cpu_line(f"direct, {r['workers']}-worker row", r["direct_cpu"]))
+        lines.append(cpu_line(f"relay, {r['workers']} worker(s)", r["relay_cpu"]))
     return "\n".join(lines)
 
 
@@ -200,8 +226,7 @@ def main() -> None:
     parser.add_argument("--signers", type=int, default=4, help="relay signer keys")
     parser.add_argument("--rounds", type=int, default=3, help="alternating direct and relay batches")
     args = parser.parse_args()
-    with system() as bench:
-        rows = measure(bench, args.payments, args.clients, args.workers, args.signers, args.rounds)
+    rows = measure(args.payments, args.clients, args.workers, args.signers, args.rounds)
     setup = (
         f"{args.rounds} rounds of {args.payments} payments each way, {args.clients} concurrent clients, "
         f"{args.signers} signer keys"
