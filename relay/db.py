@@ -73,12 +73,12 @@ def is_postgres(engine: Engine) -> bool:
     return engine.dialect.name == "postgresql"
 
 
-def upgrade(url: str) -> None:
-    """Brings the database schema to the latest migration."""
+def upgrade(url: str, revision: str = "head") -> None:
+    """Brings the database schema to the latest migration (or to `revision`)."""
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
-    command.upgrade(cfg, "head")
+    command.upgrade(cfg, revision)
 
 
 class Database:

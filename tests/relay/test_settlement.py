@@ -240,3 +240,62 @@ def test_indexer__killed_restarted_and_node_down__no_gap_no_duplicate(start_rela
     assert len(stored) == len(set(stored)), "duplicate events"
     assert stored == on_chain, "the database and the chain disagree (events, or the contracts that emitted them)"
     assert grants == 40
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_migration_0003__shared_signature_events_indexed_again_under_their_contract(
+    anvil, deployment, new_database, backend
+):
+    """A database indexed before events were keyed by their contract: its role and domain events
+    (the signatures several contracts share) all name one contract. The migration drops them and
+    rewinds the cursor; the indexer then stores them again under the contract that emitted them,
+    and nothing else twice."""
+    from sqlalchemy import update
+
+    from relay import db as database
+    from relay.chain import Chain
+    from relay.indexer import CURSOR, Indexer
+
+    shared = {"RoleGranted", "RoleRevoked", "RoleAdminChanged", "EIP712DomainChanged"}
+    names: dict[str, set[str]] = {}
+    for contract in deployment["contracts"]:
+        for entry in json.loads((Path(ROOT) / "relay" / "abi" / f"{contract}.json").read_text()):
+            if entry["type"] == "event":
+                names.setdefault(entry["name"], set()).add(contract)
+    assert {name for name, contracts in names.items() if len(contracts) > 1} == shared
+
+    w3 = Web3(Web3.HTTPProvider(anvil))
+    head = w3.eth.block_number
+    url = new_database(backend)
+    database.upgrade(url, "0002")
+    db = database.Database(url)
+    indexer = Indexer(db, Chain(anvil, deployment["path"], db, [], 5), deployment["startBlock"], confirmations=0)
+
+    def index_to_head() -> list[tuple[str, int, str]]:
+        while True:
+            indexer.run_once()
+            with db.session() as session:
+                if session.get(IndexerCursor, CURSOR).next_block > head:
+                    rows = session.execute(
+                        select(ChainEvent.tx_hash, ChainEvent.log_index, ChainEvent.contract).where(
+                            ChainEvent.block_number <= head
+                        )
+                    )
+                    return sorted((tx, index, contract) for tx, index, contract in rows)
+
+    try:
+        on_chain = _event_keys_on_chain(w3, deployment, head)
+        assert index_to_head() == on_chain
+        with db.session() as session:  # as the indexer stored them before it knew the emitter
+            session.execute(update(ChainEvent).where(ChainEvent.event.in_(shared)).values(contract="LoyaltyPayment"))
+            earliest = select(func.min(ChainEvent.block_number)).where(ChainEvent.event.in_(shared))
+            first = session.execute(earliest).scalar()
+
+        database.upgrade(url)
+
+        with db.session() as session:
+            assert session.execute(select(func.count()).where(ChainEvent.event.in_(shared))).scalar_one() == 0
+            assert session.get(IndexerCursor, CURSOR).next_block == first
+        assert index_to_head() == on_chain
+    finally:
+        db.engine.dispose()
