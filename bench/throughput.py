@@ -19,6 +19,7 @@ from typing import Any
 
 import psutil
 from eth_account import Account
+from web3.types import RPCEndpoint
 
 from bench.harness import SIGNER_INDEXES, UNIT, System, contract, cpu_seconds, system
 from relay import typed_data
@@ -120,16 +121,22 @@ def measure(payments: int, clients: int, workers: list[int], signers: int, round
     """One row per relay worker count: payments/s both ways, their ratio, and the CPU time each
     part of the system spent per payment (ms).
 
-    Each row gets a new chain: anvil slows down as blocks accumulate (`python -m
-    bench.chain_drift`), so rows measured one after another on one chain would not compare. On it,
-    direct and relay batches alternate, `rounds` of each, and each ratio compares a relay batch
-    with the direct batch just before it (the machine's speed drifts too); the row reports the
-    medians and the range. The relay is stopped (SIGSTOP) during direct batches so that its
-    background workers take no CPU from the baseline."""
+    Each row starts from the freshly deployed chain (anvil's state is reverted to a snapshot taken
+    after deployment): anvil slows down as blocks accumulate (`python -m bench.chain_drift`), so
+    rows measured one after another on one growing chain would not compare. On it, direct and
+    relay batches alternate, `rounds` of each, and each ratio compares a relay batch with the
+    direct batch just before it (the machine's speed drifts too); the row reports the medians and
+    the range. The relay is stopped (SIGSTOP) during direct batches so that its background workers
+    take no CPU from the baseline."""
     rows = []
-    for count in workers:
-        with system() as bench:
+    with system() as bench:
+        w3 = bench.w3()
+        for count in workers:
+            snapshot = w3.provider.make_request(RPCEndpoint("evm_snapshot"), [])["result"]
             rows.append(_row(bench, count, payments, clients, signers, rounds))
+            reverted = w3.provider.make_request(RPCEndpoint("evm_revert"), [snapshot])["result"]
+            if not reverted:
+                raise RuntimeError("anvil could not revert to the deployed chain")
     return rows
 
 
