@@ -80,7 +80,9 @@ class System:
     def w3(self) -> Web3:
         return Web3(Web3.HTTPProvider(self.rpc_url, request_kwargs={"timeout": 60}))
 
-    def new_database(self, backend: str) -> str:
+    def new_database(self, backend: str, migrate: bool = True) -> str:
+        """A new empty database, migrated to this tree's schema unless `migrate` is False (a relay
+        migrates its database itself when it starts)."""
         if backend == "sqlite":
             url = f"sqlite:///{self.workdir / f'relay-{secrets.token_hex(3)}.sqlite3'}"
         else:
@@ -89,7 +91,8 @@ class System:
                 conn.execute(f'CREATE DATABASE "{name}"')
             url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
         self.databases.append(url)
-        database.upgrade(url)
+        if migrate:
+            database.upgrade(url)
         return url
 
     def start_relay(

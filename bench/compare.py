@@ -1,0 +1,159 @@
+"""Relay throughput and CPU of the working tree against another revision, side by side.
+
+    python -m bench.compare --base <git revision> [--payments 96] [--rounds 20] [--workers 1]
+
+Both relays run at once on one anvil and one PostgreSQL, each with its own database and four
+signer keys: the base revision from a git worktree, the working tree as it is. Batches of complete
+payments (openNew -> approve -> closeNew over HTTP) alternate between them in ABBA order, the other
+relay stopped (SIGSTOP) meanwhile, so drift in the machine's speed and anvil's slowdown as the
+chain grows (bench.chain_drift) fall on both alike. Prints the median payments/s and relay CPU
+per payment of each, and the ratios working tree / base with the quartiles of the per-round
+ratios: single batches of a few seconds vary by ±15 % on a shared machine, so a difference inside
+the quartiles is noise (`--base HEAD` on an unchanged tree shows the noise itself).
+
+Only the relay may differ: the contracts and their ABIs must be the same in both revisions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import statistics
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.harness import ROOT, SIGNER_INDEXES, UNIT, System, cpu_seconds, free_port, system
+from bench.throughput import paused, through_relay
+from relay.devnet import anvil_key, relay_env, start_relay
+
+SAME_IN_BOTH = ("contracts", "relay/abi")
+
+
+@dataclass
+class Side:
+    name: str
+    url: str
+    access_key: str
+    users: list[str]
+    pid: int
+    rates: list[float] = field(default_factory=list)
+    cpu_ms: list[float] = field(default_factory=list)
+
+
+def _git(*args: str) -> str:
+    return subprocess.run(["git", *args], cwd=ROOT, check=True, capture_output=True, text=True).stdout.strip()
+
+
+@contextlib.contextmanager
+def worktree(revision: str) -> Iterator[Path]:
+    """The revision checked out in a temporary git worktree."""
+    commit = _git("rev-parse", "--verify", f"{revision}^{{commit}}")
+    changed = _git("diff", "--name-only", commit, "--", *SAME_IN_BOTH)
+    if changed:
+        raise SystemExit(f"the contracts differ from {revision}; compare relay changes only:\n{changed}")
+    path = Path(tempfile.mkdtemp(prefix="loyalty-base-")) / "tree"
+    _git("worktree", "add", "--detach", str(path), commit)
+    try:
+        yield path
+    finally:
+        _git("worktree", "remove", "--force", str(path))
+
+
+def start_side(bench: System, name: str, source: Path | None, signers: list[int], workers: int, clients: int) -> Side:
+    """A relay running the code in `source` (None: the working tree), with a database it migrates
+    itself and a KIOSK added by its own command line."""
+    db_url = bench.new_database("postgresql", migrate=False)
+    keys = [anvil_key(i) for i in signers]
+    env = relay_env(db_url, bench.rpc_url, bench.deployment_file, keys, log_level="WARNING")
+    if source is not None:
+        env["PYTHONPATH"] = str(source)
+    probe = [sys.executable, "-c", "import relay; print(relay.__file__)"]
+    # From a neutral directory: `python -c` puts its working directory first on the import path.
+    outside = tempfile.gettempdir()
+    imported = subprocess.run(probe, cwd=outside, env=env, check=True, capture_output=True, text=True).stdout.strip()
+    if not Path(imported).is_relative_to(source or ROOT):
+        raise RuntimeError(f"the {name} relay would import {imported}, not the code in {source or ROOT}")
+    loyalty = str(Path(sys.executable).parent / "loyalty")
+    port = free_port()
+    process = start_relay(env, port, bench.workdir / f"relay-{name}.log", workers=workers)
+    bench.processes.append(process)
+    access_key = f"bench-{name}-key-0123456789abcdef"
+    subprocess.run(
+        [loyalty, "kiosk", "add", "--name", name, "--shop", bench.shop_id, "--access-key", access_key],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    users = bench.fund_users(clients, 1_000_000 * UNIT)
+    return Side(name, f"http://127.0.0.1:{port}", access_key, users, process.pid)
+
+
+def batch(bench: System, side: Side, others: list[Side], payments: int, clients: int) -> None:
+    with contextlib.ExitStack() as stack:
+        for other in others:
+            stack.enter_context(paused(other.pid))
+        before = cpu_seconds({"relay": [side.pid]})
+        side.rates.append(through_relay(side.url, side.access_key, bench.shop_id, side.users, payments, clients))
+        after = cpu_seconds({"relay": [side.pid]})
+    side.cpu_ms.append((after["relay"] - before["relay"]) * 1000 / payments)
+
+
+def compare(base: str, payments: int, rounds: int, workers: int, clients: int) -> tuple[Side, Side]:
+    with worktree(base) as source, system() as bench:
+        half = len(SIGNER_INDEXES) // 2  # four signer keys each, as bench.throughput gives its relay
+        old = start_side(bench, "base", source, SIGNER_INDEXES[:half], workers, clients)
+        new = start_side(bench, "working tree", None, SIGNER_INDEXES[half:], workers, clients)
+        for side in (old, new):  # warm-up, not counted
+            batch(bench, side, [s for s in (old, new) if s is not side], clients * 2, clients)
+            side.rates.clear()
+            side.cpu_ms.clear()
+        for index in range(rounds):
+            order = (old, new) if index % 2 == 0 else (new, old)
+            for side in order:
+                batch(bench, side, [s for s in (old, new) if s is not side], payments, clients)
+    return old, new
+
+
+def render(base: str, old: Side, new: Side, payments: int, rounds: int, workers: int) -> str:
+    def median(values: list[float]) -> float:
+        return statistics.median(values)
+
+    lines = [
+        f"Relay, {rounds} rounds of {payments} payments each, {workers} worker(s): working tree against {base}",
+        f"{'':<14}{'payments/s':>11}{'  (range)':<16}{'relay CPU ms/payment':>21}",
+    ]
+    for side in (old, new):
+        spread = f"  ({min(side.rates):.1f}-{max(side.rates):.1f})"
+        lines.append(f"{side.name:<14}{median(side.rates):>11.1f}{spread:<16}{median(side.cpu_ms):>21.1f}")
+    for label, new_values, old_values in (
+        ("payments/s", new.rates, old.rates),
+        ("relay CPU per payment", new.cpu_ms, old.cpu_ms),
+    ):
+        ratios = [n / o for n, o in zip(new_values, old_values, strict=True)]
+        low, mid, high = statistics.quantiles(ratios, n=4)
+        lines.append(f"working tree / base, {label}: {mid:.2f} (per-round quartiles {low:.2f}-{high:.2f})")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--base", required=True, help="git revision to compare against")
+    parser.add_argument("--payments", type=int, default=96)
+    parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--clients", type=int, default=8)
+    args = parser.parse_args()
+    if args.rounds < 2:
+        parser.error("--rounds must be at least 2")
+    old, new = compare(args.base, args.payments, args.rounds, args.workers, args.clients)
+    print()
+    print(render(args.base, old, new, args.payments, args.rounds, args.workers))
+
+
+if __name__ == "__main__":
+    main()
