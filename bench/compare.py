@@ -55,12 +55,13 @@ def worktree(revision: str) -> Iterator[Path]:
     changed = _git("diff", "--name-only", commit, "--", *SAME_IN_BOTH)
     if changed:
         raise SystemExit(f"the contracts differ from {revision}; compare relay changes only:\n{changed}")
-    path = Path(tempfile.mkdtemp(prefix="loyalty-base-")) / "tree"
-    _git("worktree", "add", "--detach", str(path), commit)
-    try:
-        yield path
-    finally:
-        _git("worktree", "remove", "--force", str(path))
+    with tempfile.TemporaryDirectory(prefix="loyalty-base-") as parent:
+        path = Path(parent) / "tree"
+        _git("worktree", "add", "--detach", str(path), commit)
+        try:
+            yield path
+        finally:
+            _git("worktree", "remove", "--force", str(path))
 
 
 def start_side(bench: System, name: str, source: Path | None, signers: list[int], workers: int, clients: int) -> Side:
@@ -81,7 +82,7 @@ def start_side(bench: System, name: str, source: Path | None, signers: list[int]
     port = free_port()
     process = start_relay(env, port, bench.workdir / f"relay-{name}.log", workers=workers)
     bench.processes.append(process)
-    access_key = f"bench-{name}-key-0123456789abcdef"
+    access_key = f"bench-{name.replace(' ', '-')}-key-0123456789abcdef"
     subprocess.run(
         [loyalty, "kiosk", "add", "--name", name, "--shop", bench.shop_id, "--access-key", access_key],
         cwd=ROOT,
@@ -93,10 +94,9 @@ def start_side(bench: System, name: str, source: Path | None, signers: list[int]
     return Side(name, f"http://127.0.0.1:{port}", access_key, users, process.pid)
 
 
-def batch(bench: System, side: Side, others: list[Side], payments: int, clients: int) -> None:
-    with contextlib.ExitStack() as stack:
-        for other in others:
-            stack.enter_context(paused(other.pid))
+def batch(bench: System, side: Side, other: Side, payments: int, clients: int) -> None:
+    """One batch on `side`, with `other` stopped."""
+    with paused(other.pid):
         before = cpu_seconds({"relay": [side.pid]})
         side.rates.append(through_relay(side.url, side.access_key, bench.shop_id, side.users, payments, clients))
         after = cpu_seconds({"relay": [side.pid]})
@@ -108,28 +108,27 @@ def compare(base: str, payments: int, rounds: int, workers: int, clients: int) -
         half = len(SIGNER_INDEXES) // 2  # four signer keys each, as bench.throughput gives its relay
         old = start_side(bench, "base", source, SIGNER_INDEXES[:half], workers, clients)
         new = start_side(bench, "working tree", None, SIGNER_INDEXES[half:], workers, clients)
-        for side in (old, new):  # warm-up, not counted
-            batch(bench, side, [s for s in (old, new) if s is not side], clients * 2, clients)
+        for side, other in ((old, new), (new, old)):  # warm-up, not counted
+            batch(bench, side, other, clients * 2, clients)
             side.rates.clear()
             side.cpu_ms.clear()
         for index in range(rounds):
-            order = (old, new) if index % 2 == 0 else (new, old)
-            for side in order:
-                batch(bench, side, [s for s in (old, new) if s is not side], payments, clients)
+            pair = ((old, new), (new, old))
+            for side, other in pair if index % 2 == 0 else pair[::-1]:
+                batch(bench, side, other, payments, clients)
     return old, new
 
 
 def render(base: str, old: Side, new: Side, payments: int, rounds: int, workers: int) -> str:
-    def median(values: list[float]) -> float:
-        return statistics.median(values)
-
     lines = [
         f"Relay, {rounds} rounds of {payments} payments each, {workers} worker(s): working tree against {base}",
         f"{'':<14}{'payments/s':>11}{'  (range)':<16}{'relay CPU ms/payment':>21}",
     ]
     for side in (old, new):
         spread = f"  ({min(side.rates):.1f}-{max(side.rates):.1f})"
-        lines.append(f"{side.name:<14}{median(side.rates):>11.1f}{spread:<16}{median(side.cpu_ms):>21.1f}")
+        lines.append(
+            f"{side.name:<14}{statistics.median(side.rates):>11.1f}{spread:<16}{statistics.median(side.cpu_ms):>21.1f}"
+        )
     for label, new_values, old_values in (
         ("payments/s", new.rates, old.rates),
         ("relay CPU per payment", new.cpu_ms, old.cpu_ms),

@@ -18,6 +18,7 @@ from typing import Any
 
 from eth_abi.abi import decode as abi_decode
 from eth_abi.abi import encode as abi_encode
+from eth_abi.exceptions import DecodingError
 from eth_typing import ChecksumAddress, HexStr
 from eth_utils import event_abi_to_log_topic, function_abi_to_4byte_selector, to_bytes, to_checksum_address
 from eth_utils.abi import collapse_if_tuple
@@ -90,7 +91,7 @@ class Event:
                 for (name, kind), topic in zip(self.indexed, topics[1:], strict=True)
             }
             values = abi_decode(self.data_types, _raw(log["data"]))
-        except Exception as exc:  # eth-abi's DecodingError and its relatives
+        except (DecodingError, UnicodeDecodeError) as exc:  # short or malformed data, a string not UTF-8
             raise ValueError(f"the log does not decode as {self.name}: {exc}") from exc
         outputs = zip(self.data_names, self.data_types, values, strict=True)
         args.update((name, _output(kind, value)) for name, kind, value in outputs)

@@ -130,13 +130,13 @@ class Chain:
             name: self.w3.eth.contract(address=to_checksum_address(addresses[name]), abi=abis[name])
             for name in CONTRACTS
         }
-        # Function calls are encoded with eth-abi (relay.calls); the web3 contracts decode events.
-        fast = {name: FastContract(self.rpc, addresses[name], abis[name]) for name in CONTRACTS}
-        self.fast = fast
-        self.payment = fast["LoyaltyPayment"]
-        self.ledger = fast["Ledger"]
-        self.shops = fast["ShopRegistry"]
-        self.rates = fast["CurrencyRate"]
+        # Calls are encoded and events decoded with eth-abi (relay.calls); the web3 contracts
+        # above serve log searches (get_logs) and addresses.
+        self.fast = {name: FastContract(self.rpc, addresses[name], abis[name]) for name in CONTRACTS}
+        self.payment = self.fast["LoyaltyPayment"]
+        self.ledger = self.fast["Ledger"]
+        self.shops = self.fast["ShopRegistry"]
+        self.rates = self.fast["CurrencyRate"]
         self.decoder = ErrorDecoder(list(abis.values()))
         self.db = db
         self.signers: list[LocalAccount] = [Account.from_key(key) for key in signer_keys]

@@ -143,7 +143,7 @@ class Indexer:
             event=name,
             payment_id=payment_id,
             shop_id=shop_id,
-            account=checksum(account) if isinstance(account, str) else None,
+            account=account if isinstance(account, str) else None,  # checksummed by the decoder
             args=args,
         )
         session.add(event)

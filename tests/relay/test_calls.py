@@ -160,6 +160,16 @@ def test_event_decode__another_event_or_short_data__value_error():
     with pytest.raises(ValueError, match="not a PaymentClosed"):
         fast.events["PaymentClosed"].decode({**log, "topics": log["topics"][:1]})
 
+    registry, _ = _pair("ShopRegistry")
+    updated = next(e for c, e in EVENTS if c == "ShopRegistry" and e["name"] == "ShopUpdated")
+    values = {"shopId": b"\x01" * 32, "name": "ab", "provideWaitTime": 1, "providePercent": 2}
+    log = _log(registry.address, updated, values, hexed=False)
+    data = bytes(log["data"])
+    not_utf8 = data.replace(b"ab" + b"\x00" * 30, b"\xff\xfe" + b"\x00" * 30)
+    assert not_utf8 != data
+    with pytest.raises(ValueError, match="does not decode as ShopUpdated"):
+        registry.events["ShopUpdated"].decode({**log, "data": HexBytes(not_utf8)})
+
 
 def test_receipt_logs__only_the_contracts_own_events_of_that_name():
     fast, _ = _pair("LoyaltyPayment")
