@@ -48,6 +48,11 @@ FILL_AT_ONCE = 64
 # What relay.rpc raises when the node cannot be reached.
 CONNECTION_ERRORS = (ConnectionError, TimeoutError)
 
+# Receipt polling (Chain.wait): first interval, growth per poll, longest interval (seconds).
+RECEIPT_POLL_FIRST = 0.01
+RECEIPT_POLL_GROWTH = 1.5
+RECEIPT_POLL_MAX = 0.5
+
 
 @dataclass(frozen=True)
 class Estimate:
@@ -435,12 +440,19 @@ class Chain:
             raise ChainUnavailable() from exc
 
     def wait(self, tx_hash: str, timeout: float) -> TxReceipt | None:
+        """The receipt once the transaction is mined; None if it is not mined within `timeout`.
+        Polls at once, then at growing intervals (10 ms up to half a second): a node that mines
+        on arrival answers within milliseconds, and a chain with blocks seconds apart is not
+        asked a hundred times a second by every waiting request."""
         deadline = time.monotonic() + timeout
+        interval = RECEIPT_POLL_FIRST
         while True:
             receipt = self.receipt(tx_hash)
-            if receipt is not None or time.monotonic() > deadline:
+            left = deadline - time.monotonic()
+            if receipt is not None or left <= 0:
                 return receipt
-            time.sleep(0.01)
+            time.sleep(min(interval, left))
+            interval = min(interval * RECEIPT_POLL_GROWTH, RECEIPT_POLL_MAX)
 
     def events(self, receipt: TxReceipt, contract: str, event: str) -> list[dict[str, Any]]:
         """The arguments of each `event` that `contract` emitted in the receipt's transaction."""

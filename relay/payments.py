@@ -293,10 +293,11 @@ class Payments:
     def close_new(self, kiosk: Kiosk, payment_id: str, confirm: bool) -> Payment:
         p = self.get(payment_id)
         kiosks.require_shop(kiosk, p.shop_id)
-        if p.status == (S.COMPLETED if confirm else S.REFUNDED) and p.chain_op is None:
-            return p  # a retry of the same close
+        done = S.COMPLETED if confirm else S.REFUNDED
         op = ChainOp.CLOSE if confirm else ChainOp.REFUND
-        p = self._claim_closing(p, ChainOp.OPEN, S.APPROVED, op)
+        p, claimed = self._claim_closing(p, ChainOp.OPEN, S.APPROVED, op, lambda q: q.status == done)
+        if not claimed:
+            return p  # a retry of the same close
         fn = self.chain.payment.functions.closeNewPayment(payment_id, confirm)
         return self._submit_and_wait(p, op, fn)
 
@@ -365,10 +366,13 @@ class Payments:
     def close_cancel(self, kiosk: Kiosk, payment_id: str, confirm: bool) -> Payment:
         p = self.get(payment_id)
         kiosks.require_shop(kiosk, p.shop_id)
-        if p.status == (S.CANCEL_COMPLETED if confirm else S.COMPLETED) and p.close_cancel_at and not p.chain_op:
-            return p
+        done = S.CANCEL_COMPLETED if confirm else S.COMPLETED
         op = ChainOp.CLOSE_CANCEL if confirm else ChainOp.REVERT_CANCEL
-        p = self._claim_closing(p, ChainOp.OPEN_CANCEL, S.CANCEL_APPROVED, op)
+        p, claimed = self._claim_closing(
+            p, ChainOp.OPEN_CANCEL, S.CANCEL_APPROVED, op, lambda q: q.status == done and bool(q.close_cancel_at)
+        )
+        if not claimed:
+            return p  # a retry of the same close
         fn = self.chain.payment.functions.closeCancelPayment(payment_id, confirm)
         return self._submit_and_wait(p, op, fn)
 
@@ -393,17 +397,23 @@ class Payments:
             return  # being sent right now, perhaps by another request
         self._recover(p)
 
-    def _claim_closing(self, p: Payment, opening: ChainOp, approved: int, op: ChainOp) -> Payment:
+    def _claim_closing(
+        self, p: Payment, opening: ChainOp, approved: int, op: ChainOp, closed: Callable[[Payment], bool]
+    ) -> tuple[Payment, bool]:
         """Claims the closing operation `op` of an approved payment (or cancel). If the `opening`
         transaction is still being mined (a KIOSK may close the moment the app approves), waits for
-        it and claims `op` in the update that records it."""
+        it and claims `op` in the update that records it. Returns the payment and whether `op` was
+        claimed: not if the payment is already `closed` (a retry; it may have waited for the
+        close it repeats)."""
         if p.chain_op == opening:
             p, claimed = self._await_pending(p, then=op)
             if claimed:
-                return p
+                return p, True
+        if p.chain_op is None and closed(p):
+            return p, False
         self._require(p, approved, idle=True)
         with self.db.session() as session:
-            return self._claim(session, p, {approved}, op)
+            return self._claim(session, p, {approved}, op), True
 
     def _await_pending(self, p: Payment, then: ChainOp) -> tuple[Payment, bool]:
         """Waits (up to the receipt timeout) for the transaction of the payment's opening step,

@@ -163,6 +163,46 @@ def test_close__sent_while_the_approval_is_still_being_mined__waits_for_it_and_c
     assert callbacks == [("create", 0)]
 
 
+def test_close__retry_waiting_for_the_approval_while_the_first_close_completes__answers_the_closed_payment(
+    relay, backend, kiosk, user, shop_id, anvil, deployment
+):
+    """A KIOSK retries closeNew while the approval is still being mined; its first close (here
+    through the relay process) records the approval and completes while the retry waits. The
+    retry answers the completed payment, as any retry of a done close does, not "needs status 2"."""
+    from relay import kiosks
+    from relay.chain import Chain
+    from relay.config import Settings
+    from relay.payments import Payments
+
+    rpc = _Rpc(anvil)
+    payment_id = _open(relay, kiosk, user, shop_id)["paymentId"]
+    rpc("evm_setAutomine", False)
+    try:
+        user.approve(payment_id)
+    finally:
+        rpc("evm_setAutomine", True)
+    db = relay.db()
+    try:
+        chain = Chain(anvil, deployment["path"], db, [anvil_key(SIGNERS["spare"])], 5)
+        payments = Payments(db, chain, Settings(database_url=relay.db_url))
+        await_pending = payments._await_pending
+
+        def first_close_completes_meanwhile(p, then):
+            rpc("evm_mine")
+            assert ok(kiosk_post(relay.url, "closeNew", kiosk.access_key, payment_id))["paymentStatus"] == S.COMPLETED
+            return await_pending(p, then)
+
+        payments._await_pending = first_close_completes_meanwhile
+        with db.session() as session:
+            kiosk_account = kiosks.authenticate(session, kiosk.access_key)
+        retried = payments.close_new(kiosk_account, payment_id, confirm=True)
+    finally:
+        db.engine.dispose()
+    assert (retried.status, retried.chain_op) == (S.COMPLETED, None)
+    assert payment_on_chain(anvil, deployment, payment_id)["status"] == onchain.CLOSED
+    assert [(c.type, c.code) for c in _callback_rows(relay, payment_id)] == [("create", 0)]
+
+
 def test_signer_nonce_used_elsewhere__the_relay_takes_the_node_s_count_and_goes_on(
     relay, backend, kiosk, user, shop_id, anvil, deployment
 ):
@@ -343,6 +383,44 @@ class _Rpc:
     def __call__(self, method: str, *params: object) -> object:
         body = {"jsonrpc": "2.0", "id": 1, "method": method, "params": list(params)}
         return httpx.post(self.url, json=body, timeout=30).json()["result"]
+
+
+@sqlite_only
+def test_receipt_wait__polls_at_growing_intervals_and_answers_soon_after_mining(relay, anvil, deployment, backend):
+    """A request waiting for a transaction on a chain whose blocks are seconds apart asks the node
+    a few times a second, not a hundred; a mined transaction is still seen within half a second."""
+    from relay.chain import RECEIPT_POLL_MAX, Chain
+
+    chain = Chain(anvil, deployment["path"], relay.db(), [anvil_key(SIGNERS[backend])], 5)
+    polls: list[float] = []
+    receipt = chain.receipt
+
+    def counted(tx_hash):
+        polls.append(time.monotonic())
+        return receipt(tx_hash)
+
+    chain.receipt = counted
+    start = time.monotonic()
+    assert chain.wait("0x" + "ab" * 32, 2.0) is None  # never mined
+    assert 2.0 <= time.monotonic() - start < 2.5
+    assert len(polls) <= 15  # a fixed 10 ms interval polls ~200 times
+    assert max(b - a for a, b in itertools.pairwise(polls)) <= RECEIPT_POLL_MAX + 0.1
+
+    rpc = _Rpc(anvil)
+    sender = Account.from_key(anvil_key(9)).address
+    rpc("evm_setAutomine", False)
+    try:
+        tx = rpc("eth_sendTransaction", {"from": sender, "to": sender, "value": "0x1"})
+        with ThreadPoolExecutor(1) as pool:
+            waiting = pool.submit(chain.wait, tx, 30.0)
+            time.sleep(1.5)
+            assert not waiting.done()
+            rpc("evm_mine")
+            mined = time.monotonic()
+            assert waiting.result(timeout=5)["status"] == 1
+            assert time.monotonic() - mined < RECEIPT_POLL_MAX + 0.2
+    finally:
+        rpc("evm_setAutomine", True)
 
 
 @sqlite_only

@@ -34,4 +34,3 @@ def test_clients__share_one_verifying_tls_context(monkeypatch):
             client.close()
     finally:
         sdk._tls.cache_clear()
-
