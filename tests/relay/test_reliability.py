@@ -163,12 +163,14 @@ def test_close__sent_while_the_approval_is_still_being_mined__waits_for_it_and_c
     assert callbacks == [("create", 0)]
 
 
+@pytest.mark.parametrize("flow", ["new", "cancel"])
 def test_close__retry_waiting_for_the_approval_while_the_first_close_completes__answers_the_closed_payment(
-    relay, backend, kiosk, user, shop_id, anvil, deployment
+    flow, relay, backend, kiosk, user, owner, shop_id, anvil, deployment
 ):
-    """A KIOSK retries closeNew while the approval is still being mined; its first close (here
-    through the relay process) records the approval and completes while the retry waits. The
-    retry answers the completed payment, as any retry of a done close does, not "needs status 2"."""
+    """A KIOSK retries closeNew (closeCancel) while the user's (owner's) approval is still being
+    mined; its first close (here through the relay process) records the approval and completes
+    while the retry waits. The retry answers the completed payment, as any retry of a done close
+    does, not "needs status 2" (6)."""
     from relay import kiosks
     from relay.chain import Chain
     from relay.config import Settings
@@ -176,9 +178,15 @@ def test_close__retry_waiting_for_the_approval_while_the_first_close_completes__
 
     rpc = _Rpc(anvil)
     payment_id = _open(relay, kiosk, user, shop_id)["paymentId"]
+    endpoint, approver, done, on_chain = "closeNew", user, S.COMPLETED, onchain.CLOSED
+    if flow == "cancel":
+        user.approve(payment_id)
+        ok(kiosk_post(relay.url, "closeNew", kiosk.access_key, payment_id))
+        ok(kiosk_post(relay.url, "openCancel", kiosk.access_key, payment_id))
+        endpoint, approver, done, on_chain = "closeCancel", owner, S.CANCEL_COMPLETED, onchain.CANCELLED
     rpc("evm_setAutomine", False)
     try:
-        user.approve(payment_id)
+        approver.approve(payment_id)
     finally:
         rpc("evm_setAutomine", True)
     db = relay.db()
@@ -189,18 +197,20 @@ def test_close__retry_waiting_for_the_approval_while_the_first_close_completes__
 
         def first_close_completes_meanwhile(p, then):
             rpc("evm_mine")
-            assert ok(kiosk_post(relay.url, "closeNew", kiosk.access_key, payment_id))["paymentStatus"] == S.COMPLETED
+            assert ok(kiosk_post(relay.url, endpoint, kiosk.access_key, payment_id))["paymentStatus"] == done
             return await_pending(p, then)
 
         payments._await_pending = first_close_completes_meanwhile
         with db.session() as session:
             kiosk_account = kiosks.authenticate(session, kiosk.access_key)
-        retried = payments.close_new(kiosk_account, payment_id, confirm=True)
+        close = payments.close_new if flow == "new" else payments.close_cancel
+        retried = close(kiosk_account, payment_id, confirm=True)
     finally:
         db.engine.dispose()
-    assert (retried.status, retried.chain_op) == (S.COMPLETED, None)
-    assert payment_on_chain(anvil, deployment, payment_id)["status"] == onchain.CLOSED
-    assert [(c.type, c.code) for c in _callback_rows(relay, payment_id)] == [("create", 0)]
+    assert (retried.status, retried.chain_op) == (done, None)
+    assert payment_on_chain(anvil, deployment, payment_id)["status"] == on_chain
+    successes = [c.type for c in _callback_rows(relay, payment_id) if c.code == 0]
+    assert successes == (["create"] if flow == "new" else ["create", "cancel"])
 
 
 def test_signer_nonce_used_elsewhere__the_relay_takes_the_node_s_count_and_goes_on(
