@@ -210,6 +210,16 @@ def render(rows: list[dict[str, Any]]) -> str:
     verdict = "met" if best["ratio"] >= TARGET_RATIO else "NOT MET"
     best_of = f"best median {best['ratio']:.2f}, {best['workers']} worker(s)"
     lines.append(f"target relay/direct >= {TARGET_RATIO}: {verdict} ({best_of})")
+    # What the target asks of the whole relay path when every process shares the machine's cores.
+    cores = psutil.cpu_count() or 1
+    needed = TARGET_RATIO * best["direct"]
+    budget = cores * 1000 / needed
+    used = sum(best["relay_cpu"].values())
+    lines.append(
+        f"{TARGET_RATIO} x {best['direct']:.1f} direct/s = {needed:.1f} payments/s leaves at most {budget:.1f} ms"
+        f" of CPU per payment on {cores} cores; the relay path used {used:.1f} (the relay itself"
+        f" {best['relay_cpu'].get('relay', 0.0):.1f})"
+    )
     lines.append("")
     lines.append("CPU time per complete payment (ms), by process:")
     parts = ["client", "relay", "postgres", "anvil"]
