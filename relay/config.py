@@ -28,6 +28,11 @@ class Settings(BaseSettings):
     # Private keys of the relay signers (comma-separated). Each needs the relay roles on chain.
     signer_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     receipt_timeout: float = 30.0
+    # Requests that wait for their transaction to be mined (closeNew, closeCancel, the shop
+    # owner's actions) that run at once per process, in threads of their own: they cannot take
+    # the threads that serve every other request, however slow the chain's blocks. Beyond this
+    # many they wait their turn without a thread.
+    waiting_requests: int = Field(default=100, ge=1)
 
     # Payment life cycle (seconds).
     payment_timeout: int = 45  # no decision after openNew / openCancel

@@ -7,6 +7,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -75,7 +76,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         payments = Payments(db, chain, settings)
         rewards = Rewards(db, chain, settings)
         app.state.services = Services(
-            settings, db, chain, payments, Shops(chain, settings), rewards, Wallets(db, chain, settings)
+            settings,
+            db,
+            chain,
+            payments,
+            Shops(chain, settings),
+            rewards,
+            Wallets(db, chain, settings),
+            anyio.CapacityLimiter(settings.waiting_requests),
         )
         sender = CallbackSender(db, settings)
         pusher = Pusher(db, settings)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, TypeVar
 
+import anyio
+import anyio.to_thread
 from fastapi import Depends, Header, Request
 
 from relay import kiosks
@@ -27,6 +30,7 @@ class Services:
     shops: Shops
     rewards: Rewards
     wallets: Wallets
+    waits: anyio.CapacityLimiter  # requests that wait for the chain (`waiting`)
 
 
 async def get_services(request: Request) -> Services:
@@ -37,6 +41,17 @@ async def get_services(request: Request) -> Services:
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
+T = TypeVar("T")
+
+
+async def waiting(services: Services, work: Callable[[], T]) -> T:
+    """Runs a request's `work` that waits for a transaction to be mined (seconds per block on a
+    public chain) in a worker thread under the relay's own limit for such requests
+    (`RELAY_WAITING_REQUESTS`), not in AnyIO's default pool of 40 threads that serves every other
+    request: closes waiting for blocks cannot starve reads, approvals and new payments."""
+    return await anyio.to_thread.run_sync(work, limiter=services.waits)
+
+
 Authorization = Annotated[str | None, Header(include_in_schema=False)]
 
 

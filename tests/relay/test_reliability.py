@@ -213,6 +213,39 @@ def test_close__retry_waiting_for_the_approval_while_the_first_close_completes__
     assert successes == (["create"] if flow == "new" else ["create", "cancel"])
 
 
+@sqlite_only
+def test_closes_waiting_for_a_block__more_than_the_request_threads__other_requests_still_answer(
+    relay, kiosk, user, shop_id, anvil, deployment
+):
+    """On a chain with blocks seconds apart every close waits for its block. More closes waiting
+    at once than the 40 threads that serve requests (here 45 KIOSK retries of one close while its
+    approval is being mined) must not leave reads, approvals and new payments without a thread."""
+    rpc = _Rpc(anvil)
+    payment_id = _open(relay, kiosk, user, shop_id)["paymentId"]
+    rpc("evm_setAutomine", False)
+    try:
+        user.approve(payment_id)
+        with ThreadPoolExecutor(45) as pool:
+            closings = [pool.submit(kiosk_post, relay.url, "closeNew", kiosk.access_key, payment_id) for _ in range(45)]
+            time.sleep(2.0)
+            assert not any(c.done() for c in closings)  # all waiting for the approval's block
+            start = time.monotonic()
+            read = httpx.get(f"{relay.url}/v1/payment/item", params={"paymentId": payment_id}, timeout=10)
+            assert ok(read)["paymentStatus"] == S.APPROVED
+            assert time.monotonic() - start < 2.0
+            rpc("evm_mine")
+            rpc("evm_setAutomine", True)
+            answers = [c.result(timeout=60) for c in closings]
+    finally:
+        rpc("evm_setAutomine", True)
+    closed = [ok(a) for a in answers if a.status_code == 200]
+    assert closed and all(c["paymentStatus"] == S.COMPLETED for c in closed)
+    for busy in (a for a in answers if a.status_code != 200):
+        assert "waiting for its transaction" in fails(busy, 409, 3001)
+    assert payment_on_chain(anvil, deployment, payment_id)["status"] == onchain.CLOSED
+    assert [(c.type, c.code) for c in _callback_rows(relay, payment_id)] == [("create", 0)]
+
+
 def test_signer_nonce_used_elsewhere__the_relay_takes_the_node_s_count_and_goes_on(
     relay, backend, kiosk, user, shop_id, anvil, deployment
 ):

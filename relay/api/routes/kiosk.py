@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from relay.api import schemas
-from relay.api.deps import Authorization, ServicesDep, authenticate_kiosk
+from relay.api.deps import Authorization, ServicesDep, authenticate_kiosk, waiting
 from relay.api.schemas import Ok, error_responses
 from relay.api.views import kiosk_payment
 from relay.errors import PurchaseNotFound
@@ -57,12 +57,15 @@ def open_new(
 
 
 @router.post("/closeNew", summary="3.4 Complete (or refund) an approved payment")
-def close_new(
+async def close_new(
     body: schemas.CloseRequest, services: ServicesDep, authorization: Authorization = None
 ) -> Ok[schemas.CloseNewResult]:
-    kiosk = authenticate_kiosk(services, body.accessKey, authorization)
-    payment = services.payments.close_new(kiosk, body.paymentId, body.confirm)
-    return Ok(data=kiosk_payment(schemas.CloseNewResult, payment))
+    def close() -> Ok[schemas.CloseNewResult]:
+        kiosk = authenticate_kiosk(services, body.accessKey, authorization)
+        payment = services.payments.close_new(kiosk, body.paymentId, body.confirm)
+        return Ok(data=kiosk_payment(schemas.CloseNewResult, payment))
+
+    return await waiting(services, close)
 
 
 @router.post("/openCancel", summary="3.5 Ask the shop owner to cancel a completed payment")
@@ -75,12 +78,15 @@ def open_cancel(
 
 
 @router.post("/closeCancel", summary="3.6 Complete (or revert) an approved cancel")
-def close_cancel(
+async def close_cancel(
     body: schemas.CloseRequest, services: ServicesDep, authorization: Authorization = None
 ) -> Ok[schemas.CloseCancelResult]:
-    kiosk = authenticate_kiosk(services, body.accessKey, authorization)
-    payment = services.payments.close_cancel(kiosk, body.paymentId, body.confirm)
-    return Ok(data=kiosk_payment(schemas.CloseCancelResult, payment))
+    def close() -> Ok[schemas.CloseCancelResult]:
+        kiosk = authenticate_kiosk(services, body.accessKey, authorization)
+        payment = services.payments.close_cancel(kiosk, body.paymentId, body.confirm)
+        return Ok(data=kiosk_payment(schemas.CloseCancelResult, payment))
+
+    return await waiting(services, close)
 
 
 def _purchase(p: Purchase) -> schemas.PurchaseResult:

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from relay.api import schemas
-from relay.api.deps import ServicesDep
+from relay.api.deps import ServicesDep, waiting
 from relay.api.schemas import Ok, error_responses
 from relay.chain import Shop
 
@@ -48,28 +48,37 @@ def typed_data(q: Annotated[schemas.ShopTypedDataQuery, Query()], services: Serv
 
 
 @router.post("/add", summary="Register a shop (signed by its owner)")
-def add_shop(body: schemas.AddShopRequest, services: ServicesDep) -> Ok[schemas.ShopTx]:
-    shop, tx = services.shops.add(
-        body.shopId, body.name, body.provideWaitTime, body.providePercent, body.account, body.deadline, body.signature
-    )
-    return Ok(data=shop_tx(shop, tx))
+async def add_shop(body: schemas.AddShopRequest, services: ServicesDep) -> Ok[schemas.ShopTx]:
+    def add() -> tuple[Shop, str]:
+        b = body
+        return services.shops.add(
+            b.shopId, b.name, b.provideWaitTime, b.providePercent, b.account, b.deadline, b.signature
+        )
+
+    return Ok(data=shop_tx(*await waiting(services, add)))
 
 
 @router.post("/update", summary="Change a shop's name and reward settings (signed by its owner)")
-def update_shop(body: schemas.ShopRequest, services: ServicesDep) -> Ok[schemas.ShopTx]:
-    shop, tx = services.shops.update(
-        body.shopId, body.name, body.provideWaitTime, body.providePercent, body.deadline, body.signature
-    )
-    return Ok(data=shop_tx(shop, tx))
+async def update_shop(body: schemas.ShopRequest, services: ServicesDep) -> Ok[schemas.ShopTx]:
+    def update() -> tuple[Shop, str]:
+        return services.shops.update(
+            body.shopId, body.name, body.provideWaitTime, body.providePercent, body.deadline, body.signature
+        )
+
+    return Ok(data=shop_tx(*await waiting(services, update)))
 
 
 @router.post("/withdrawal/open", summary="Register a withdrawal of the shop's settlement (signed by its owner)")
-def open_withdrawal(body: schemas.WithdrawalOpenRequest, services: ServicesDep) -> Ok[schemas.ShopTx]:
-    shop, tx = services.shops.open_withdrawal(body.shopId, int(body.amount), body.deadline, body.signature)
-    return Ok(data=shop_tx(shop, tx))
+async def open_withdrawal(body: schemas.WithdrawalOpenRequest, services: ServicesDep) -> Ok[schemas.ShopTx]:
+    def open_() -> tuple[Shop, str]:
+        return services.shops.open_withdrawal(body.shopId, int(body.amount), body.deadline, body.signature)
+
+    return Ok(data=shop_tx(*await waiting(services, open_)))
 
 
 @router.post("/withdrawal/close", summary="Confirm the withdrawal's money arrived (signed by its owner)")
-def close_withdrawal(body: schemas.WithdrawalCloseRequest, services: ServicesDep) -> Ok[schemas.ShopTx]:
-    shop, tx = services.shops.close_withdrawal(body.shopId, body.deadline, body.signature)
-    return Ok(data=shop_tx(shop, tx))
+async def close_withdrawal(body: schemas.WithdrawalCloseRequest, services: ServicesDep) -> Ok[schemas.ShopTx]:
+    def close() -> tuple[Shop, str]:
+        return services.shops.close_withdrawal(body.shopId, body.deadline, body.signature)
+
+    return Ok(data=shop_tx(*await waiting(services, close)))
