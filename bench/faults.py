@@ -1,5 +1,5 @@
 """Fault injection: the relay killed (SIGKILL) in the middle of every step of flows 1.1 and 1.3,
-the KIOSK's callback endpoint down for a while, the chain node stopped and restarted, PostgreSQL
+the KIOSK's callback endpoint down for a while, the chain node hung and then stopped and restarted, PostgreSQL
 restarted under load. After each, every payment must be in a correct final state on the chain and
 in the database, no escrow may be left, and every callback id must have arrived.
 
@@ -123,6 +123,11 @@ class Relay:
         self.start()
 
 
+def verdict(problems: list[str]) -> str:
+    """A check's result: pass, or FAIL with what went wrong."""
+    return f"FAIL: {'; '.join(problems)}" if problems else "pass"
+
+
 def retry(fn: Callable[[], Any], seconds: float = 60) -> Any:
     """Calls `fn` until it succeeds: what a KIOSK or app does after a lost response or a 503."""
     deadline = time.monotonic() + seconds
@@ -233,7 +238,7 @@ def kill_matrix(bench: System, trials: int) -> list[tuple[str, str, str]]:
                     problem = f"{type(exc).__name__}: {exc}"
                 if problem:
                     failures.append(f"trial {trial}: {problem}")
-            result = f"FAIL: {'; '.join(failures)}" if failures else "pass"
+            result = verdict(failures)
             detail = f"{trials} trials"
             if redelivered:
                 detail += f", {redelivered} callback(s) sent again: killed mid-delivery, same webhook-id"
@@ -352,7 +357,7 @@ def callback_outage(bench: System) -> list[tuple[str, str, str]]:
         f"down {back_at - down_since:.1f} s, {sum(attempts.values())} failed attempts, {schedule} the backoff "
         f"schedule, all {len(ids)} delivered {max(delays):.1f} s after recovery, same id on every attempt"
     )
-    return [("callback receiver down, then back", detail, f"FAIL: {'; '.join(problems)}" if problems else "pass")]
+    return [("callback receiver down, then back", detail, verdict(problems))]
 
 
 def _off_schedule(attempts: list[tuple[float, str]]) -> list[str]:
@@ -371,8 +376,14 @@ def _off_schedule(attempts: list[tuple[float, str]]) -> list[str]:
     return problems
 
 
+HUNG_REQUESTS = 10
+NODE_TIMEOUT = 2
+
+
 def node_restart(bench: System) -> list[tuple[str, str, str]]:
-    """A separate anvil with a state file, stopped (SIGTERM: state saved) and started again."""
+    """A separate anvil with a state file. First it hangs (SIGSTOP: connections are accepted, no
+    answer comes): after the first timeout requests must answer 503 at once, not each after the
+    timeout. Then it is stopped (SIGTERM: state saved) and started again."""
     from relay.devnet import deploy
 
     port = free_port()
@@ -384,7 +395,8 @@ def node_restart(bench: System) -> list[tuple[str, str, str]]:
     deployment_file = bench.workdir / "restart-deployment.json"
     deployment = deploy(rpc, deployment_file, relays, bench.workdir / "deploy-restart.log")
     db_url = bench.new_database("postgresql")
-    env = relay_env(db_url, rpc, deployment_file, [anvil_key(SIGNER_INDEXES[0])], **RELAY_SETTINGS)
+    settings = RELAY_SETTINGS | {"rpc_timeout": NODE_TIMEOUT}
+    env = relay_env(db_url, rpc, deployment_file, [anvil_key(SIGNER_INDEXES[0])], **settings)
     relay = Relay(env, bench.workdir / "relay-restart.log")
     relay.start()
     from relay.sdk import KioskClient
@@ -399,6 +411,16 @@ def node_restart(bench: System) -> list[tuple[str, str, str]]:
     typed = user.item(opened.paymentId).typedData
     assert typed is not None
     signature = user.sign(typed.confirm)
+
+    anvil.send_signal(signal.SIGSTOP)
+    hung: Counter[str] = Counter()
+    start = time.monotonic()
+    for _ in range(HUNG_REQUESTS):
+        response = httpx.get(relay.url + "/v1/payment/user/balance", params={"account": user.address}, timeout=60)
+        hung[f"{response.status_code}/{response.json().get('code')}"] += 1
+    hung_seconds = time.monotonic() - start
+    anvil.send_signal(signal.SIGCONT)
+    after_hang = retry(lambda: user.item(opened.paymentId).paymentStatus)
 
     anvil.send_signal(signal.SIGTERM)
     anvil.wait(20)
@@ -428,7 +450,22 @@ def node_restart(bench: System) -> list[tuple[str, str, str]]:
         f"while down: {dict(answers)}, payment stayed {status_while_down}; "
         f"after: approved ({result.paymentStatus}), closed ({closed.paymentStatus})"
     )
-    return [("chain node stopped and restarted", detail, f"FAIL: {'; '.join(problems)}" if problems else "pass")]
+    hang_problems = []
+    if set(hung) != {"503/4001"}:
+        hang_problems.append(f"answers while hung: {dict(hung)}")
+    # Waiting out the timeout every time would take HUNG_REQUESTS x NODE_TIMEOUT seconds.
+    if hung_seconds >= HUNG_REQUESTS * NODE_TIMEOUT / 2:
+        hang_problems.append(f"{HUNG_REQUESTS} requests took {hung_seconds:.1f} s")
+    if after_hang != 1:
+        hang_problems.append(f"status after the hang {after_hang}")
+    hang_detail = (
+        f"{HUNG_REQUESTS} requests while hung ({NODE_TIMEOUT} s timeout): {dict(hung)} in {hung_seconds:.1f} s; "
+        f"payment still {after_hang} after"
+    )
+    return [
+        ("chain node hangs, then resumes", hang_detail, verdict(hang_problems)),
+        ("chain node stopped and restarted", detail, verdict(problems)),
+    ]
 
 
 def postgres_restart(bench: System, seconds: float = 20) -> list[tuple[str, str, str]]:
@@ -484,7 +521,7 @@ def postgres_restart(bench: System, seconds: float = 20) -> list[tuple[str, str,
         (
             "PostgreSQL restarted under load",
             f"{len(done)} payments completed, statuses {dict(statuses)}",
-            f"FAIL: {'; '.join(problems)}" if problems else "pass",
+            verdict(problems),
         )
     ]
 

@@ -6,12 +6,19 @@ formats every parameter and result through layers of middleware. web3.py itself 
 occasional reads) uses the same pool through `NodeProvider`. Errors are web3.py's own: a revert
 raises ContractCustomError / ContractLogicError as web3.py would, any other error response
 Web3RPCError, and a node that cannot be reached ConnectionError.
+
+A node that stops answering (it accepts connections but hangs) would hold every request that calls
+it for the whole timeout. After a call times out the node is not asked again for a pause: calls
+fail at once with ConnectionError; when the pause is over one call probes the node while the others
+still fail at once, and its answer ends the pause (or its timeout starts a new one).
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import threading
+import time
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -25,11 +32,18 @@ from web3.types import RPCEndpoint, RPCResponse
 HEADERS = {"Content-Type": "application/json"}
 # Sending a transaction twice is not harmless (the second answer is an error): it is never retried.
 NOT_RETRIED = frozenset({"eth_sendRawTransaction", "eth_sendTransaction"})
+# Longest pause after a timeout (seconds); shorter if the timeout itself is shorter.
+PAUSE_AFTER_TIMEOUT = 5.0
 
 
 class NodeRpc:
-    def __init__(self, url: str, timeout: float, pool_size: int = 64) -> None:
+    def __init__(self, url: str, timeout: float, pool_size: int = 64, pause: float | None = None) -> None:
         self.url = url
+        self.timeout = timeout
+        self.pause = min(timeout, PAUSE_AFTER_TIMEOUT) if pause is None else pause
+        self._state = threading.Lock()
+        self._paused_until = 0.0  # after a timeout: until when the node is not asked
+        self._probing = False  # the pause is over and one call is asking the node
         parts = urlsplit(url)
         # Proxy and CA settings from the environment, as requests (and so web3.py) would read them.
         environment = requests.Session().merge_environment_settings(url, {}, None, None, None)
@@ -55,17 +69,19 @@ class NodeRpc:
         self._ids = itertools.count(1)
 
     def response(self, method: str, params: list[Any], body: bytes | None = None) -> RPCResponse:
-        """The node's whole JSON-RPC response. ConnectionError if it cannot be had."""
+        """The node's whole JSON-RPC response. ConnectionError if it cannot be had, TimeoutError if
+        the node did not answer in time."""
         if body is None:
             body = json.dumps({"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": params}).encode()
-        attempts = 1 if method in NOT_RETRIED else 2  # a read survives one dropped keep-alive connection
-        for attempt in range(attempts):
-            try:
-                reply = self._http.urlopen("POST", self._target, body=body, headers=HEADERS)
-                break
-            except urllib3.exceptions.HTTPError as exc:
-                if attempt + 1 == attempts:
-                    raise ConnectionError(f"{method}: {exc}") from exc
+        probe = self._admit(method)
+        timed_out = False
+        try:
+            reply = self._send(method, body)
+        except TimeoutError:
+            timed_out = True
+            raise
+        finally:
+            self._settle(probe, timed_out)
         if reply.status >= 500 or reply.status in (404, 405):
             raise ConnectionError(f"{method}: HTTP {reply.status} from the node")
         try:
@@ -73,6 +89,45 @@ class NodeRpc:
         except ValueError as exc:
             raise ConnectionError(f"{method}: the node's answer is not JSON (HTTP {reply.status})") from exc
         return decoded
+
+    def _send(self, method: str, body: bytes) -> urllib3.BaseHTTPResponse:
+        """POSTs the request. A read survives one dropped keep-alive connection; a timeout or a
+        refused connection is not retried (TimeoutError / ConnectionError)."""
+        retries = 0 if method in NOT_RETRIED else 1
+        while True:
+            try:
+                return self._http.urlopen("POST", self._target, body=body, headers=HEADERS)
+            except urllib3.exceptions.NewConnectionError as exc:  # refused, unknown host (a TimeoutError subclass)
+                raise ConnectionError(f"{method}: {exc}") from exc
+            except urllib3.exceptions.TimeoutError as exc:
+                raise TimeoutError(f"{method}: the node did not answer within {self.timeout} s") from exc
+            except urllib3.exceptions.ProtocolError as exc:
+                if not retries:
+                    raise ConnectionError(f"{method}: {exc}") from exc
+                retries -= 1
+            except urllib3.exceptions.HTTPError as exc:
+                raise ConnectionError(f"{method}: {exc}") from exc
+
+    def _admit(self, method: str) -> bool:
+        """Lets a call through unless the node is paused; returns whether it is the probe."""
+        with self._state:
+            if not self._paused_until:
+                return False
+            left = self._paused_until - time.monotonic()
+            if left > 0 or self._probing:
+                wait = f"for {left:.1f} s" if left > 0 else "until a call in flight is answered"
+                raise ConnectionError(f"{method}: the node did not answer in time; not asked again {wait}")
+            self._probing = True
+            return True
+
+    def _settle(self, probe: bool, timed_out: bool) -> None:
+        with self._state:
+            if probe:
+                self._probing = False
+            if timed_out:
+                self._paused_until = time.monotonic() + self.pause
+            elif probe or (self._paused_until and not self._probing):
+                self._paused_until = 0.0
 
     def result(self, method: str, params: list[Any]) -> Any:
         """The result; Web3RPCError for an error response."""

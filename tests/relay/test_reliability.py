@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import secrets
+import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -630,6 +631,32 @@ def test_chain_unreachable__503_4001_and_nothing_written(offline_relay, make_kio
     assert count_payments(offline) == 0
     assert count_rows(offline, Notification) == 0
     assert count_rows(offline, Callback) == 0
+
+
+@pytest.fixture
+def hung_node_relay(start_relay):
+    """A relay whose chain node accepts connections and never answers (a listening socket nobody
+    reads: the kernel completes the connections, the requests wait forever)."""
+    with socket.socket() as node:
+        node.bind(("127.0.0.1", 0))
+        node.listen(256)
+        url = f"http://127.0.0.1:{node.getsockname()[1]}"
+        relay = start_relay("hung", signer=SIGNERS["spare"], rpc_url=url, rpc_timeout=1)
+        yield relay
+        relay.stop()
+
+
+def test_chain_node_not_answering__503_4001_without_waiting_each_time(hung_node_relay, shop_id):
+    """After the node has timed out once, requests answer 503 at once for a pause instead of each
+    waiting out the timeout (and holding a request thread meanwhile)."""
+    relay = hung_node_relay
+    account = Account.from_key(anvil_key(POINT_USER)).address
+    start = time.monotonic()
+    for _ in range(10):
+        fails(call(relay.url, "GET", "/v1/payment/user/balance", params={"account": account}), 503, 4001)
+    # 1 s timeout, 1 s pause: a few calls wait for the node (the first, a probe after each pause),
+    # the rest answer at once. Waiting each time would take at least 10 s.
+    assert time.monotonic() - start < 5.0
 
 
 # ----------------------------------------------------------------------------- (e) chain rejects

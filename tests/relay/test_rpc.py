@@ -1,11 +1,14 @@
 """relay.rpc against a scripted node: results, error responses and reverts raised as web3.py
-raises them, an unreachable node as ConnectionError, and which calls are retried once when a
-connection drops (reads) and which never are (sending a transaction)."""
+raises them, an unreachable node as ConnectionError, which calls are retried once when a
+connection drops (reads) and which never are (sending a transaction), and the pause after a node
+stops answering."""
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -88,3 +91,67 @@ def test_dropped_connection__a_transaction_is_never_sent_twice(node):
     with pytest.raises(ConnectionError):
         NodeRpc(node.url, 5).result("eth_sendRawTransaction", ["0x00"])
     assert len(node.requests) == 1
+
+
+def _hangs(seconds: float) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    def answer(request: dict[str, Any]) -> dict[str, Any]:
+        time.sleep(seconds)
+        return {"result": "0x1"}
+
+    return answer
+
+
+def _timed(fn: Callable[[], Any]) -> tuple[type[BaseException] | None, float]:
+    start = time.monotonic()
+    try:
+        fn()
+    except (ConnectionError, TimeoutError) as exc:
+        return type(exc), time.monotonic() - start
+    return None, time.monotonic() - start
+
+
+def test_node_not_answering__a_read_times_out_once_and_is_not_asked_again(node):
+    node.answer = _hangs(1.5)
+    rpc = NodeRpc(node.url, 0.4)
+
+    error, took = _timed(lambda: rpc.result("eth_blockNumber", []))
+    assert error is TimeoutError and took < 0.75  # one timeout, not one per attempt
+    assert len(node.requests) == 1
+
+
+def test_node_not_answering__calls_fail_at_once_until_a_probe_is_answered(node):
+    node.answer = _hangs(1.0)
+    rpc = NodeRpc(node.url, 0.3, pause=0.6)
+    assert _timed(lambda: rpc.result("eth_blockNumber", []))[0] is TimeoutError
+
+    # Paused: every call fails at once without asking the node, sends included.
+    for method in ("eth_blockNumber", "eth_call", "eth_sendRawTransaction"):
+        error, took = _timed(lambda m=method: rpc.result(m, []))
+        assert error is ConnectionError and took < 0.05
+    assert len(node.requests) == 1
+
+    # Pause over, node still hanging: one call probes it; the others fail at once meanwhile.
+    time.sleep(0.7)
+    with ThreadPoolExecutor(1) as pool:
+        probe = pool.submit(_timed, lambda: rpc.result("eth_blockNumber", []))
+        time.sleep(0.1)
+        error, took = _timed(lambda: rpc.result("eth_blockNumber", []))
+        assert error is ConnectionError and took < 0.05
+        assert probe.result()[0] is TimeoutError
+    assert len(node.requests) == 2
+
+    # The node answers again: after the new pause the probe's answer ends it for every call.
+    node.answer = lambda r: {"result": "0x2"}
+    assert _timed(lambda: rpc.result("eth_blockNumber", []))[0] is ConnectionError
+    time.sleep(0.7)
+    assert [rpc.result("eth_blockNumber", []) for _ in range(3)] == ["0x2"] * 3
+    assert len(node.requests) == 5
+
+
+def test_node_refusing_connections__not_paused():
+    """A node that is down answers at once (connection refused): nothing to wait for, no pause."""
+    rpc = NodeRpc(f"http://127.0.0.1:{free_port()}", 5, pause=60)
+    for _ in range(2):
+        with pytest.raises(ConnectionError) as refused:
+            rpc.result("eth_blockNumber", [])
+        assert "not asked again" not in str(refused.value)
