@@ -34,6 +34,9 @@ HEADERS = {"Content-Type": "application/json"}
 NOT_RETRIED = frozenset({"eth_sendRawTransaction", "eth_sendTransaction"})
 # Longest pause after a timeout (seconds); shorter if the timeout itself is shorter.
 PAUSE_AFTER_TIMEOUT = 5.0
+# Calls whose time grows with what they ask for: their timeout says the query was too big (the
+# indexer's block range), not that the node hangs, so it starts no pause.
+SIZED_BY_REQUEST = frozenset({"eth_getLogs"})
 
 
 class NodeRpc:
@@ -78,7 +81,7 @@ class NodeRpc:
         try:
             reply = self._send(method, body)
         except TimeoutError:
-            timed_out = True
+            timed_out = method not in SIZED_BY_REQUEST
             raise
         finally:
             self._settle(probe, timed_out)

@@ -155,3 +155,13 @@ def test_node_refusing_connections__not_paused():
         with pytest.raises(ConnectionError) as refused:
             rpc.result("eth_blockNumber", [])
         assert "not asked again" not in str(refused.value)
+
+
+def test_get_logs_timing_out__starts_no_pause(node):
+    """eth_getLogs takes as long as the block range asked for: its timeout says the range was too
+    big, not that the node hangs."""
+    node.answer = lambda r: _hangs(1.0)(r) if r["method"] == "eth_getLogs" else {"result": "0x3"}
+    rpc = NodeRpc(node.url, 0.3)
+
+    assert _timed(lambda: rpc.result("eth_getLogs", [{}]))[0] is TimeoutError
+    assert rpc.result("eth_blockNumber", []) == "0x3"
