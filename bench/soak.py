@@ -19,7 +19,8 @@ from sqlalchemy import select
 from bench.faults import wait_until
 from bench.harness import SIGNER_INDEXES, UNIT, System, check_table, contract, failed, system
 from relay import db as database
-from relay.models import Payment
+from relay.errors import InvalidStatus
+from relay.models import Payment, PaymentStatus
 from relay.sdk import AppClient, KioskClient
 
 AMOUNT = 10 * UNIT
@@ -61,9 +62,16 @@ def soak(bench: System, kiosks: int, seconds: float) -> list[tuple[str, str]]:
                     kiosk.close_new(opened.paymentId)
                     if kind == "cancel":
                         kiosk.open_cancel(opened.paymentId)
-                        with owner_app:  # one shop owner, one app: decisions one after another
-                            owner.approve(opened.paymentId)
-                        kiosk.close_cancel(opened.paymentId)
+                        try:
+                            with owner_app:  # one shop owner, one app: decisions one after another
+                                owner.approve(opened.paymentId)
+                            kiosk.close_cancel(opened.paymentId)
+                        except InvalidStatus:
+                            # The owner's queue is long and a cancel request lasts 3 s: if it timed
+                            # out first, the payment stands (status 4) and the refusal is right.
+                            if user.item(opened.paymentId).paymentStatus != PaymentStatus.COMPLETED:
+                                raise
+                            kind = "cancel timed out before the owner decided"
                 with lock:
                     outcomes[kind] += 1
             except Exception as exc:
@@ -95,7 +103,7 @@ def soak(bench: System, kiosks: int, seconds: float) -> list[tuple[str, str]]:
     refused = sum(n for kind, n in errors.items() if kind.startswith("InvalidSignature"))
     return [
         ("load", f"{sum(outcomes.values())} flows in {seconds:.0f} s by {kiosks} KIOSKs: {dict(outcomes)}"),
-        ("client errors", str(dict(errors)) if errors else "none"),
+        ("other client errors", str(dict(errors)) if errors else "none"),
         ("no valid signature refused", "pass" if refused == 0 else f"FAIL: {refused} refused"),
         *verify(bench, db, user_keys, escrow_before),
     ]
