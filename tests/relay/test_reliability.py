@@ -50,8 +50,10 @@ def _open(relay, kiosk, wallet, shop_id, amount=TEN_KRW):
 
 
 def _callback_rows(relay, payment_id):
+    """The payment's callbacks in the order they were queued."""
     with session_of(relay) as session:
-        return list(session.execute(select(Callback).where(Callback.payment_id == payment_id)).scalars())
+        query = select(Callback).where(Callback.payment_id == payment_id).order_by(Callback.created_at, Callback.id)
+        return list(session.execute(query).scalars())
 
 
 # ----------------------------------------------------------------------------- (a) restart
