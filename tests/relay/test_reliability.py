@@ -56,6 +56,17 @@ def _callback_rows(relay, payment_id):
         return list(session.execute(query).scalars())
 
 
+def _closed_once(relay, anvil, deployment, payment_id, answers):
+    """Several closeNew calls of one payment: each answered the completed payment or that the
+    close is under way; the payment is closed on chain and its KIOSK got one success callback."""
+    closed = [ok(a) for a in answers if a.status_code == 200]
+    assert closed and all(c["paymentStatus"] == S.COMPLETED for c in closed)
+    for busy in (a for a in answers if a.status_code != 200):
+        assert "waiting for its transaction" in fails(busy, 409, 3001)
+    assert payment_on_chain(anvil, deployment, payment_id)["status"] == onchain.CLOSED
+    assert [(c.type, c.code) for c in _callback_rows(relay, payment_id)] == [("create", 0)]
+
+
 # ----------------------------------------------------------------------------- (a) restart
 
 
@@ -157,13 +168,7 @@ def test_close__sent_while_the_approval_is_still_being_mined__waits_for_it_and_c
             answers = [c.result(timeout=30) for c in closings]
     finally:
         rpc("evm_setAutomine", True)
-    closed = [ok(a) for a in answers if a.status_code == 200]
-    assert closed and all(c["paymentStatus"] == S.COMPLETED for c in closed)
-    for busy in (a for a in answers if a.status_code != 200):
-        assert "waiting for its transaction" in fails(busy, 409, 3001)
-    assert payment_on_chain(anvil, deployment, payment_id)["status"] == onchain.CLOSED
-    callbacks = [(c.type, c.code) for c in _callback_rows(relay, payment_id)]
-    assert callbacks == [("create", 0)]
+    _closed_once(relay, anvil, deployment, payment_id, answers)
 
 
 @pytest.mark.parametrize("flow", ["new", "cancel"])
@@ -241,12 +246,7 @@ def test_closes_waiting_for_a_block__more_than_the_request_threads__other_reques
             answers = [c.result(timeout=60) for c in closings]
     finally:
         rpc("evm_setAutomine", True)
-    closed = [ok(a) for a in answers if a.status_code == 200]
-    assert closed and all(c["paymentStatus"] == S.COMPLETED for c in closed)
-    for busy in (a for a in answers if a.status_code != 200):
-        assert "waiting for its transaction" in fails(busy, 409, 3001)
-    assert payment_on_chain(anvil, deployment, payment_id)["status"] == onchain.CLOSED
-    assert [(c.type, c.code) for c in _callback_rows(relay, payment_id)] == [("create", 0)]
+    _closed_once(relay, anvil, deployment, payment_id, answers)
 
 
 def test_signer_nonce_used_elsewhere__the_relay_takes_the_node_s_count_and_goes_on(
