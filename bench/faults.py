@@ -1,7 +1,7 @@
 """Fault injection: the relay killed (SIGKILL) in the middle of every step of flows 1.1 and 1.3,
-the KIOSK's callback endpoint down for a while, the chain node hung and then stopped and restarted, PostgreSQL
-restarted under load. After each, every payment must be in a correct final state on the chain and
-in the database, no escrow may be left, and every callback id must have arrived.
+the KIOSK's callback endpoint down for a while, the chain node hung, then stopped and restarted,
+PostgreSQL restarted under load. After each, every payment must be in a correct final state on the
+chain and in the database, no escrow may be left, and every callback id must have arrived.
 
     python -m bench.faults [--trials 3]
 """

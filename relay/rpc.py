@@ -129,7 +129,7 @@ class NodeRpc:
                 self._probing = False
             if timed_out:
                 self._paused_until = time.monotonic() + self.pause
-            elif probe or (self._paused_until and not self._probing):
+            elif not self._probing:  # the node answered, and no probe is out to decide instead
                 self._paused_until = 0.0
 
     def result(self, method: str, params: list[Any]) -> Any:

@@ -12,12 +12,12 @@ from relay.devnet import anvil_key
 
 def test_clients__share_one_verifying_tls_context(monkeypatch):
     made = []
+    real = httpx.create_ssl_context
 
     def create_ssl_context(*args, **kwargs):
-        made.append(httpx.create_ssl_context.__wrapped__(*args, **kwargs))
+        made.append(real(*args, **kwargs))
         return made[-1]
 
-    create_ssl_context.__wrapped__ = httpx.create_ssl_context
     monkeypatch.setattr(httpx, "create_ssl_context", create_ssl_context)
     sdk._tls.cache_clear()
     try:

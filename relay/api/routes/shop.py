@@ -50,9 +50,14 @@ def typed_data(q: Annotated[schemas.ShopTypedDataQuery, Query()], services: Serv
 @router.post("/add", summary="Register a shop (signed by its owner)")
 async def add_shop(body: schemas.AddShopRequest, services: ServicesDep) -> Ok[schemas.ShopTx]:
     def add() -> tuple[Shop, str]:
-        b = body
         return services.shops.add(
-            b.shopId, b.name, b.provideWaitTime, b.providePercent, b.account, b.deadline, b.signature
+            body.shopId,
+            body.name,
+            body.provideWaitTime,
+            body.providePercent,
+            body.account,
+            body.deadline,
+            body.signature,
         )
 
     return Ok(data=shop_tx(*await waiting(services, add)))
