@@ -21,9 +21,11 @@ py_sum=$(checksum requirements.lock pyproject.toml)
 if [ ! -x .venv/bin/python ] || [ "$(cat $stamps/python 2>/dev/null)" != "$py_sum" ]; then
   say "Python packages (.venv)"
   [ -x .venv/bin/python ] || "$python" -m venv .venv
-  .venv/bin/python -m pip install --quiet --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
-  .venv/bin/python -m pip install --quiet -r requirements.lock 2>&1 | grep -v '^WARNING: Location' || true
-  .venv/bin/python -m pip install --quiet --no-deps -e . 2>&1 | grep -v '^WARNING: Location' || true
+  # pip's own status decides (pipefail); the filter only drops a mirror warning, and may print nothing.
+  pip_install() { .venv/bin/python -m pip install --quiet "$@" 2>&1 | { grep -v '^WARNING: Location' || true; }; }
+  pip_install --upgrade pip
+  pip_install -r requirements.lock
+  pip_install --no-deps -e .
   .venv/bin/python -c "import ape, ape_solidity, ape_foundry, fastapi, sqlalchemy"  # fails loudly if incomplete
   echo "$py_sum" > $stamps/python
 fi
