@@ -6,7 +6,7 @@ import enum
 import time
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from relay.db import Base
@@ -142,6 +142,10 @@ class Notification(Base):
     """Messages to the app (a user or a shop owner): pushed through Expo and streamed over SSE."""
 
     __tablename__ = "notifications"
+    # The push worker's queue: only the rows still to be pushed (a handful), not the history.
+    __table_args__ = (
+        Index("ix_notifications_unpushed", "id", postgresql_where=text("pushed = 0"), sqlite_where=text("pushed = 0")),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     account: Mapped[str] = mapped_column(String(42), index=True)
