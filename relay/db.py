@@ -23,11 +23,13 @@ class Base(DeclarativeBase):
 
 
 def make_engine(url: str, pool_size: int = 10, max_overflow: int = 10) -> Engine:
+    """The engine; statement parameters are left out of its errors and logs (they hold signatures,
+    callback secrets and push tokens)."""
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, hide_parameters=True)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(conn: Any, _: Any) -> None:
@@ -41,7 +43,7 @@ def make_engine(url: str, pool_size: int = 10, max_overflow: int = 10) -> Engine
             cur.close()
 
         return engine
-    engine = create_engine(url, pool_size=pool_size, max_overflow=max_overflow)
+    engine = create_engine(url, pool_size=pool_size, max_overflow=max_overflow, hide_parameters=True)
     _ping_idle_connections(engine)
     return engine
 

@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from relay import admin, errors
+from relay import admin, errors, logs
 from relay import db as database
 from relay.api.deps import Services
 from relay.api.routes import app as app_routes
@@ -60,7 +60,7 @@ def _error(status: int, code: int, message: str) -> JSONResponse:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -103,7 +103,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             asyncio.create_task(run_forever("rewards", rewards.run_once, interval)),
             asyncio.create_task(run_forever("indexer", indexer.run_once, interval)),
         ]
-        log.info("relay ready: chain %s at %s", chain.chain_id, settings.rpc_url)
+        log.info("relay ready: chain %s at %s", chain.chain_id, logs.public_url(settings.rpc_url))
         try:
             yield
         finally:

@@ -20,7 +20,7 @@ import json
 import threading
 import time
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import requests
 import urllib3
@@ -68,7 +68,15 @@ class NodeRpc:
         self._http: urllib3.ProxyManager | urllib3.HTTPConnectionPool = (
             urllib3.ProxyManager(proxy, **options) if proxy else urllib3.connection_from_url(url, **options)
         )
-        self._target = url if proxy else parts.path or "/"
+        # The path and query go to the node as given (a hosted node's API key is in one of
+        # them); credentials in the URL are sent as HTTP Basic authentication, as web3.py's
+        # provider (requests) sends them, never in the request line.
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        self._target = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{path}" if proxy else path
+        self._headers = dict(HEADERS)
+        if parts.username is not None:
+            credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+            self._headers |= urllib3.util.make_headers(basic_auth=credentials)
         self._ids = itertools.count(1)
 
     def response(self, method: str, params: list[Any], body: bytes | None = None) -> RPCResponse:
@@ -99,7 +107,7 @@ class NodeRpc:
         retries = 0 if method in NOT_RETRIED else 1
         while True:
             try:
-                return self._http.urlopen("POST", self._target, body=body, headers=HEADERS)
+                return self._http.urlopen("POST", self._target, body=body, headers=self._headers)
             except urllib3.exceptions.NewConnectionError as exc:  # refused, unknown host (a TimeoutError subclass)
                 raise ConnectionError(f"{method}: {exc}") from exc
             except urllib3.exceptions.TimeoutError as exc:

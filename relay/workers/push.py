@@ -20,6 +20,12 @@ TITLES = {
 }
 
 
+def token_hint(token: str) -> str:
+    """Enough of a push token to tell devices apart in a log; the whole token lets anyone push to
+    the device."""
+    return token[:22] + "…" if len(token) > 22 else "…"
+
+
 class Pusher:
     def __init__(self, db: Database, settings: Settings, batch: int = 100) -> None:
         self.db = db
@@ -36,7 +42,9 @@ class Pusher:
             try:
                 for response in self.client.publish_multiple(messages):
                     if not response.is_success():
-                        log.warning("push to %s failed: %s", response.push_message.to, response.message)
+                        token = response.push_message.to
+                        hint = token_hint(token)
+                        log.warning("push to %s failed: %s", hint, (response.message or "").replace(token, hint))
             except (PushServerError, requests.RequestException, ValueError) as exc:
                 log.warning("push service error: %s", exc)
         return len(messages)

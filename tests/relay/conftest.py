@@ -228,6 +228,7 @@ class FakeExpo:
     def __init__(self) -> None:
         self.messages: list[dict[str, Any]] = []
         self.fail = False
+        self.unregistered: set[str] = set()  # tokens refused as Expo refuses a device's old token
         self.http = _Server(self._handle)
 
     def _handle(self, path: str, headers: dict[str, str], body: str) -> tuple[int, dict[str, Any]]:
@@ -236,7 +237,13 @@ class FakeExpo:
         messages = json.loads(body)
         messages = messages if isinstance(messages, list) else [messages]
         self.messages.extend(messages)
-        return 200, {"data": [{"status": "ok", "id": str(uuid.uuid4())} for _ in messages]}
+        return 200, {"data": [self._ticket(m["to"]) for m in messages]}
+
+    def _ticket(self, token: str) -> dict[str, Any]:
+        if token in self.unregistered:
+            message = f'"{token}" is not a registered push notification recipient'
+            return {"status": "error", "message": message, "details": {"error": "DeviceNotRegistered"}}
+        return {"status": "ok", "id": str(uuid.uuid4())}
 
 
 @pytest.fixture(scope="session")

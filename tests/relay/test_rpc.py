@@ -5,6 +5,7 @@ stops answering."""
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -24,6 +25,7 @@ class ScriptedNode:
 
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
+        self.paths: list[tuple[str, dict[str, str]]] = []  # each request's path and headers
         self.answer: Callable[[dict[str, Any]], dict[str, Any] | None] = lambda r: {"result": "0x1"}
         self.http = _Server(self._handle)
         self.url = self.http.url
@@ -31,6 +33,7 @@ class ScriptedNode:
     def _handle(self, path: str, headers: dict[str, str], body: str) -> tuple[int, dict[str, Any]] | None:
         request = json.loads(body)
         self.requests.append(request)
+        self.paths.append((path, headers))
         reply = self.answer(request)
         return None if reply is None else (200, {"jsonrpc": "2.0", "id": request["id"], **reply})
 
@@ -47,6 +50,23 @@ def test_result__the_node_s_result_for_the_request_sent(node):
 
     assert NodeRpc(node.url, 5).result("eth_getBlockByNumber", ["0x29"]) == "0x2a"
     assert [(r["method"], r["params"]) for r in node.requests] == [("eth_getBlockByNumber", ["0x29"])]
+
+
+def test_url__path_and_query_reach_the_node__credentials_as_basic_auth_not_in_the_request_line(node):
+    host = node.url.removeprefix("http://")
+    rpc = NodeRpc(f"http://relay%40shop:p%3Ass@{host}/v3/KEY?apikey=QUERY", 5)
+
+    assert rpc.result("eth_chainId", []) == "0x1"
+    [(path, headers)] = node.paths
+    assert path == "/v3/KEY?apikey=QUERY"
+    assert headers["authorization"] == "Basic " + base64.b64encode(b"relay@shop:p:ss").decode()
+
+
+def test_url__without_credentials__no_authorization_header(node):
+    NodeRpc(node.url, 5).result("eth_chainId", [])
+
+    [(path, headers)] = node.paths
+    assert path == "/" and "authorization" not in headers
 
 
 def test_result__error_response__web3_rpc_error_with_the_node_s_message(node):
