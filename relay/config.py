@@ -59,6 +59,14 @@ class Settings(BaseSettings):
     # once), so connections are not opened and closed under load.
     db_pool_size: int = 16
     db_max_overflow: int = 4
+    # Seconds a statement waits for a row another transaction holds before its request answers
+    # 503 (4003): a relay instance that froze or lost its network inside a transaction does not
+    # hang the others. PostgreSQL ends such an instance's session after it has been idle in a
+    # transaction for db_idle_transaction_timeout, releasing its locks; the relay itself holds a
+    # transaction open across at most a couple of calls to the node (taking a signer's nonce),
+    # so this is more than twice rpc_timeout.
+    db_lock_timeout: float = Field(default=10.0, gt=0)
+    db_idle_transaction_timeout: float = Field(default=120.0, gt=0)
 
     # Background workers' polling interval (seconds).
     worker_interval: float = 0.5
@@ -80,6 +88,15 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [key.strip() for key in value.split(",") if key.strip()]
         return value
+
+    @model_validator(mode="after")
+    def _idle_transactions_outlast_node_calls(self) -> Settings:
+        if self.db_idle_transaction_timeout <= 2 * self.rpc_timeout:
+            raise ValueError(
+                f"db_idle_transaction_timeout ({self.db_idle_transaction_timeout} s) must be more than twice "
+                f"rpc_timeout ({self.rpc_timeout} s): a transaction that takes a signer's nonce waits for the node"
+            )
+        return self
 
     @model_validator(mode="after")
     def _lease_outlasts_an_attempt(self) -> Settings:

@@ -22,14 +22,28 @@ class Base(DeclarativeBase):
     pass
 
 
-def make_engine(url: str, pool_size: int = 10, max_overflow: int = 10) -> Engine:
+def make_engine(
+    url: str,
+    pool_size: int = 10,
+    max_overflow: int = 10,
+    lock_timeout: float = 30.0,
+    idle_transaction_timeout: float | None = None,
+) -> Engine:
     """The engine; statement parameters are left out of its errors and logs (they hold signatures,
-    callback secrets and push tokens)."""
+    callback secrets and push tokens).
+
+    `lock_timeout`: seconds a statement waits for a row (PostgreSQL) or the database (SQLite)
+    that another transaction holds, then fails; a request answers 503 instead of hanging behind
+    a relay instance that stopped (frozen, or cut off from the network) inside a transaction.
+    `idle_transaction_timeout` (PostgreSQL): such an instance's session is ended by the server,
+    and its locks released, once it has been idle in a transaction this long."""
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, hide_parameters=True)
+        engine = create_engine(
+            url, connect_args={"check_same_thread": False, "timeout": lock_timeout}, hide_parameters=True
+        )
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(conn: Any, _: Any) -> None:
@@ -38,12 +52,21 @@ def make_engine(url: str, pool_size: int = 10, max_overflow: int = 10) -> Engine
             # With WAL, NORMAL keeps the database consistent on a crash; a power cut may lose the
             # last commits, which the relay reconciles from the chain (the source of truth).
             cur.execute("PRAGMA synchronous=NORMAL")
-            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute(f"PRAGMA busy_timeout={round(lock_timeout * 1000)}")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
 
         return engine
-    engine = create_engine(url, pool_size=pool_size, max_overflow=max_overflow, hide_parameters=True)
+    options = f"-c lock_timeout={round(lock_timeout * 1000)}"
+    if idle_transaction_timeout is not None:
+        options += f" -c idle_in_transaction_session_timeout={round(idle_transaction_timeout * 1000)}"
+    engine = create_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        hide_parameters=True,
+        connect_args={"options": options},
+    )
     _ping_idle_connections(engine)
     return engine
 
@@ -84,9 +107,16 @@ def upgrade(url: str, revision: str = "head") -> None:
 
 
 class Database:
-    def __init__(self, url: str, pool_size: int = 10, max_overflow: int = 10) -> None:
+    def __init__(
+        self,
+        url: str,
+        pool_size: int = 10,
+        max_overflow: int = 10,
+        lock_timeout: float = 30.0,
+        idle_transaction_timeout: float | None = None,
+    ) -> None:
         self.url = url
-        self.engine = make_engine(url, pool_size, max_overflow)
+        self.engine = make_engine(url, pool_size, max_overflow, lock_timeout, idle_transaction_timeout)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @contextmanager

@@ -11,6 +11,7 @@ import anyio
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from psycopg.errors import LockNotAvailable
 from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -54,6 +55,9 @@ Error codes:
 """
 
 
+BUSY = "A record this request needs is held by another request for too long; try again."
+
+
 def _error(status: int, code: int, message: str) -> JSONResponse:
     return JSONResponse(status_code=status, content={"code": code, "error": {"message": message}})
 
@@ -65,7 +69,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         database.upgrade(settings.database_url)
-        db = database.Database(settings.database_url, settings.db_pool_size, settings.db_max_overflow)
+        db = database.Database(
+            settings.database_url,
+            settings.db_pool_size,
+            settings.db_max_overflow,
+            settings.db_lock_timeout,
+            settings.db_idle_transaction_timeout,
+        )
         chain = Chain(
             settings.rpc_url,
             settings.deployment_file,
@@ -151,6 +161,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if not exc.connection_invalidated and not isinstance(exc, OperationalError):
             log.exception("database error")
             return _error(500, errors.RelayError.code, "Internal server error.")
+        if isinstance(exc.orig, LockNotAvailable) or "database is locked" in str(exc.orig):
+            log.warning("database busy: %s", exc.orig)
+            return _error(503, errors.StorageUnavailable.code, BUSY)
         log.warning("database unavailable: %s", exc.orig)
         return _error(503, errors.StorageUnavailable.code, errors.StorageUnavailable.default_message)
 

@@ -15,11 +15,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 from eth_account import Account
 from sqlalchemy import select
 
 from relay import chain as onchain
+from relay import db as database
 from relay.devnet import anvil_key
 from relay.models import Callback, CallbackState, Notification, Payment
 from relay.models import PaymentStatus as S
@@ -686,3 +688,67 @@ def test_chain_rejects_the_open__409_4002_status_10_and_callback_1002(
     assert balance_of(relay.url, wallet.address) == 37 * UNIT
     assert payment_on_chain(anvil, deployment, first)["status"] == onchain.NONE
     fails(kiosk_post(relay.url, "closeNew", kiosk.access_key, first), 409, 3001)
+
+
+# ----------------------------------------------------------------------------- (f) database locks
+
+
+@pytest.fixture
+def lock_timeout_relay(start_relay):
+    """A relay on PostgreSQL that waits at most 1 s for a locked row (it sends no transaction)."""
+    relay = start_relay("locks", backend="postgresql", db_lock_timeout=1)
+    yield relay
+    relay.stop()
+
+
+def test_row_held_by_a_stalled_transaction__503_4003_after_the_lock_timeout_and_nothing_changed(
+    lock_timeout_relay, make_kiosk, shop_id
+):
+    """Another instance froze (or lost its network) while it held the payment's row: the request
+    answers 503 within the lock timeout instead of hanging, and works once the row is free."""
+    relay = lock_timeout_relay
+    kiosk = make_kiosk(relay, [shop_id])
+    wallet = AppClient(relay.url, anvil_key(POINT_USER))
+    payment_id = ok(
+        open_new(relay.url, kiosk.access_key, f"P-{secrets.token_hex(4)}", TEN_KRW, shop_id, wallet.address)
+    )["paymentId"]
+    signature = wallet.sign(item(relay.url, payment_id)["typedData"]["deny"])
+    with psycopg.connect(relay.db_url.replace("postgresql+psycopg", "postgresql")) as stalled:
+        stalled.execute("SELECT 1 FROM payments WHERE payment_id = %s FOR UPDATE", [payment_id])
+        start = time.monotonic()
+        message = fails(decide(relay.url, "create/deny", payment_id, signature), 503, 4003)
+        waited = time.monotonic() - start
+        stalled.rollback()
+    assert 1.0 <= waited < 5.0 and "held by another request" in message
+    assert item(relay.url, payment_id)["paymentStatus"] == S.NEW
+    ok(decide(relay.url, "create/deny", payment_id, signature))
+    assert item(relay.url, payment_id)["paymentStatus"] == S.DENIED
+
+
+def test_session_idle_in_a_transaction__ended_by_the_server_after_the_timeout(new_database):
+    """What frees the rows a stalled instance holds: PostgreSQL ends its session."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    db = database.Database(new_database("postgresql"), idle_transaction_timeout=0.5)
+    try:
+        with pytest.raises(DBAPIError) as ended, db.session() as session:
+            session.execute(text("SELECT 1"))
+            time.sleep(1.5)
+            session.execute(text("SELECT 1"))
+        # A lost connection to the relay's error handler: a request would answer 503 (4003).
+        assert ended.value.connection_invalidated
+        with db.session() as session:  # the pool replaced the ended connection
+            assert session.execute(text("SELECT 1")).scalar() == 1
+    finally:
+        db.engine.dispose()
+
+
+def test_settings__idle_transaction_timeout_not_above_two_node_calls__refused():
+    from pydantic import ValidationError
+
+    from relay.config import Settings
+
+    with pytest.raises(ValidationError, match="db_idle_transaction_timeout"):
+        Settings(database_url="sqlite://", rpc_timeout=10, db_idle_transaction_timeout=20)
+    assert Settings(database_url="sqlite://", rpc_timeout=10, db_idle_transaction_timeout=21).rpc_timeout == 10
