@@ -16,6 +16,7 @@ from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 # A pooled connection idle longer than this is checked with a round trip before it is handed out.
 PING_AFTER_IDLE = 2.0
+SQLITE_BUSY_TIMEOUT = 30
 
 
 class Base(DeclarativeBase):
@@ -32,17 +33,18 @@ def make_engine(
     """The engine; statement parameters are left out of its errors and logs (they hold signatures,
     callback secrets and push tokens).
 
-    `lock_timeout`: seconds a statement waits for a row (PostgreSQL) or the database (SQLite)
-    that another transaction holds, then fails; a request answers 503 instead of hanging behind
-    a relay instance that stopped (frozen, or cut off from the network) inside a transaction.
-    `idle_transaction_timeout` (PostgreSQL): such an instance's session is ended by the server,
-    and its locks released, once it has been idle in a transaction this long."""
+    PostgreSQL: `lock_timeout` is how long (seconds) a statement waits for a row another
+    transaction holds, then fails; a request answers 503 instead of hanging behind a relay
+    instance that stopped (frozen, or cut off from the network) inside a transaction.
+    `idle_transaction_timeout`: such an instance's session is ended by the server, and its locks
+    released, once it has been idle in a transaction this long. SQLite (one relay process, one
+    writer at a time) waits up to SQLITE_BUSY_TIMEOUT for the database's write lock."""
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(
-            url, connect_args={"check_same_thread": False, "timeout": lock_timeout}, hide_parameters=True
+            url, connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT}, hide_parameters=True
         )
 
         @event.listens_for(engine, "connect")
@@ -52,7 +54,7 @@ def make_engine(
             # With WAL, NORMAL keeps the database consistent on a crash; a power cut may lose the
             # last commits, which the relay reconciles from the chain (the source of truth).
             cur.execute("PRAGMA synchronous=NORMAL")
-            cur.execute(f"PRAGMA busy_timeout={round(lock_timeout * 1000)}")
+            cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT * 1000}")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
 

@@ -18,7 +18,7 @@
 | 3006 | 422 | the amount is more than the shop may withdraw (settled - withdrawn) |
 | 4001 | 503 | the chain node is unreachable |
 | 4002 | 409 | the chain rejected the operation (the payment is marked failed) |
-| 4003 | 503 | the database is unreachable, or a record the request needs stayed locked (`RELAY_DB_LOCK_TIMEOUT`) |
+| 4003 | 503 | the database is unreachable or busy (a record the request needs stayed locked) |
 | 5000 | 500 | unexpected server error |
 
 Other HTTP errors (malformed JSON, unknown path, the admin log-in) use code 1000 with their own
