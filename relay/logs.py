@@ -66,7 +66,10 @@ class Redact(logging.Filter):
         return text
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed logging call: the handler reports it when it formats
+            return True
         scrubbed = self._scrub(message)
         if scrubbed != message:
             record.msg, record.args = scrubbed, None

@@ -117,6 +117,8 @@ def test_redact__secret_in_arguments_and_in_an_exception_s_text_replaced() -> No
     except ValueError:
         logger.exception("failed")
 
+    logger.warning("malformed %s %s", "one argument")  # reported by logging, not raised here
+
     written = out.getvalue()
     assert "s3cret-key" not in written
     assert "calling http://node/?apikey=[redacted]" in written
