@@ -28,8 +28,8 @@ def public_url(url: str) -> str:
 
 
 def url_secrets(url: str) -> list[str]:
-    """The parts of a URL that may be credentials: the password, the path (beyond "/") and the
-    query."""
+    """The parts of a node's URL that may be credentials: the password, the path (beyond "/")
+    and the query."""
     parts = urlsplit(url)
     found = [parts.password or "", parts.query]
     if parts.path not in ("", "/"):
@@ -43,7 +43,9 @@ def settings_secrets(settings: Settings) -> list[str]:
     for secret in (settings.admin_password, settings.expo_access_token):
         if secret is not None:
             found.append(secret.get_secret_value())
-    found += url_secrets(settings.rpc_url) + url_secrets(settings.database_url)
+    found += url_secrets(settings.rpc_url)
+    # A database URL's path is the database's name (or file), not a secret; its password is.
+    found.append(urlsplit(settings.database_url).password or "")
     return found
 
 

@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from relay import logs
+from relay.config import Settings
 from relay.devnet import anvil_key
 from relay.sdk import AppClient
 from tests.relay.conftest import (
@@ -123,6 +124,20 @@ def test_redact__secret_in_arguments_and_in_an_exception_s_text_replaced() -> No
     assert "s3cret-key" not in written
     assert "calling http://node/?apikey=[redacted]" in written
     assert "ValueError: refused: [redacted]" in written
+
+
+def test_settings_secrets__keys_passwords_and_the_node_url_s_credentials__not_the_database_name() -> None:
+    settings = Settings(
+        database_url="postgresql+psycopg://relay:dbpass@db.internal/relay_prod",
+        rpc_url="https://node.example/v3/NODEKEY?token=QUERYTOKEN",
+        signer_keys="0x" + "ab" * 32,
+        admin_password="adminpass",
+    )
+
+    found = logs.settings_secrets(settings)
+
+    assert {"dbpass", "/v3/NODEKEY", "token=QUERYTOKEN", "ab" * 32, "0x" + "ab" * 32, "adminpass"} <= set(found)
+    assert not any("relay_prod" in secret for secret in found)
 
 
 def test_public_url__scheme_host_and_port_only() -> None:
