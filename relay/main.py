@@ -28,6 +28,7 @@ from relay.indexer import Indexer
 from relay.payments import Payments
 from relay.rewards import Rewards
 from relay.shops import Shops
+from relay.streams import NotificationHub
 from relay.wallets import Wallets
 from relay.workers import run_forever
 from relay.workers.callbacks import CallbackSender
@@ -85,6 +86,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         payments = Payments(db, chain, settings)
         rewards = Rewards(db, chain, settings)
+        wallets = Wallets(db, chain, settings)
         app.state.services = Services(
             settings,
             db,
@@ -92,8 +94,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             payments,
             Shops(chain, settings),
             rewards,
-            Wallets(db, chain, settings),
+            wallets,
             anyio.CapacityLimiter(settings.waiting_requests),
+            NotificationHub(wallets, settings.worker_interval),
         )
         sender = CallbackSender(db, settings)
         pusher = Pusher(db, settings)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from relay import temporary, typed_data
 from relay.chain import Chain
@@ -59,6 +59,19 @@ class Wallets:
                 select(Notification.id).where(Notification.account == account).order_by(Notification.id.desc())
             ).scalar()
         return latest or 0
+
+    def latest_notification_id(self) -> int:
+        with self.db.session() as session:
+            return int(session.execute(select(func.max(Notification.id))).scalar() or 0)
+
+    def notifications_since(self, cursor: int, limit: int) -> list[Notification]:
+        """Every account's notifications after id `cursor`, oldest first."""
+        with self.db.session() as session:
+            return list(
+                session.execute(
+                    select(Notification).where(Notification.id > cursor).order_by(Notification.id).limit(limit)
+                ).scalars()
+            )
 
     def notifications_after(self, account: str, cursor: int, limit: int = 100) -> list[Notification]:
         with self.db.session() as session:

@@ -18,6 +18,7 @@ from relay.kiosks import Kiosk
 from relay.payments import Payments
 from relay.rewards import Rewards
 from relay.shops import Shops
+from relay.streams import NotificationHub
 from relay.wallets import Wallets
 
 
@@ -31,6 +32,7 @@ class Services:
     rewards: Rewards
     wallets: Wallets
     waits: anyio.CapacityLimiter  # requests that wait for the chain (`waiting`)
+    streams: NotificationHub  # the live notification streams of this process
 
 
 async def get_services(request: Request) -> Services:

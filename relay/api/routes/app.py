@@ -16,6 +16,7 @@ from relay.api import schemas
 from relay.api.deps import ServicesDep
 from relay.api.schemas import Ok, error_responses
 from relay.api.views import app_payment
+from relay.models import Notification
 
 router = APIRouter(prefix="/v1/payment", tags=["Mobile app"], responses=error_responses(400, 403, 404, 409, 503))
 
@@ -107,12 +108,31 @@ async def events(
     start = await asyncio.to_thread(services.wallets.open_stream, account, deadline, signature, last_event_id)
 
     async def stream() -> AsyncIterator[dict[str, Any]]:
-        cursor = start
-        while not await request.is_disconnected() and time.time() < deadline:
-            rows = await asyncio.to_thread(services.wallets.notifications_after, account, cursor)
-            for row in rows:
-                cursor = row.id
-                yield {"id": str(row.id), "event": row.kind, "data": json.dumps(row.payload)}
-            await asyncio.sleep(services.settings.worker_interval)
+        subscription = await services.streams.subscribe(account)
+        try:
+            # What the database holds after `start` (a resumed stream's backlog, and whatever came
+            # while the stream opened), then what the hub hands out, each notification once.
+            sent: set[int] = set()
+            cursor = start
+            while rows := await asyncio.to_thread(services.wallets.notifications_after, account, cursor):
+                for row in rows:
+                    cursor = row.id
+                    sent.add(row.id)
+                    yield _event(row)
+            while time.time() < deadline and not subscription.overflowed:
+                try:
+                    row = await asyncio.wait_for(subscription.queue.get(), timeout=1.0)
+                except TimeoutError:
+                    if await request.is_disconnected():
+                        return
+                    continue
+                if row.id > start and row.id not in sent:
+                    yield _event(row)
+        finally:
+            services.streams.unsubscribe(subscription)
 
     return EventSourceResponse(stream(), ping=15)
+
+
+def _event(row: Notification) -> dict[str, Any]:
+    return {"id": str(row.id), "event": row.kind, "data": json.dumps(row.payload)}

@@ -1,0 +1,90 @@
+"""Live notification streams (GET /v1/payment/events) fed by one query per interval in each relay
+process, whatever the number of streams: a query per stream per interval would spend a core on a
+few hundred connected apps doing nothing.
+
+The hub reads every notification newer than its cursor and hands each to the streams of its
+account. Notification ids are taken when rows are inserted, not when they commit, so a row may
+become visible after a newer one: each read also looks back over the last LOOKBACK ids, and ids
+already handed out are skipped."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+
+from relay.models import Notification
+from relay.wallets import Wallets
+
+log = logging.getLogger(__name__)
+
+LOOKBACK = 100  # ids re-read behind the cursor (rows committed out of id order)
+BATCH = 1000  # most rows read at once
+QUEUE = 1000  # notifications a stream may have waiting; a stream that falls further behind is ended
+
+
+@dataclass(eq=False)
+class Subscription:
+    account: str
+    queue: asyncio.Queue[Notification] = field(default_factory=lambda: asyncio.Queue(QUEUE))
+    overflowed: bool = False  # the client reads too slowly: the stream ends; it resumes from the database
+
+
+class NotificationHub:
+    def __init__(self, wallets: Wallets, interval: float) -> None:
+        self.wallets = wallets
+        self.interval = interval
+        self._subscriptions: dict[str, set[Subscription]] = {}
+        self._floor = 0  # ids up to this one existed before the hub started reading
+        self._cursor: int | None = None  # the highest id read; None while no stream is open
+        self._handed: set[int] = set()  # ids above cursor - LOOKBACK already handed out
+        self._start = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+
+    async def subscribe(self, account: str) -> Subscription:
+        """A stream of `account`'s notifications from now on (the caller reads what came before
+        from the database)."""
+        async with self._start:
+            if self._cursor is None:
+                self._cursor = self._floor = await asyncio.to_thread(self.wallets.latest_notification_id)
+                self._handed = set()
+            subscription = Subscription(account)
+            self._subscriptions.setdefault(account, set()).add(subscription)
+            if self._task is None:
+                self._task = asyncio.create_task(self._run())
+        return subscription
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        subscriptions = self._subscriptions.get(subscription.account, set())
+        subscriptions.discard(subscription)
+        if not subscriptions:
+            self._subscriptions.pop(subscription.account, None)
+
+    async def _run(self) -> None:
+        """Reads and hands out new notifications while any stream is open."""
+        try:
+            while self._subscriptions:
+                await asyncio.sleep(self.interval)
+                try:
+                    await self._read()
+                except Exception as exc:  # the database is away: the streams wait, and read again
+                    log.warning("notification streams: %s", exc)
+        finally:
+            self._cursor, self._task = None, None
+
+    async def _read(self) -> None:
+        assert self._cursor is not None
+        since = max(self._floor, self._cursor - LOOKBACK)
+        rows = await asyncio.to_thread(self.wallets.notifications_since, since, BATCH)
+        for row in rows:
+            if row.id in self._handed:
+                continue
+            self._handed.add(row.id)
+            for subscription in self._subscriptions.get(row.account, set()):
+                try:
+                    subscription.queue.put_nowait(row)
+                except asyncio.QueueFull:
+                    subscription.overflowed = True
+        if rows:
+            self._cursor = max(self._cursor, rows[-1].id)
+        self._handed = {i for i in self._handed if i > self._cursor - LOOKBACK}

@@ -1,0 +1,135 @@
+"""The live notification stream (GET /v1/payment/events) on the PostgreSQL relay: every stream of a
+process is fed by one query per interval, whatever their number; a stream resumed with
+Last-Event-ID gets what it missed; a notification that commits after a newer one is still sent,
+once."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+
+from relay.sdk import AppClient
+from tests.relay.conftest import RelayProcess, wait_until
+
+
+@pytest.fixture(scope="module")
+def pg_relay(relays: Callable[[str], RelayProcess]) -> RelayProcess:
+    return relays("postgresql")
+
+
+def _pg(relay: RelayProcess) -> psycopg.Connection[Any]:
+    return psycopg.connect(relay.db_url.replace("postgresql+psycopg", "postgresql"), autocommit=True)
+
+
+def _notify(conn: psycopg.Connection[Any], account: str, kind: str = "payment.test") -> int:
+    row = conn.execute(
+        "INSERT INTO notifications (account, kind, payment_id, payload, created_at, pushed)"
+        " VALUES (%s, %s, NULL, %s, %s, 1) RETURNING id",
+        [account, kind, json.dumps({"kind": kind}), time.time()],
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+class Reader:
+    """Reads a stream's events in a thread of its own."""
+
+    def __init__(self, relay: RelayProcess, wallet: AppClient, last_event_id: int | None = None) -> None:
+        self.ids: list[int] = []
+        self.open = threading.Event()
+        headers = {"Last-Event-ID": str(last_event_id)} if last_event_id is not None else {}
+        self._stack = contextlib.ExitStack()
+        http = self._stack.enter_context(httpx.Client(timeout=httpx.Timeout(30.0)))
+        params = wallet.stream_params(ttl=120)
+        self.response = self._stack.enter_context(
+            http.stream("GET", f"{relay.url}/v1/payment/events", params=params, headers=headers)
+        )
+        assert self.response.status_code == 200
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        with contextlib.suppress(httpx.HTTPError):
+            for line in self.response.iter_lines():
+                if line.startswith("id:"):
+                    self.ids.append(int(line.removeprefix("id:").strip()))
+
+    def close(self) -> None:
+        self._stack.close()
+
+
+@contextlib.contextmanager
+def reading(relay: RelayProcess, wallet: AppClient, last_event_id: int | None = None) -> Iterator[Reader]:
+    reader = Reader(relay, wallet, last_event_id)
+    try:
+        yield reader
+    finally:
+        reader.close()
+
+
+def _commits(relay: RelayProcess, seconds: float) -> float:
+    """Transactions per second the relay's database commits over `seconds`."""
+
+    def count() -> int:
+        with psycopg.connect("postgresql://postgres@127.0.0.1:5432/test", autocommit=True) as conn:
+            conn.execute("SELECT pg_stat_clear_snapshot()")
+            name = relay.db_url.rsplit("/", 1)[1]
+            row = conn.execute("SELECT xact_commit FROM pg_stat_database WHERE datname = %s", [name]).fetchone()
+            assert row is not None
+            return int(row[0])
+
+    before = count()
+    time.sleep(seconds)
+    return (count() - before) / seconds
+
+
+def test_many_open_streams__the_database_sees_one_reader(pg_relay):
+    idle = _commits(pg_relay, 3)
+    wallets = [AppClient(pg_relay.url, "0x" + secrets.token_hex(32)) for _ in range(40)]
+    with contextlib.ExitStack() as streams:
+        readers = [streams.enter_context(reading(pg_relay, wallet)) for wallet in wallets]
+        time.sleep(1)  # every stream past its opening reads
+        with_streams = _commits(pg_relay, 3)
+        # And each still gets its own notifications.
+        with _pg(pg_relay) as conn:
+            ids = [_notify(conn, wallet.address) for wallet in wallets]
+        wait_until(lambda: all(reader.ids == [i] for reader, i in zip(readers, ids, strict=True)))
+    # 40 streams reading on their own every 0.25 s would add 160 transactions a second.
+    assert with_streams - idle < 20, (idle, with_streams)
+
+
+def test_resumed_with_last_event_id__sends_what_was_missed_then_new_ones(pg_relay):
+    wallet = AppClient(pg_relay.url, "0x" + secrets.token_hex(32))
+    with _pg(pg_relay) as conn:
+        seen = _notify(conn, wallet.address)
+        missed = [_notify(conn, wallet.address) for _ in range(3)]
+        with reading(pg_relay, wallet, last_event_id=seen) as reader:
+            wait_until(lambda: reader.ids == missed)
+            new = _notify(conn, wallet.address)
+            wait_until(lambda: reader.ids == [*missed, new])
+            time.sleep(1)  # nothing sent twice
+            assert reader.ids == [*missed, new]
+
+
+def test_notification_committed_after_a_newer_one__still_sent_once(pg_relay):
+    wallet = AppClient(pg_relay.url, "0x" + secrets.token_hex(32))
+    with reading(pg_relay, wallet) as reader, _pg(pg_relay) as slow, _pg(pg_relay) as fast:
+        time.sleep(0.5)  # the stream is open and the hub reading
+        slow.autocommit = False
+        older = _notify(slow, wallet.address)  # id taken, not yet committed
+        newer = _notify(fast, wallet.address)
+        wait_until(lambda: reader.ids == [newer])
+        time.sleep(0.6)  # the hub has read past the older id
+        slow.commit()
+        wait_until(lambda: reader.ids == [newer, older])
+        time.sleep(1)
+        assert reader.ids == [newer, older]
