@@ -10,6 +10,7 @@ thousand rows, a full-table scan per request or per poll at a few million."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import threading
@@ -18,6 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
 import uvicorn
@@ -189,11 +191,28 @@ def in_process_relay(
         event.remove(Engine, "before_cursor_execute", recorded)
 
 
+@contextlib.contextmanager
+def streaming(relay_url: str, wallet: AppClient, last_event_id: int) -> Iterator[None]:
+    """The wallet's live notification stream, open for the duration (its events are left unread:
+    the relay serves it all the same, and closing it from this thread ends it at once)."""
+    headers = {"Last-Event-ID": str(last_event_id)}
+    params = wallet.stream_params(ttl=120)
+    with (
+        httpx.Client(timeout=30) as http,
+        http.stream("GET", f"{relay_url}/v1/payment/events", params=params, headers=headers) as response,
+    ):
+        assert response.status_code == 200
+        yield
+
+
 def test_every_query_reads_only_its_own_rows_of_a_long_history(in_process_relay, shop_id):
     relay_url, db_url, recorded, kiosk = in_process_relay
     user = AppClient(relay_url, anvil_key(POINT_USER))
     owner = AppClient(relay_url, anvil_key(OWNER))
     stamp = int(time.time() * 1000)
+    # The user's live notification stream is open throughout, resumed from an old event id.
+    stream = streaming(relay_url, user, last_event_id=1)
+    stream.__enter__()
 
     # 1.1 and 1.3: paid, cancelled by the KIOSK, the owner approves, the KIOSK closes the cancel.
     opened = kiosk.open_new(f"P-{stamp}-1", TEN_KRW, "krw", shop_id, user.address)
@@ -223,6 +242,7 @@ def test_every_query_reads_only_its_own_rows_of_a_long_history(in_process_relay,
     kiosk.report_purchase(f"P-{stamp}-4", TEN_KRW, "krw", shop_id, user.address)
     # Let every worker poll a few times on what the flows left.
     time.sleep(2)
+    stream.__exit__(None, None, None)
 
     statements = recorded.distinct()
     assert len(statements) >= 20, f"only {len(statements)} statements recorded"
