@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import logging
 import random
-from concurrent.futures import ThreadPoolExecutor
+import time
+from collections import Counter
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import UTC, datetime
 from typing import NamedTuple
 
@@ -23,6 +25,7 @@ log = logging.getLogger(__name__)
 
 class Due(NamedTuple):
     id: str
+    kiosk_id: int
     body: str
     attempts: int
     created_at: float
@@ -31,22 +34,34 @@ class Due(NamedTuple):
 
 
 class CallbackSender:
-    def __init__(self, db: Database, settings: Settings, batch: int = 32, parallel: int = 8) -> None:
+    """Delivers on `parallel` threads. A KIOSK whose endpoint hangs holds at most `per_kiosk` of
+    them (each for up to the callback timeout); the others keep serving every other KIOSK, and
+    each step tops up threads as deliveries finish instead of waiting for a whole batch."""
+
+    def __init__(
+        self, db: Database, settings: Settings, batch: int = 32, parallel: int = 8, per_kiosk: int = 2
+    ) -> None:
         self.db = db
         self.settings = settings
         self.batch = batch
+        self.parallel = parallel
+        self.per_kiosk = per_kiosk
         self.http = httpx.Client(timeout=settings.callback_timeout, follow_redirects=False)
         self.pool = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="callback")
+        self._in_flight: dict[Future[None], int] = {}  # deliveries under way, and their KIOSK
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
         self.http.close()
 
-    def claim(self) -> list[Due]:
+    def claim(self, limit: int | None = None, busy: Counter[int] | None = None) -> list[Due]:
         """Locks due callbacks for one delivery attempt (a lease, so a crashed instance's claims
-        come back after it expires). A payment's callbacks go out in the order they were queued:
-        one waits while an earlier one of its payment is still to be delivered."""
+        come back after it expires): at most `limit`, and no more for a KIOSK than `per_kiosk`
+        less its deliveries already under way (`busy`). A payment's callbacks go out in the order
+        they were queued: one waits while an earlier one of its payment is still to be delivered."""
         t = now()
+        limit = self.batch if limit is None else limit
+        taken = Counter(busy or {})
         earlier = aliased(Callback)
         queued_before = (earlier.created_at < Callback.created_at) | (
             (earlier.created_at == Callback.created_at) & (earlier.id < Callback.id)
@@ -69,14 +84,54 @@ class CallbackSender:
                 .limit(self.batch)
                 .with_for_update(skip_locked=True, of=Callback)
             ).all()
-            for callback, _, _ in rows:
+            claimed: list[Due] = []
+            for callback, url, secret in rows:
+                if len(claimed) == limit:
+                    break
+                if taken[callback.kiosk_id] >= self.per_kiosk:
+                    continue  # left unleased: due again at the next step
+                taken[callback.kiosk_id] += 1
                 callback.locked_until = t + self.settings.callback_lease
-            return [Due(c.id, c.body, c.attempts, c.created_at, url, secret) for c, url, secret in rows]
+                claimed.append(
+                    Due(
+                        callback.id,
+                        callback.kiosk_id,
+                        callback.body,
+                        callback.attempts,
+                        callback.created_at,
+                        url,
+                        secret,
+                    )
+                )
+            return claimed
 
     def run_once(self) -> int:
-        due = self.claim()
-        list(self.pool.map(self.deliver, due))
-        return len(due)
+        """Starts deliveries on free threads, and starts more as they finish, for up to one worker
+        interval; returns how many it started. Deliveries still under way when it returns go on,
+        and count against their KIOSK at the next step."""
+        started = 0
+        deadline = time.monotonic() + self.settings.worker_interval
+        while True:
+            self._reap()
+            free = self.parallel - len(self._in_flight)
+            due = self.claim(free, Counter(self._in_flight.values())) if free > 0 else []
+            for callback in due:
+                self._in_flight[self.pool.submit(self.deliver, callback)] = callback.kiosk_id
+            started += len(due)
+            left = deadline - time.monotonic()
+            if left <= 0 or not self._in_flight:
+                return started
+            finished, _ = wait(self._in_flight, timeout=left, return_when=FIRST_COMPLETED)
+            if not finished:
+                return started
+
+    def _reap(self) -> None:
+        """Forgets finished deliveries; one that failed to record its outcome is logged (its
+        lease runs out and it is sent again, with the same id)."""
+        for future in [f for f in self._in_flight if f.done()]:
+            del self._in_flight[future]
+            if not future.cancelled() and (error := future.exception()) is not None:
+                log.warning("callback delivery: %s", error)
 
     def deliver(self, due: Due) -> None:
         error = None

@@ -18,7 +18,7 @@ import httpx
 import psycopg
 import pytest
 from eth_account import Account
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from relay import chain as onchain
 from relay import db as database
@@ -521,6 +521,38 @@ def test_callback_receiver_down__retried_with_the_same_id_until_delivered(relay,
     for k, (failed, retried) in enumerate(itertools.pairwise(attempts), start=1):
         delay = min(0.2 * 2 ** (k - 1), 1.0)
         assert delay <= retried.at - failed.at <= delay * 1.2 + 0.25 + 1.5, (k, retried.at - failed.at)
+
+
+@sqlite_only
+def test_callback_endpoint_hangs__other_kiosks_callbacks_still_delivered_at_once(
+    relay, kiosk, user, shop_id, callbacks
+):
+    """A KIOSK whose callback endpoint accepts connections and never answers holds at most two of
+    the sender's threads, each for the callback timeout (10 s); every other KIOSK's callbacks go
+    out meanwhile."""
+    from relay import kiosks
+
+    with socket.socket() as hung:
+        hung.bind(("127.0.0.1", 0))
+        hung.listen(64)
+        with session_of(relay) as session:
+            stuck = kiosks.add(session, "hung-endpoint", [shop_id], f"http://127.0.0.1:{hung.getsockname()[1]}/cb")
+        try:
+            for _ in range(10):
+                payment_id = _open(relay, stuck, user, shop_id)["paymentId"]
+                user.deny(payment_id)
+            time.sleep(1)  # the hung KIOSK's callbacks are out, waiting for an answer
+
+            start = time.monotonic()
+            payment_id = _open(relay, kiosk, user, shop_id)["paymentId"]
+            user.deny(payment_id)
+            [callback] = callbacks.wait_for(payment_id)
+            assert callback.verified and time.monotonic() - start < 3.0
+        finally:
+            with session_of(relay) as session:  # no more attempts at the hung endpoint
+                session.execute(
+                    update(Callback).where(Callback.kiosk_id == stuck.kiosk.id).values(state=CallbackState.DEAD)
+                )
 
 
 def test_callbacks_of_one_payment__delivered_in_the_order_queued(new_database, shop_id):
