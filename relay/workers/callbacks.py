@@ -7,7 +7,7 @@ import logging
 import random
 import time
 from collections import Counter
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import ALL_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import UTC, datetime
 from typing import NamedTuple
 
@@ -22,6 +22,8 @@ from relay.models import Callback, CallbackState, KioskClient, now
 
 log = logging.getLogger(__name__)
 
+TOP_UP_AFTER = 0.1  # seconds a step waits for its deliveries before claiming more
+
 
 class Due(NamedTuple):
     id: str
@@ -31,12 +33,14 @@ class Due(NamedTuple):
     created_at: float
     url: str | None
     secret: str
+    leased_until: float
 
 
 class CallbackSender:
-    """Delivers on `parallel` threads. A KIOSK whose endpoint hangs holds at most `per_kiosk` of
-    them (each for up to the callback timeout); the others keep serving every other KIOSK, and
-    each step tops up threads as deliveries finish instead of waiting for a whole batch."""
+    """Delivers on `parallel` threads, up to `batch` callbacks under way (running or queued). A
+    KIOSK whose endpoint hangs holds at most `per_kiosk` of them, each for up to the callback
+    timeout; the rest keep serving every other KIOSK, and a step claims more as deliveries finish
+    instead of waiting for a whole batch."""
 
     def __init__(
         self, db: Database, settings: Settings, batch: int = 32, parallel: int = 8, per_kiosk: int = 2
@@ -59,6 +63,10 @@ class CallbackSender:
         come back after it expires): at most `limit`, and no more for a KIOSK than `per_kiosk`
         less its deliveries already under way (`busy`). A payment's callbacks go out in the order
         they were queued: one waits while an earlier one of its payment is still to be delivered."""
+        return self._claim(limit, busy)[0]
+
+    def _claim(self, limit: int | None, busy: Counter[int] | None) -> tuple[list[Due], bool]:
+        """`claim`, and whether more callbacks may be due now (some were left for a limit)."""
         t = now()
         limit = self.batch if limit is None else limit
         taken = Counter(busy or {})
@@ -85,13 +93,16 @@ class CallbackSender:
                 .with_for_update(skip_locked=True, of=Callback)
             ).all()
             claimed: list[Due] = []
+            more = len(rows) == self.batch
             for callback, url, secret in rows:
                 if len(claimed) == limit:
+                    more = True
                     break
                 if taken[callback.kiosk_id] >= self.per_kiosk:
-                    continue  # left unleased: due again at the next step
+                    more = True  # left unleased: due again once the KIOSK's deliveries finish
+                    continue
                 taken[callback.kiosk_id] += 1
-                callback.locked_until = t + self.settings.callback_lease
+                callback.locked_until = lease = t + self.settings.callback_lease
                 claimed.append(
                     Due(
                         callback.id,
@@ -101,29 +112,30 @@ class CallbackSender:
                         callback.created_at,
                         url,
                         secret,
+                        lease,
                     )
                 )
-            return claimed
+            return claimed, more
 
     def run_once(self) -> int:
-        """Starts deliveries on free threads, and starts more as they finish, for up to one worker
-        interval; returns how many it started. Deliveries still under way when it returns go on,
-        and count against their KIOSK at the next step."""
+        """Starts the due deliveries there is room for, and more as they finish while more are
+        due, for up to one worker interval; returns how many it started. Deliveries still under
+        way when it returns go on, and count against their KIOSK at the next step."""
         started = 0
         deadline = time.monotonic() + self.settings.worker_interval
         while True:
             self._reap()
-            free = self.parallel - len(self._in_flight)
-            due = self.claim(free, Counter(self._in_flight.values())) if free > 0 else []
+            room = self.batch - len(self._in_flight)  # deliveries running or queued for a thread
+            due, more = self._claim(room, Counter(self._in_flight.values())) if room > 0 else ([], True)
             for callback in due:
                 self._in_flight[self.pool.submit(self.deliver, callback)] = callback.kiosk_id
             started += len(due)
             left = deadline - time.monotonic()
-            if left <= 0 or not self._in_flight:
-                return started
-            finished, _ = wait(self._in_flight, timeout=left, return_when=FIRST_COMPLETED)
-            if not finished:
-                return started
+            if not more or left <= 0 or not self._in_flight:
+                return started  # nothing more is due now, or the step's time is up
+            # More is due: let the deliveries under way finish (or a tenth of a second pass, if
+            # some hang), then claim again for the room they leave.
+            wait(self._in_flight, timeout=min(left, TOP_UP_AFTER), return_when=ALL_COMPLETED)
 
     def _reap(self) -> None:
         """Forgets finished deliveries; one that failed to record its outcome is logged (its
@@ -134,6 +146,10 @@ class CallbackSender:
                 log.warning("callback delivery: %s", error)
 
     def deliver(self, due: Due) -> None:
+        if now() + self.settings.callback_timeout >= due.leased_until:
+            # It waited so long for a thread that the attempt could outlast its lease (and go out
+            # twice at once): it is claimed again when the lease ends, here or by another instance.
+            return
         error = None
         if not due.url:
             error = "the KIOSK has no callback URL"
