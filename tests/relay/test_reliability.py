@@ -595,6 +595,45 @@ def test_callbacks_of_one_payment__delivered_in_the_order_queued(new_database, s
         db.engine.dispose()
 
 
+def test_callback_that_waited_for_a_thread_until_its_lease_runs_short__not_sent_left_for_a_new_claim(
+    new_database, shop_id, callbacks
+):
+    """An attempt that could outlast its lease might run alongside the next claim's: it is not made."""
+    from relay import db as database
+    from relay import kiosks
+    from relay.config import Settings
+    from relay.outbox import enqueue_callback
+    from relay.workers.callbacks import CallbackSender
+
+    url = new_database("sqlite")
+    database.upgrade(url)
+    db = database.Database(url)
+    sender = CallbackSender(db, Settings(database_url=url, callback_timeout=10, callback_lease=40))
+    payment_id = "0x" + secrets.token_hex(32)
+    try:
+        secret = kiosks.new_callback_secret()
+        with db.session() as session:
+            kiosk_id = kiosks.add(
+                session, "late", [shop_id], callbacks.url("late", secret), callback_secret=secret
+            ).kiosk.id
+            callback_id = enqueue_callback(
+                session, kiosk_id, payment_id, "create", 0, "late", {"paymentId": payment_id}
+            )
+        [due] = sender.claim()
+
+        sender.deliver(due._replace(leased_until=time.time() + 9))  # less than one attempt left
+        assert callbacks.for_payment(payment_id, accepted_only=False) == []
+        with db.session() as session:
+            row = session.get(Callback, callback_id)
+            assert row is not None and (row.state, row.attempts) == (CallbackState.PENDING, 0)
+
+        sender.deliver(due)  # a whole lease left: sent and recorded
+        assert [c.id for c in callbacks.for_payment(payment_id)] == [callback_id]
+    finally:
+        sender.close()
+        db.engine.dispose()
+
+
 # ----------------------------------------------------------------------------- (c) timeouts
 
 
