@@ -56,6 +56,8 @@ Error codes:
 """
 
 
+# The background workers that need not run every RELAY_WORKER_INTERVAL run this many times less often.
+SLOW_WORKERS = 4
 BUSY = "A record this request needs is held by another request for too long; try again."
 
 
@@ -107,14 +109,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             confirmations=settings.indexer_confirmations,
             batch=settings.indexer_batch,
         )
-        interval = settings.worker_interval
+        # Callbacks and pushes are waited for (a KIOSK closes a payment when its callback comes):
+        # they run every interval. Timeouts (45 s and more), the chain watcher (operations
+        # unfinished for 2 s), purchase rewards (the shop's wait time) and the indexer tolerate
+        # a few seconds, and polling them as often cost an idle process half its CPU.
+        fast, slow = settings.worker_interval, settings.worker_interval * SLOW_WORKERS
         tasks = [
-            asyncio.create_task(run_forever("callbacks", sender.run_once, interval)),
-            asyncio.create_task(run_forever("push", pusher.run_once, interval)),
-            asyncio.create_task(run_forever("timeouts", payments.expire, interval)),
-            asyncio.create_task(run_forever("chain", lambda: _settle_all(payments, settings), interval)),
-            asyncio.create_task(run_forever("rewards", rewards.run_once, interval)),
-            asyncio.create_task(run_forever("indexer", indexer.run_once, interval)),
+            asyncio.create_task(run_forever("callbacks", sender.run_once, fast)),
+            asyncio.create_task(run_forever("push", pusher.run_once, fast)),
+            asyncio.create_task(run_forever("timeouts", payments.expire, slow)),
+            asyncio.create_task(run_forever("chain", lambda: _settle_all(payments, settings), slow)),
+            asyncio.create_task(run_forever("rewards", rewards.run_once, slow)),
+            asyncio.create_task(run_forever("indexer", indexer.run_once, slow)),
         ]
         log.info("relay ready: chain %s at %s", chain.chain_id, logs.public_url(settings.rpc_url))
         try:
