@@ -48,7 +48,6 @@ class CallbackSender:
         self.db = db
         self.settings = settings
         self.batch = batch
-        self.parallel = parallel
         self.per_kiosk = per_kiosk
         self.http = httpx.Client(timeout=settings.callback_timeout, follow_redirects=False)
         self.pool = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="callback")

@@ -211,38 +211,35 @@ def test_every_query_reads_only_its_own_rows_of_a_long_history(in_process_relay,
     owner = AppClient(relay_url, anvil_key(OWNER))
     stamp = int(time.time() * 1000)
     # The user's live notification stream is open throughout, resumed from an old event id.
-    stream = streaming(relay_url, user, last_event_id=1)
-    stream.__enter__()
-
-    # 1.1 and 1.3: paid, cancelled by the KIOSK, the owner approves, the KIOSK closes the cancel.
-    opened = kiosk.open_new(f"P-{stamp}-1", TEN_KRW, "krw", shop_id, user.address)
-    user.item(opened.paymentId)
-    user.approve(opened.paymentId)
-    assert kiosk.close_new(opened.paymentId).paymentStatus == 4
-    kiosk.open_cancel(opened.paymentId)
-    owner.item(opened.paymentId)
-    owner.approve(opened.paymentId)
-    assert kiosk.close_cancel(opened.paymentId).paymentStatus == 8
-    # 1.2: the user denies; 1.4: the owner denies a cancel.
-    denied = kiosk.open_new(f"P-{stamp}-2", TEN_KRW, "krw", shop_id, user.address)
-    user.deny(denied.paymentId)
-    kept = kiosk.open_new(f"P-{stamp}-3", TEN_KRW, "krw", shop_id, user.address)
-    user.approve(kept.paymentId)
-    kiosk.close_new(kept.paymentId)
-    kiosk.open_cancel(kept.paymentId)
-    owner.deny(kept.paymentId)
-    # Reads, a temporary account and a push token.
-    kiosk.balance(user.address)
-    kiosk.info(user.address, TEN_KRW, "krw")
-    kiosk.shop_info(shop_id)
-    kiosk.shop_withdrawal(shop_id)
-    temporary = user.temporary_account()
-    kiosk.balance(temporary.temporaryAccount)
-    user.register_push_token("ExponentPushToken[plans]")
-    kiosk.report_purchase(f"P-{stamp}-4", TEN_KRW, "krw", shop_id, user.address)
-    # Let every worker poll a few times on what the flows left.
-    time.sleep(2)
-    stream.__exit__(None, None, None)
+    with streaming(relay_url, user, last_event_id=1):
+        # 1.1 and 1.3: paid, cancelled by the KIOSK, the owner approves, the KIOSK closes the cancel.
+        opened = kiosk.open_new(f"P-{stamp}-1", TEN_KRW, "krw", shop_id, user.address)
+        user.item(opened.paymentId)
+        user.approve(opened.paymentId)
+        assert kiosk.close_new(opened.paymentId).paymentStatus == 4
+        kiosk.open_cancel(opened.paymentId)
+        owner.item(opened.paymentId)
+        owner.approve(opened.paymentId)
+        assert kiosk.close_cancel(opened.paymentId).paymentStatus == 8
+        # 1.2: the user denies; 1.4: the owner denies a cancel.
+        denied = kiosk.open_new(f"P-{stamp}-2", TEN_KRW, "krw", shop_id, user.address)
+        user.deny(denied.paymentId)
+        kept = kiosk.open_new(f"P-{stamp}-3", TEN_KRW, "krw", shop_id, user.address)
+        user.approve(kept.paymentId)
+        kiosk.close_new(kept.paymentId)
+        kiosk.open_cancel(kept.paymentId)
+        owner.deny(kept.paymentId)
+        # Reads, a temporary account and a push token.
+        kiosk.balance(user.address)
+        kiosk.info(user.address, TEN_KRW, "krw")
+        kiosk.shop_info(shop_id)
+        kiosk.shop_withdrawal(shop_id)
+        temporary = user.temporary_account()
+        kiosk.balance(temporary.temporaryAccount)
+        user.register_push_token("ExponentPushToken[plans]")
+        kiosk.report_purchase(f"P-{stamp}-4", TEN_KRW, "krw", shop_id, user.address)
+        # Let every worker poll a few times on what the flows left.
+        time.sleep(2)
 
     statements = recorded.distinct()
     assert len(statements) >= 20, f"only {len(statements)} statements recorded"
