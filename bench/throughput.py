@@ -124,8 +124,11 @@ def measure(payments: int, clients: int, workers: list[int], signers: int, round
     Each row starts from the freshly deployed chain (anvil's state is reverted to a snapshot taken
     after deployment): anvil slows down as blocks accumulate (`python -m bench.chain_drift`), so
     rows measured one after another on one growing chain would not compare. On it, direct and
-    relay batches alternate, `rounds` of each, and each ratio compares a relay batch with the
-    direct batch just before it (the machine's speed drifts too); the row reports the medians and
+    relay batches alternate, starting and ending with a direct batch (`rounds` relay batches,
+    `rounds + 1` direct ones), and each ratio compares a relay batch with the mean of the direct
+    batches just before and just after it: a drift of the chain's or the machine's speed that is
+    steady over the three batches cancels out, where a comparison with the batch before only
+    would count the slowdown over one batch against the relay. The row reports the medians and
     the range. The relay is stopped (SIGSTOP) during direct batches so that its background workers
     take no CPU from the baseline."""
     rows = []
@@ -148,21 +151,27 @@ def _row(bench: System, count: int, payments: int, clients: int, signers: int, r
     url, db_url, process = bench.start_relay(workers=count, signers=SIGNER_INDEXES[:signers])
     access_key = bench.add_kiosk(db_url)
     through_relay(url, access_key, bench.shop_id, users, clients * 2, clients)  # warm-up
-    direct_rates, relay_rates = [], []
+    direct_rates: list[float] = []
+    relay_rates: list[float] = []
     direct_cpu: dict[str, float] = {}
     relay_cpu: dict[str, float] = {}
-    for _ in range(rounds):
+
+    def direct_batch() -> None:
         before = cpu_seconds({"anvil": [anvil]})
         with paused(process.pid):
             direct_rates.append(direct(bench, direct_users, payments, clients))
-        _add(direct_cpu, _per_payment(before, cpu_seconds({"anvil": [anvil]}), payments * rounds))
+        _add(direct_cpu, _per_payment(before, cpu_seconds({"anvil": [anvil]}), payments * (rounds + 1)))
+
+    direct_batch()
+    for _ in range(rounds):
         groups = {"anvil": [anvil], "relay": [process.pid]}
         before = cpu_seconds(groups)
         relay_rates.append(through_relay(url, access_key, bench.shop_id, users, payments, clients))
         _add(relay_cpu, _per_payment(before, cpu_seconds(groups), payments * rounds))
+        direct_batch()
     process.terminate()
     process.wait(15)
-    ratios = [r / d for r, d in zip(relay_rates, direct_rates, strict=True)]
+    ratios = bracketed_ratios(relay_rates, direct_rates)
     return {
         "workers": count,
         "direct": statistics.median(direct_rates),
@@ -172,6 +181,17 @@ def _row(bench: System, count: int, payments: int, clients: int, signers: int, r
         "direct_cpu": direct_cpu,
         "relay_cpu": relay_cpu,
     }
+
+
+def bracketed_ratios(relay_rates: list[float], direct_rates: list[float]) -> list[float]:
+    """Each relay batch's rate over the mean rate of the direct batches run just before and just
+    after it (`direct_rates` has one more entry than `relay_rates`)."""
+    if len(direct_rates) != len(relay_rates) + 1:
+        raise ValueError("every relay batch needs a direct batch before and after it")
+    return [
+        r / ((before + after) / 2)
+        for r, before, after in zip(relay_rates, direct_rates[:-1], direct_rates[1:], strict=True)
+    ]
 
 
 @contextlib.contextmanager

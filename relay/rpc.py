@@ -10,7 +10,9 @@ Web3RPCError, and a node that cannot be reached ConnectionError.
 A node that stops answering (it accepts connections but hangs) would hold every request that calls
 it for the whole timeout. After a call times out the node is not asked again for a pause: calls
 fail at once with ConnectionError; when the pause is over one call probes the node while the others
-still fail at once, and its answer ends the pause (or its timeout starts a new one).
+still fail at once, and its answer ends the pause (or its timeout starts a new one). The first pause
+is short (a single slow call should not turn requests away for long) and each timeout in a row
+doubles it, up to PAUSE_AFTER_TIMEOUT: a node that keeps hanging is probed less and less often.
 """
 
 from __future__ import annotations
@@ -34,18 +36,29 @@ HEADERS = {"Content-Type": "application/json"}
 NOT_RETRIED = frozenset({"eth_sendRawTransaction", "eth_sendTransaction"})
 # Longest pause after a timeout (seconds); shorter if the timeout itself is shorter.
 PAUSE_AFTER_TIMEOUT = 5.0
+# The pause after a first timeout (seconds); doubled by each further timeout in a row.
+FIRST_PAUSE = 0.5
 # Calls whose time grows with what they ask for: their timeout says the query was too big (the
 # indexer's block range), not that the node hangs, so it starts no pause.
 SIZED_BY_REQUEST = frozenset({"eth_getLogs"})
 
 
 class NodeRpc:
-    def __init__(self, url: str, timeout: float, pool_size: int = 64, pause: float | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        timeout: float,
+        pool_size: int = 64,
+        pause: float | None = None,
+        first_pause: float = FIRST_PAUSE,
+    ) -> None:
         self.url = url
         self.timeout = timeout
-        self.pause = min(timeout, PAUSE_AFTER_TIMEOUT) if pause is None else pause
+        self.pause = min(timeout, PAUSE_AFTER_TIMEOUT) if pause is None else pause  # the longest
+        self.first_pause = min(first_pause, self.pause)
         self._state = threading.Lock()
         self._paused_until = 0.0  # after a timeout: until when the node is not asked
+        self._timeouts = 0  # timeouts in a row, with no answer in between
         self._probing = False  # the pause is over and one call is asking the node
         parts = urlsplit(url)
         # Proxy and CA settings from the environment, as requests (and so web3.py) would read them.
@@ -136,9 +149,12 @@ class NodeRpc:
             if probe:
                 self._probing = False
             if timed_out:
-                self._paused_until = time.monotonic() + self.pause
+                self._timeouts += 1
+                pause = min(self.first_pause * 2 ** min(self._timeouts - 1, 16), self.pause)
+                self._paused_until = time.monotonic() + pause
             elif not self._probing:  # the node answered, and no probe is out to decide instead
                 self._paused_until = 0.0
+                self._timeouts = 0
 
     def result(self, method: str, params: list[Any]) -> Any:
         """The result; Web3RPCError for an error response."""

@@ -185,3 +185,36 @@ def test_get_logs_timing_out__starts_no_pause(node):
 
     assert _timed(lambda: rpc.result("eth_getLogs", [{}]))[0] is TimeoutError
     assert rpc.result("eth_blockNumber", []) == "0x3"
+
+
+def test_pause_starts_short_and_doubles_while_the_node_keeps_timing_out(node):
+    """A single slow call turns calls away only briefly; a node that keeps hanging is probed less
+    and less often; an answer starts the count again."""
+    hang = True
+    node.answer = lambda r: _hangs(0.6)(r) if hang else {"result": "0x4"}
+    rpc = NodeRpc(node.url, 0.2, pause=1.6, first_pause=0.2)
+
+    def pause() -> float:
+        """How long calls fail at once after a timeout, until one probes the node (and times out)."""
+        start = time.monotonic()
+        while True:
+            began = time.monotonic()
+            error, _ = _timed(lambda: rpc.result("eth_blockNumber", []))
+            if error is TimeoutError:
+                return began - start
+            assert error is ConnectionError and began - start < 3
+            time.sleep(0.01)
+
+    assert _timed(lambda: rpc.result("eth_blockNumber", []))[0] is TimeoutError
+    pauses = [pause() for _ in range(4)]
+    assert 0.15 < pauses[0] < 0.35
+    assert 0.35 < pauses[1] < 0.6
+    assert 0.75 < pauses[2] < 1.0
+    assert 1.55 < pauses[3] < 1.8  # the longest pause
+
+    hang = False
+    time.sleep(1.7)
+    assert rpc.result("eth_blockNumber", []) == "0x4"
+    hang = True
+    assert _timed(lambda: rpc.result("eth_blockNumber", []))[0] is TimeoutError
+    assert 0.15 < pause() < 0.35
