@@ -34,6 +34,7 @@ from relay.calls import Call, FastContract
 from relay.db import Database, is_postgres
 from relay.errors import ChainRejected, ChainUnavailable, ShopNotFound, UnknownCurrency
 from relay.models import Signer
+from relay.receipts import ReceiptWatcher
 from relay.rpc import NodeProvider, NodeRpc
 
 log = logging.getLogger(__name__)
@@ -47,11 +48,6 @@ ERC1271_MAGIC = bytes.fromhex("1626ba7e")  # isValidSignature(bytes32,bytes)
 FILL_AT_ONCE = 64
 # What relay.rpc raises when the node cannot be reached.
 CONNECTION_ERRORS = (ConnectionError, TimeoutError)
-
-# Receipt polling (Chain.wait): first interval, growth per poll, longest interval (seconds).
-RECEIPT_POLL_FIRST = 0.01
-RECEIPT_POLL_GROWTH = 1.5
-RECEIPT_POLL_MAX = 0.5
 
 
 @dataclass(frozen=True)
@@ -122,6 +118,7 @@ class ErrorDecoder:
 class Chain:
     def __init__(self, rpc_url: str, deployment_file: Path, db: Database, signer_keys: list[str], timeout: float):
         self.rpc = NodeRpc(rpc_url, timeout)
+        self.receipts = ReceiptWatcher(self.rpc)
         self.w3 = Web3(NodeProvider(self.rpc))
         # Every argument is already validated and every transaction fully specified: the default
         # middleware would only add ENS lookups, chain-id round trips and gas re-estimation.
@@ -441,18 +438,13 @@ class Chain:
 
     def wait(self, tx_hash: str, timeout: float) -> TxReceipt | None:
         """The receipt once the transaction is mined; None if it is not mined within `timeout`.
-        Polls at once, then at growing intervals (10 ms up to half a second): a node that mines
-        on arrival answers within milliseconds, and a chain with blocks seconds apart is not
-        asked a hundred times a second by every waiting request."""
-        deadline = time.monotonic() + timeout
-        interval = RECEIPT_POLL_FIRST
-        while True:
-            receipt = self.receipt(tx_hash)
-            left = deadline - time.monotonic()
-            if receipt is not None or left <= 0:
-                return receipt
-            time.sleep(min(interval, left))
-            interval = min(interval * RECEIPT_POLL_GROWTH, RECEIPT_POLL_MAX)
+        Asks at once; after that the process's receipt watcher asks for every waiting request
+        together, once per new block (relay.receipts)."""
+        try:
+            raw = self.receipts.wait(tx_hash, timeout)
+        except CONNECTION_ERRORS as exc:
+            raise ChainUnavailable() from exc
+        return None if raw is None else receipt_formatter(raw)
 
     def events(self, receipt: TxReceipt, contract: str, event: str) -> list[dict[str, Any]]:
         """The arguments of each `event` that `contract` emitted in the receipt's transaction."""

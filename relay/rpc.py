@@ -21,7 +21,7 @@ import itertools
 import json
 import threading
 import time
-from typing import Any
+from typing import Any, cast
 from urllib.parse import unquote, urlsplit
 
 import requests
@@ -97,6 +97,26 @@ class NodeRpc:
         the node did not answer in time."""
         if body is None:
             body = json.dumps({"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": params}).encode()
+        decoded: RPCResponse = self._exchange(method, body)
+        return decoded
+
+    def batch(self, method: str, params: list[list[Any]]) -> list[RPCResponse]:
+        """One JSON-RPC batch request: `method` with each of `params`; the node's response to each,
+        in the same order. Web3RPCError if the node does not take batch requests (some refuse
+        them, or cap their size), ConnectionError / TimeoutError as for a single call."""
+        ids = [next(self._ids) for _ in params]
+        requests = [
+            {"jsonrpc": "2.0", "id": i, "method": method, "params": p} for i, p in zip(ids, params, strict=True)
+        ]
+        replies = self._exchange(method, json.dumps(requests).encode())
+        if not isinstance(replies, list):
+            raise Web3RPCError(f"{method}: the node did not answer the batch request: {replies!r}")
+        by_id: dict[Any, RPCResponse] = {r.get("id"): cast(RPCResponse, r) for r in replies if isinstance(r, dict)}
+        missing: RPCResponse = {"error": {"code": -32603, "message": "no answer in the batch"}}
+        return [by_id.get(i, missing) for i in ids]
+
+    def _exchange(self, method: str, body: bytes) -> Any:
+        """POSTs a request body and returns the decoded JSON answer."""
         probe = self._admit(method)
         timed_out = False
         try:
@@ -109,10 +129,9 @@ class NodeRpc:
         if reply.status >= 500 or reply.status in (404, 405):
             raise ConnectionError(f"{method}: HTTP {reply.status} from the node")
         try:
-            decoded: RPCResponse = json.loads(reply.data)
+            return json.loads(reply.data)
         except ValueError as exc:
             raise ConnectionError(f"{method}: the node's answer is not JSON (HTTP {reply.status})") from exc
-        return decoded
 
     def _send(self, method: str, body: bytes) -> urllib3.BaseHTTPResponse:
         """POSTs the request. A read survives one dropped keep-alive connection; a timeout or a

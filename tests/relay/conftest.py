@@ -138,6 +138,12 @@ class Received:
         return self.headers.get("webhook-id", "")
 
 
+class _Listener(ThreadingHTTPServer):
+    # Room for many clients connecting at once (the default backlog of 5 drops connections,
+    # which the client's TCP stack retries only after a second).
+    request_queue_size = 128
+
+
 class _Server:
     """A tiny threaded HTTP server that answers POST requests with `handle(path, headers, body)`:
     (status, JSON reply), or None to drop the connection without answering."""
@@ -165,7 +171,7 @@ class _Server:
             def log_message(self, *_: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = _Listener(("127.0.0.1", 0), Handler)
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
