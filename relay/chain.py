@@ -446,6 +446,11 @@ class Chain:
             raise ChainUnavailable() from exc
         return None if raw is None else receipt_formatter(raw)
 
+    def follow(self, tx_hash: str, timeout: float, then: Callable[[TxReceipt], object]) -> None:
+        """Runs `then(receipt)` on a thread of the receipt watcher once the transaction is mined,
+        if it is within `timeout`; returns at once."""
+        self.receipts.follow(tx_hash, timeout, lambda raw: then(receipt_formatter(raw)))
+
     def events(self, receipt: TxReceipt, contract: str, event: str) -> list[dict[str, Any]]:
         """The arguments of each `event` that `contract` emitted in the receipt's transaction."""
         return self.fast[contract].logs(receipt, event)

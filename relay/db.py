@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,7 @@ MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 # A pooled connection idle longer than this is checked with a round trip before it is handed out.
 PING_AFTER_IDLE = 2.0
 SQLITE_BUSY_TIMEOUT = 30
+COMMIT_TOPICS = "relay.commit_topics"  # Session.info key of the topics a transaction marked
 
 
 class Base(DeclarativeBase):
@@ -120,6 +121,22 @@ class Database:
         self.url = url
         self.engine = make_engine(url, pool_size, max_overflow, lock_timeout, idle_transaction_timeout)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._on_commit: dict[str, list[Callable[[], None]]] = {}
+        event.listen(self.sessions, "after_commit", self._committed)
+
+    def on_commit(self, topic: str, hook: Callable[[], None]) -> None:
+        """Calls `hook` after each commit of a transaction that `mark`ed `topic` (in this process)."""
+        self._on_commit.setdefault(topic, []).append(hook)
+
+    @staticmethod
+    def mark(session: Session, topic: str) -> None:
+        """Says that the session's transaction wrote something for `topic`'s hooks."""
+        session.info.setdefault(COMMIT_TOPICS, set()).add(topic)
+
+    def _committed(self, session: Session) -> None:
+        for topic in session.info.pop(COMMIT_TOPICS, ()):
+            for hook in self._on_commit.get(topic, ()):
+                hook()
 
     @contextmanager
     def session(self) -> Iterator[Session]:

@@ -25,12 +25,13 @@ from relay.api.schemas import ErrorResponse
 from relay.chain import Chain
 from relay.config import Settings, get_settings
 from relay.indexer import Indexer
+from relay.outbox import CALLBACK_TOPIC, NOTIFICATION_TOPIC
 from relay.payments import Payments
 from relay.rewards import Rewards
 from relay.shops import Shops
 from relay.streams import NotificationHub
 from relay.wallets import Wallets
-from relay.workers import run_forever
+from relay.workers import Wakeup, run_forever
 from relay.workers.callbacks import CallbackSender
 from relay.workers.push import Pusher
 
@@ -86,6 +87,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             [key.get_secret_value() for key in settings.signer_keys],
             settings.rpc_timeout,
         )
+        # Callbacks, pushes and live streams start as soon as this process commits something for
+        # them; what other processes commit (and retries) they find at their next interval.
+        callbacks_woken, pushes_woken, streams_woken = Wakeup(), Wakeup(), Wakeup()
+        db.on_commit(CALLBACK_TOPIC, callbacks_woken.set)
+        for woken in (pushes_woken, streams_woken):
+            db.on_commit(NOTIFICATION_TOPIC, woken.set)
         payments = Payments(db, chain, settings)
         rewards = Rewards(db, chain, settings)
         wallets = Wallets(db, chain, settings)
@@ -98,7 +105,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             rewards,
             wallets,
             anyio.CapacityLimiter(settings.waiting_requests),
-            NotificationHub(wallets, settings.worker_interval),
+            NotificationHub(wallets, settings.worker_interval, streams_woken),
         )
         sender = CallbackSender(db, settings)
         pusher = Pusher(db, settings)
@@ -115,8 +122,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # a few seconds, and polling them as often cost an idle process half its CPU.
         fast, slow = settings.worker_interval, settings.worker_interval * SLOW_WORKERS
         tasks = [
-            asyncio.create_task(run_forever("callbacks", sender.run_once, fast)),
-            asyncio.create_task(run_forever("push", pusher.run_once, fast)),
+            asyncio.create_task(run_forever("callbacks", sender.run_once, fast, callbacks_woken)),
+            asyncio.create_task(run_forever("push", pusher.run_once, fast, pushes_woken)),
             asyncio.create_task(run_forever("timeouts", payments.expire, slow)),
             asyncio.create_task(run_forever("chain", lambda: _settle_all(payments, settings), slow)),
             asyncio.create_task(run_forever("rewards", rewards.run_once, slow)),

@@ -11,10 +11,15 @@ from typing import Any, cast
 from sqlalchemy import Table, insert
 from sqlalchemy.orm import Session
 
+from relay.db import Database
 from relay.models import Callback, Notification
 
 CALLBACKS = cast(Table, Callback.__table__)
 NOTIFICATIONS = cast(Table, Notification.__table__)
+
+# What a commit that queued callbacks / notifications tells this process's workers (Database.on_commit).
+CALLBACK_TOPIC = "callbacks"
+NOTIFICATION_TOPIC = "notifications"
 
 # Callback codes (spec §4.1).
 SUCCESS, DENIED, CONTRACT_ERROR, SERVER_ERROR, TIMEOUT = 0, 1001, 1002, 1003, 2000
@@ -35,6 +40,7 @@ def enqueue_callback(
     callback_id = "msg_" + secrets.token_hex(16)
     row = {"id": callback_id, "kiosk_id": kiosk_id, "payment_id": payment_id, "type": type_, "code": code, "body": body}
     session.connection().execute(insert(CALLBACKS).values(row))
+    Database.mark(session, CALLBACK_TOPIC)
     return callback_id
 
 
@@ -43,3 +49,4 @@ def notify(session: Session, account: str, kind: str, payment_id: str | None, pa
     session's transaction."""
     row = {"account": account, "kind": kind, "payment_id": payment_id, "payload": payload}
     session.connection().execute(insert(NOTIFICATIONS).values(row))
+    Database.mark(session, NOTIFICATION_TOPIC)

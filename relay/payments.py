@@ -275,7 +275,9 @@ class Payments:
             self._verify(self._new_payment_typed(p, nonce, deadline), signature, p.account, deadline)
             p = self._claim(session, p, {S.NEW}, ChainOp.OPEN, status=S.APPROVED, signature=signature, signer=p.account)
         fn = self.chain.payment.functions.openNewPayment(self._new_payment_args(p, deadline), signature)
-        return self._submit(p, ChainOp.OPEN, fn, restore={"status": S.NEW, "signature": None, "signer": None})
+        sent = self._submit(p, ChainOp.OPEN, fn, restore={"status": S.NEW, "signature": None, "signer": None})
+        self._follow(sent, ChainOp.OPEN)
+        return sent
 
     def deny_new(self, payment_id: str, signature: str) -> Payment:
         with self.db.session() as session:
@@ -346,7 +348,9 @@ class Payments:
                 signer=owner,
             )
         fn = self.chain.payment.functions.openCancelPayment(payment_id, p.purchase_id, deadline, signature)
-        return self._submit(p, ChainOp.OPEN_CANCEL, fn, restore={"status": S.CANCEL_RECEIVED, "signature": None})
+        sent = self._submit(p, ChainOp.OPEN_CANCEL, fn, restore={"status": S.CANCEL_RECEIVED, "signature": None})
+        self._follow(sent, ChainOp.OPEN_CANCEL)
+        return sent
 
     def deny_cancel(self, payment_id: str, signature: str) -> Payment:
         with self.db.session() as session:
@@ -580,6 +584,13 @@ class Payments:
             return self.get(p.payment_id)
         return sent
 
+    def _follow(self, sent: Payment, op: ChainOp) -> None:
+        """Records the outcome of an approval's transaction, and queues the KIOSK's callback, as
+        soon as it is mined (the app's request has answered by then). The KIOSK's close may get
+        there first, or the chain watcher after a restart: the first to record it wins."""
+        if sent.chain_op == op and sent.chain_tx is not None:
+            self.chain.follow(sent.chain_tx, self.settings.receipt_timeout, lambda receipt: self._finish(sent, receipt))
+
     def _submit_and_wait(self, p: Payment, op: ChainOp, fn: Call) -> Payment:
         sent = self._submit(p, op, fn, restore={})
         if sent.chain_op != op or sent.chain_tx is None:
@@ -608,7 +619,8 @@ class Payments:
     def _succeeded(
         self, p: Payment, op: ChainOp, receipt: TxReceipt | None, then: ChainOp | None = None
     ) -> Payment | None:
-        values: dict[str, Any] = {"chain_op": None, "error": None, "signature": None}
+        # The signature stays: a retry of the approval it carried is answered like the first time.
+        values: dict[str, Any] = {"chain_op": None, "error": None}
         stamp = int(time.time())
         if then is not None and op in (ChainOp.OPEN, ChainOp.OPEN_CANCEL):
             # The KIOSK's close is waiting for this opening: claim it now (what _claim would do

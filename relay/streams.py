@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from relay.models import Notification
 from relay.wallets import Wallets
+from relay.workers import WAKE_AFTER, Wakeup
 
 log = logging.getLogger(__name__)
 
@@ -31,9 +32,10 @@ class Subscription:
 
 
 class NotificationHub:
-    def __init__(self, wallets: Wallets, interval: float) -> None:
+    def __init__(self, wallets: Wallets, interval: float, wakeup: Wakeup | None = None) -> None:
         self.wallets = wallets
         self.interval = interval
+        self.wakeup = wakeup  # set when this process commits a notification
         self._subscriptions: dict[str, set[Subscription]] = {}
         self._floor = 0  # ids up to this one existed before the hub started reading
         self._cursor: int | None = None  # the highest id read; None while no stream is open
@@ -64,7 +66,11 @@ class NotificationHub:
         """Reads and hands out new notifications while any stream is open."""
         try:
             while self._subscriptions:
-                await asyncio.sleep(self.interval)
+                if self.wakeup is None:
+                    await asyncio.sleep(self.interval)
+                else:
+                    await asyncio.sleep(WAKE_AFTER)
+                    await self.wakeup.wait(max(0.0, self.interval - WAKE_AFTER))
                 try:
                     await self._read()
                 except Exception as exc:  # the database is away: the streams wait, and read again

@@ -139,17 +139,22 @@ def test_item__unknown_payment__404_2001(relay):
 # ----------------------------------------------------------------------------- 5.2 / 5.3 new payment
 
 
-def test_create_confirm__spec_fields__and_twice_with_the_same_signature_is_idempotent(relay, kiosk, user, shop_id):
+def test_create_confirm__spec_fields__and_twice_with_the_same_signature_is_idempotent(
+    relay, kiosk, user, shop_id, callbacks
+):
     payment_id = _open(relay, kiosk, user, shop_id)["paymentId"]
     signature = user.sign(_typed(relay, payment_id)["confirm"])
 
     first = ok(decide(relay.url, "create/confirm", payment_id, signature))
     again = ok(decide(relay.url, "create/confirm", payment_id, signature))
+    callbacks.wait_for(payment_id)  # the opening is mined and recorded
+    later = ok(decide(relay.url, "create/confirm", payment_id, signature))
 
     assert_spec_fields(first, "5.2 create/confirm")
     assert first["paymentStatus"] == S.APPROVED and first["account"] == user.address
     assert first["txHash"].startswith("0x") and len(first["txHash"]) == 66
     assert again == first
+    assert later == first
     closed = ok(kiosk_post(relay.url, "closeNew", kiosk.access_key, payment_id))
     assert closed["paymentStatus"] == S.COMPLETED
 
@@ -272,7 +277,7 @@ def test_cancel__wrong_signatures__403_and_the_cancel_stays_pending(relay, kiosk
 
 
 def test_cancel_confirm__spec_fields__and_twice_with_the_same_signature_is_idempotent(
-    relay, kiosk, user, owner, shop_id
+    relay, kiosk, user, owner, shop_id, callbacks
 ):
     payment_id = _completed(relay, kiosk, user, shop_id)["paymentId"]
     # Before openCancel there is nothing to decide.
@@ -282,10 +287,13 @@ def test_cancel_confirm__spec_fields__and_twice_with_the_same_signature_is_idemp
 
     first = ok(decide(relay.url, "cancel/confirm", payment_id, signature))
     again = ok(decide(relay.url, "cancel/confirm", payment_id, signature))
+    wait_until(lambda: [c for c in callbacks.for_payment(payment_id) if c.json["type"] == "cancel"])
+    later = ok(decide(relay.url, "cancel/confirm", payment_id, signature))
 
     assert_spec_fields(first, "5.4 cancel/confirm")
     assert first["paymentStatus"] == S.CANCEL_APPROVED and first["txHash"].startswith("0x")
     assert again == first
+    assert later == first
     assert ok(kiosk_post(relay.url, "closeCancel", kiosk.access_key, payment_id))["paymentStatus"] == S.CANCEL_COMPLETED
 
 

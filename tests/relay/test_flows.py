@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from relay.models import PaymentStatus as S
 from tests.relay.conftest import UNIT, wait_until
 
@@ -117,3 +119,24 @@ def test_token_user__pays_in_tokens_at_the_token_rate(kiosk, token_user, shop_id
     kiosk.client.close_new(opened.paymentId)
 
     assert int(kiosk.client.balance(token_user.address).balance) == before - (27 * UNIT // 2 + 675 * UNIT // 1000)
+
+
+def test_approvals__kiosk_called_back_as_soon_as_the_chain_has_executed_them(
+    kiosk, user, owner, shop_id, callbacks, purchase_id
+):
+    """The KIOSK waits for the approval's callback before it closes: it must come once the
+    transaction is mined (milliseconds on this chain), not when a background sweep finds it."""
+    opened = kiosk.client.open_new(purchase_id, TEN_KRW, "krw", shop_id, user.address)
+    user.approve(opened.paymentId)
+    approved_at = time.time()
+    [callback] = callbacks.wait_for(opened.paymentId)
+    assert (callback.json["type"], callback.json["code"]) == ("create", 0)
+    assert callback.at - approved_at < 1.0
+
+    kiosk.client.close_new(opened.paymentId)
+    kiosk.client.open_cancel(opened.paymentId)
+    owner.approve(opened.paymentId)
+    approved_at = time.time()
+    [cancel] = wait_until(lambda: [c for c in callbacks.for_payment(opened.paymentId) if c.json["type"] == "cancel"])
+    assert cancel.json["code"] == 0
+    assert cancel.at - approved_at < 1.0

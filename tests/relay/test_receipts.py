@@ -29,6 +29,7 @@ class ScriptedChain:
     def __init__(self, batches: bool = True) -> None:
         self.start = time.monotonic()
         self.mined: dict[str, int] = {}
+        self.unseen_for: dict[str, int] = {}  # asks a mined transaction's receipt is still missing
         self.batches = batches
         self.requests: Counter[str] = Counter()
         self.asked: Counter[str] = Counter()  # receipts asked for, by transaction
@@ -48,6 +49,8 @@ class ScriptedChain:
             with self._lock:
                 self.asked[tx] += 1
             mined = self.mined.get(tx)
+            if self.asked[tx] <= self.unseen_for.get(tx, 0):
+                mined = None
             result = None if mined is None or mined > self.block() else {"transactionHash": tx, "status": "0x1"}
         return {"jsonrpc": "2.0", "id": request["id"], "result": result}
 
@@ -96,23 +99,29 @@ def test_many_waiting_requests__node_asked_per_block_not_per_request(chain):
         assert receipt["transactionHash"] == tx
         mined_at = chain.start + chain.mined[tx] * BLOCK_TIME
         assert mined_at - 0.05 <= came < mined_at + RECEIPT_POLL_MAX
-    # Each request asked once itself; the rest is the watcher's: block numbers at growing
+    # Each request asked twice itself; the rest is the watcher's: block numbers at growing
     # intervals (a dozen per block at most) and a batch (a single call for one hash) when there
     # is a new block or a new request. Asking for each request every poll would take thousands
     # of calls.
-    assert chain.requests["eth_getTransactionReceipt"] <= len(hashes) + 10
+    assert chain.requests["eth_getTransactionReceipt"] <= 2 * len(hashes) + 10
     assert chain.requests["eth_blockNumber"] <= 12 * 6
     assert chain.requests["batch"] <= 2 * 6 + 10
     assert max(chain.asked.values()) <= 8
     assert watcher.waiting() == 0
 
 
-def test_node_mining_on_arrival__one_call_and_no_watcher(chain):
+def test_node_mining_on_arrival__the_request_asks_itself_and_no_watcher_runs(chain):
     watcher = ReceiptWatcher(NodeRpc(chain.url, 5))
     chain.mined["0xaa"] = 0
 
     assert watcher.wait("0xaa", 5)["status"] == "0x1"
     assert chain.requests == Counter({"eth_getTransactionReceipt": 1})
+
+    # Mining took the node a moment: the request asks once more itself.
+    chain.mined["0xab"] = 0
+    chain.unseen_for["0xab"] = 1
+    assert watcher.wait("0xab", 5)["status"] == "0x1"
+    assert chain.requests == Counter({"eth_getTransactionReceipt": 3})
     assert watcher._thread is None
 
 
@@ -158,3 +167,29 @@ def test_node_refusing_batch_requests__receipts_asked_one_by_one():
         assert chain.requests["batch"] == 1  # refused once, then not tried again
     finally:
         chain.http.close()
+
+
+def test_follow__runs_once_mined_on_the_watcher_s_threads__dropped_when_time_is_up(chain):
+    watcher = ReceiptWatcher(NodeRpc(chain.url, 5))
+    chain.mined["0x01"] = chain.mined["0x03"] = chain.block() + 1
+    done: list[tuple[str, float, str]] = []
+
+    def record(receipt: dict[str, Any]) -> None:
+        done.append((receipt["transactionHash"], time.monotonic(), threading.current_thread().name))
+
+    def fails(receipt: dict[str, Any]) -> None:
+        raise RuntimeError("the database is away")
+
+    watcher.follow("0x03", 5, fails)  # logged; the others still run
+    watcher.follow("0x01", 5, record)
+    watcher.follow("0x02", 0.5, record)  # never mined
+    assert watcher.waiting() == 3
+
+    deadline = time.monotonic() + 3
+    while not done and time.monotonic() < deadline:
+        time.sleep(0.01)
+    [(tx, at, thread)] = done
+    assert tx == "0x01" and thread.startswith("mined")
+    assert at < chain.start + chain.mined["0x01"] * BLOCK_TIME + RECEIPT_POLL_MAX
+    time.sleep(0.7)
+    assert watcher.waiting() == 0 and len(done) == 1

@@ -17,8 +17,9 @@ import httpx
 import psycopg
 import pytest
 
+from relay.devnet import anvil_key
 from relay.sdk import AppClient
-from tests.relay.conftest import RelayProcess, wait_until
+from tests.relay.conftest import POINT_USER, UNIT, RelayProcess, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +46,7 @@ class Reader:
 
     def __init__(self, relay: RelayProcess, wallet: AppClient, last_event_id: int | None = None) -> None:
         self.ids: list[int] = []
+        self.arrived: list[float] = []  # time.time() of each event
         self.open = threading.Event()
         headers = {"Last-Event-ID": str(last_event_id)} if last_event_id is not None else {}
         self._stack = contextlib.ExitStack()
@@ -62,6 +64,7 @@ class Reader:
             for line in self.response.iter_lines():
                 if line.startswith("id:"):
                     self.ids.append(int(line.removeprefix("id:").strip()))
+                    self.arrived.append(time.time())
 
     def close(self) -> None:
         self._stack.close()
@@ -133,3 +136,22 @@ def test_notification_committed_after_a_newer_one__still_sent_once(pg_relay):
         wait_until(lambda: reader.ids == [newer, older])
         time.sleep(1)
         assert reader.ids == [newer, older]
+
+
+def test_notification_committed_by_the_relay__streamed_at_once(pg_relay, make_kiosk, shop_id):
+    """The relay's own commits wake its streams: a new payment reaches the open app at once, not
+    at the hub's next read (every 0.25 s here) of what other processes commit."""
+    kiosk = make_kiosk(pg_relay, [shop_id])
+    wallet = AppClient(pg_relay.url, anvil_key(POINT_USER))
+    delays = []
+    with reading(pg_relay, wallet) as reader:
+        time.sleep(0.6)  # the stream is open and the hub reading
+        for _ in range(5):
+            seen = len(reader.ids)
+            opened = kiosk.client.open_new(f"S-{secrets.token_hex(4)}", UNIT, "krw", shop_id, wallet.address)
+            answered = time.time()
+            wait_until(lambda n=seen: len(reader.ids) > n)
+            delays.append(reader.arrived[seen] - answered)
+            wallet.deny(opened.paymentId)
+            time.sleep(0.3)  # the denial's notification has been streamed too
+    assert max(delays) < 0.08, delays
