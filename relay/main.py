@@ -87,12 +87,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             [key.get_secret_value() for key in settings.signer_keys],
             settings.rpc_timeout,
         )
-        # Callbacks, pushes and live streams start as soon as this process commits something for
-        # them; what other processes commit (and retries) they find at their next interval.
-        callbacks_woken, pushes_woken, streams_woken = Wakeup(), Wakeup(), Wakeup()
+        # Callbacks (a KIOSK waits for them) and live streams (an app in the foreground) start as
+        # soon as this process commits something for them; what other processes commit, and
+        # retries, they find at their next interval. Pushes reach apps in the background through
+        # Expo, seconds anyway: they keep to their interval.
+        callbacks_woken, streams_woken = Wakeup(), Wakeup()
         db.on_commit(CALLBACK_TOPIC, callbacks_woken.set)
-        for woken in (pushes_woken, streams_woken):
-            db.on_commit(NOTIFICATION_TOPIC, woken.set)
+        db.on_commit(NOTIFICATION_TOPIC, streams_woken.set)
         payments = Payments(db, chain, settings)
         rewards = Rewards(db, chain, settings)
         wallets = Wallets(db, chain, settings)
@@ -123,7 +124,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         fast, slow = settings.worker_interval, settings.worker_interval * SLOW_WORKERS
         tasks = [
             asyncio.create_task(run_forever("callbacks", sender.run_once, fast, callbacks_woken)),
-            asyncio.create_task(run_forever("push", pusher.run_once, fast, pushes_woken)),
+            asyncio.create_task(run_forever("push", pusher.run_once, fast)),
             asyncio.create_task(run_forever("timeouts", payments.expire, slow)),
             asyncio.create_task(run_forever("chain", lambda: _settle_all(payments, settings), slow)),
             asyncio.create_task(run_forever("rewards", rewards.run_once, slow)),

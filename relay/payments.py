@@ -10,11 +10,13 @@ callbacks are queued in the same transaction as the status they report.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import secrets
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from eth_account.messages import encode_typed_data
@@ -152,6 +154,11 @@ class Payments:
         self.db = db
         self.chain = chain
         self.settings = settings
+        # Openings this process is recording right now (a follow-up, or a close waiting for its
+        # opening), each with an event set when that is done: the other one waits or stands back
+        # instead of reading the same receipt and racing for the same row.
+        self._recording: dict[str, threading.Event] = {}
+        self._recording_lock = threading.Lock()
 
     # ================================================================== KIOSK reads
 
@@ -425,14 +432,37 @@ class Payments:
         records a successful opening, the same update claims the closing operation `then`.
         Returns the payment as it is then, and whether `then` was claimed."""
         if p.chain_tx is not None:
-            receipt = self.chain.wait(p.chain_tx, self.settings.receipt_timeout)
-            if receipt is not None:
-                done = self._finish(p, receipt, then)
-                if done is not None:
-                    return done, done.chain_op == then
+            with self._recording_of(p.payment_id) as other:
+                if other is None:
+                    receipt = self.chain.wait(p.chain_tx, self.settings.receipt_timeout)
+                    if receipt is not None:
+                        done = self._finish(p, receipt, then)
+                        if done is not None:
+                            return done, done.chain_op == then
+                        return self.get(p.payment_id), False
+            if other is not None:  # the approval's follow-up is recording it
+                other.wait(self.settings.receipt_timeout)
                 return self.get(p.payment_id), False
         self.settle(p.payment_id)
         return self.get(p.payment_id), False
+
+    @contextlib.contextmanager
+    def _recording_of(self, payment_id: str) -> Iterator[threading.Event | None]:
+        """None if the caller may record the payment's opening (others wait until it is done);
+        else the event of whoever is recording it now."""
+        with self._recording_lock:
+            other = self._recording.get(payment_id)
+            if other is None:
+                mine = self._recording[payment_id] = threading.Event()
+        if other is not None:
+            yield other
+            return
+        try:
+            yield None
+        finally:
+            with self._recording_lock:
+                del self._recording[payment_id]
+            mine.set()
 
     def pending_chain_ops(self, older_than: float) -> list[str]:
         with self.db.session() as session:
@@ -586,10 +616,18 @@ class Payments:
 
     def _follow(self, sent: Payment, op: ChainOp) -> None:
         """Records the outcome of an approval's transaction, and queues the KIOSK's callback, as
-        soon as it is mined (the app's request has answered by then). The KIOSK's close may get
-        there first, or the chain watcher after a restart: the first to record it wins."""
-        if sent.chain_op == op and sent.chain_tx is not None:
-            self.chain.follow(sent.chain_tx, self.settings.receipt_timeout, lambda receipt: self._finish(sent, receipt))
+        soon as it is mined (the app's request has answered by then). In this process, a close
+        that comes meanwhile waits for it (or it stands back for the close); elsewhere (another
+        process, the chain watcher after a restart) the first to record it wins."""
+        if sent.chain_op != op or sent.chain_tx is None:
+            return
+
+        def record(receipt: TxReceipt) -> None:
+            with self._recording_of(sent.payment_id) as other:
+                if other is None:  # else the KIOSK's close is recording it (and claiming the close)
+                    self._finish(sent, receipt)
+
+        self.chain.follow(sent.chain_tx, self.settings.receipt_timeout, record)
 
     def _submit_and_wait(self, p: Payment, op: ChainOp, fn: Call) -> Payment:
         sent = self._submit(p, op, fn, restore={})

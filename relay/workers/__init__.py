@@ -13,7 +13,7 @@ log = logging.getLogger(__name__)
 
 # After a step, a worker that is woken early waits at least this long (seconds) before its next
 # step: a burst of commits is served by one step, not one step each.
-WAKE_AFTER = 0.05
+WAKE_AFTER = 0.1
 
 
 class Wakeup:

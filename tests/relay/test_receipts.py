@@ -106,7 +106,9 @@ def test_many_waiting_requests__node_asked_per_block_not_per_request(chain):
     assert chain.requests["eth_getTransactionReceipt"] <= 2 * len(hashes) + 10
     assert chain.requests["eth_blockNumber"] <= 12 * 6
     assert chain.requests["batch"] <= 2 * 6 + 10
-    assert max(chain.asked.values()) <= 8
+    # A hash is asked for twice by its request, once when handed over, and once per new block
+    # (five, and one that came while it was handed over).
+    assert max(chain.asked.values()) <= 9
     assert watcher.waiting() == 0
 
 

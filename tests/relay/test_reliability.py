@@ -73,19 +73,26 @@ def _closed_once(relay, anvil, deployment, payment_id, answers):
 
 
 def test_restart__killed_right_after_confirm__one_callback_and_the_payment_closes(
-    relay, kiosk, user, shop_id, callbacks
+    relay, kiosk, user, shop_id, callbacks, anvil
 ):
     payment_id = _open(relay, kiosk, user, shop_id)["paymentId"]
-    approved = user.approve(payment_id)
-    relay.stop(kill=True)
+    rpc = _Rpc(anvil)
+    rpc("evm_setAutomine", False)  # the open stays pending until the relay is gone
+    try:
+        approved = user.approve(payment_id)
+        relay.stop(kill=True)
+    finally:
+        rpc("evm_mine")
+        rpc("evm_setAutomine", True)
 
-    # The open was sent and is waiting for the chain watcher, which had not queued the callback.
+    # The open was sent, and mined once the relay that followed it was gone: it has not been
+    # recorded and no callback is queued.
     with session_of(relay) as session:
         payment = session.get(Payment, payment_id)
         assert (payment.status, payment.chain_op, payment.chain_tx) == (S.APPROVED, "open", approved.txHash)
     assert _callback_rows(relay, payment_id) == []
 
-    relay.start()
+    relay.start()  # its chain watcher finishes the open
 
     [callback] = callbacks.wait_for(payment_id)
     assert (callback.json["type"], callback.json["code"]) == ("create", 0)

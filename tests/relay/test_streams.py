@@ -146,7 +146,7 @@ def test_notification_committed_by_the_relay__streamed_at_once(pg_relay, make_ki
     delays = []
     with reading(pg_relay, wallet) as reader:
         time.sleep(0.6)  # the stream is open and the hub reading
-        for _ in range(5):
+        for _ in range(8):
             seen = len(reader.ids)
             opened = kiosk.client.open_new(f"S-{secrets.token_hex(4)}", UNIT, "krw", shop_id, wallet.address)
             answered = time.time()
@@ -154,4 +154,6 @@ def test_notification_committed_by_the_relay__streamed_at_once(pg_relay, make_ki
             delays.append(reader.arrived[seen] - answered)
             wallet.deny(opened.paymentId)
             time.sleep(0.3)  # the denial's notification has been streamed too
-    assert max(delays) < 0.08, delays
+    # Woken at once, or at most WAKE_AFTER (0.1 s) after its previous read; reading every 0.25 s
+    # instead, the mean would be about 0.125 s.
+    assert max(delays) < 0.15 and sum(delays) / len(delays) < 0.07, delays
