@@ -52,6 +52,10 @@ RELAY_SETTINGS: dict[str, Any] = {
 # ----------------------------------------------------------------------------- peers
 
 
+class _Listener(ThreadingHTTPServer):
+    request_queue_size = 128  # the default 5 drops connections under load (retried a second later)
+
+
 class Receiver:
     """The KIOSK's callback endpoint; counts deliveries per webhook-id and can be switched off."""
 
@@ -60,26 +64,45 @@ class Receiver:
         self.deliveries: list[tuple[float, str, dict[str, Any]]] = []
         self.attempts: list[tuple[float, str, str]] = []  # (time, id, payment) of every request
         self.lock = threading.Lock()
+        self._first: dict[tuple[str, str, int], float] = {}  # (payment, type, code) -> first delivery
+        self._events: dict[tuple[str, str, int], threading.Event] = {}
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
-                payment_id = str(json.loads(body)["data"].get("paymentId"))
+                message = json.loads(body)
+                payment_id = str(message["data"].get("paymentId"))
+                at = time.time()
                 with outer.lock:
-                    outer.attempts.append((time.time(), self.headers["webhook-id"], payment_id))
+                    outer.attempts.append((at, self.headers["webhook-id"], payment_id))
                 if outer.up:
+                    key = (payment_id, str(message["type"]), int(message["code"]))
                     with outer.lock:
-                        outer.deliveries.append((time.time(), self.headers["webhook-id"], json.loads(body)))
+                        outer.deliveries.append((at, self.headers["webhook-id"], message))
+                        outer._first.setdefault(key, at)
+                    outer._event(key).set()
                 self.send_response(200 if outer.up else 503)
                 self.end_headers()
 
             def log_message(self, *_: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = _Listener(("127.0.0.1", 0), Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/callback"
+
+    def _event(self, key: tuple[str, str, int]) -> threading.Event:
+        with self.lock:
+            return self._events.setdefault(key, threading.Event())
+
+    def first(self, payment_id: str, type_: str, code: int, timeout: float) -> float | None:
+        """When the payment's first callback of `type_` and `code` arrived (time.time()), waiting up
+        to `timeout` seconds for it; None if it did not come."""
+        key = (payment_id, type_, code)
+        self._event(key).wait(timeout)
+        with self.lock:
+            return self._first.get(key)
 
     def for_payment(self, payment_id: str) -> Counter[str]:
         with self.lock:

@@ -1,6 +1,10 @@
 """Load soak: 50 concurrent simulated KIOSKs for 60 s with a mix of pay / deny / cancel / timeout.
 Afterwards the conservation invariants hold on chain and the database agrees with the chain.
 
+Each KIOSK works as the spec has it: after an approval (the user's, or the shop owner's for a
+cancel) it waits for the relay's callback before it closes; how long that callback takes after
+the app's confirm has answered is reported.
+
     python -m bench.soak [--kiosks 50] [--seconds 60]
 """
 
@@ -16,14 +20,15 @@ from collections import Counter
 
 from sqlalchemy import select
 
-from bench.faults import wait_until
-from bench.harness import SIGNER_INDEXES, UNIT, System, check_table, contract, failed, system
+from bench.faults import Receiver, wait_until
+from bench.harness import SIGNER_INDEXES, UNIT, System, check_table, contract, failed, percentile, system
 from relay import db as database
 from relay.errors import InvalidStatus
 from relay.models import Payment, PaymentStatus
 from relay.sdk import AppClient, KioskClient
 
 AMOUNT = 10 * UNIT
+CALLBACK_WAIT = 10.0  # seconds a KIOSK waits for an approval's callback
 GRANT = 1_000_000 * UNIT
 # On-chain status -> the relay statuses that agree with it (Open on chain = approved, waiting for
 # the KIOSK's close: the soak sets no close timeout).
@@ -34,20 +39,30 @@ def soak(bench: System, kiosks: int, seconds: float) -> list[tuple[str, str]]:
     url, db_url, process = bench.start_relay(
         backend="postgresql", workers=2, signers=SIGNER_INDEXES[:4], payment_timeout=3, close_timeout=10**6
     )
-    access_key = bench.add_kiosk(db_url)
+    receiver = Receiver()
+    access_keys = [bench.add_kiosk(db_url, receiver.url) for _ in range(kiosks)]
     user_keys = bench.fund_users(kiosks, GRANT)
     # The chain is shared with the other benchmarks: compare only what the soak adds to escrow.
     escrow_before = contract(bench.w3(), bench.deployment, "Ledger").functions.escrowOf(0).call()
     owner = AppClient(url, bench_owner_key())
     outcomes: Counter[str] = Counter()
     errors: Counter[str] = Counter()
+    delays: dict[str, list[float]] = {"create": [], "cancel": []}  # approval callback after the confirm (s)
+
+    def called_back(payment_id: str, type_: str, approved_at: float) -> None:
+        arrived = receiver.first(payment_id, type_, 0, CALLBACK_WAIT)
+        if arrived is None:
+            raise TimeoutError(f"no {type_} approval callback within {CALLBACK_WAIT} s")
+        with lock:
+            delays[type_].append(max(0.0, arrived - approved_at))
+
     lock = threading.Lock()
     owner_app = threading.Lock()
     stop_at = time.monotonic() + seconds
 
     def kiosk_loop(index: int) -> None:
         rng = random.Random(index)
-        kiosk = KioskClient(url, access_key, timeout=60)
+        kiosk = KioskClient(url, access_keys[index], timeout=60)
         user = AppClient(url, user_keys[index], timeout=60)
         while time.monotonic() < stop_at:
             kind = rng.choices(["pay", "deny", "cancel", "timeout"], [0.55, 0.15, 0.2, 0.1])[0]
@@ -59,12 +74,14 @@ def soak(bench: System, kiosks: int, seconds: float) -> list[tuple[str, str]]:
                     user.deny(opened.paymentId)
                 else:
                     user.approve(opened.paymentId)
+                    called_back(opened.paymentId, "create", time.time())
                     kiosk.close_new(opened.paymentId)
                     if kind == "cancel":
                         kiosk.open_cancel(opened.paymentId)
                         try:
                             with owner_app:  # one shop owner, one app: decisions one after another
                                 owner.approve(opened.paymentId)
+                            called_back(opened.paymentId, "cancel", time.time())
                             kiosk.close_cancel(opened.paymentId)
                         except InvalidStatus:
                             # The owner's queue is long and a cancel request lasts 3 s: if it timed
@@ -101,8 +118,15 @@ def soak(bench: System, kiosks: int, seconds: float) -> list[tuple[str, str]]:
     process.wait(20)
     # Every decision is signed over the relay's own typed data: none may be refused as forged.
     refused = sum(n for kind, n in errors.items() if kind.startswith("InvalidSignature"))
+    late = sum(n for kind, n in errors.items() if "approval callback within" in kind)
+    waits = ", ".join(
+        f"{type_} {len(d)}: p50 {percentile(d, 50) * 1000:.0f} ms, p99 {percentile(d, 99) * 1000:.0f} ms"
+        for type_, d in delays.items()
+    )
     return [
         ("load", f"{sum(outcomes.values())} flows in {seconds:.0f} s by {kiosks} KIOSKs: {dict(outcomes)}"),
+        ("approval callbacks after the confirm", waits),
+        ("every approval called back", "pass" if late == 0 else f"FAIL: {late} not within {CALLBACK_WAIT} s"),
         ("other client errors", str(dict(errors)) if errors else "none"),
         ("no valid signature refused", "pass" if refused == 0 else f"FAIL: {refused} refused"),
         *verify(bench, db, user_keys, escrow_before),
