@@ -108,8 +108,12 @@ class System:
         return f"http://127.0.0.1:{port}", db_url, process
 
     def add_kiosk(self, db_url: str, callback_url: str | None = None) -> str:
-        with database.Database(db_url).session() as session:
-            return kiosks.add(session, "bench", [self.shop_id], callback_url).access_key
+        db = database.Database(db_url)
+        try:
+            with db.session() as session:
+                return kiosks.add(session, "bench", [self.shop_id], callback_url).access_key
+        finally:
+            db.engine.dispose()  # its connection closed now, not whenever the engine is collected
 
     def fund_users(self, count: int, points: int) -> list[str]:
         """New wallets with `points` points each (granted by the deployer, who holds the provider role)."""
