@@ -433,16 +433,15 @@ class Payments:
         Returns the payment as it is then, and whether `then` was claimed."""
         if p.chain_tx is not None:
             with self._recording_of(p.payment_id) as other:
-                if other is None:
-                    receipt = self.chain.wait(p.chain_tx, self.settings.receipt_timeout)
-                    if receipt is not None:
-                        done = self._finish(p, receipt, then)
-                        if done is not None:
-                            return done, done.chain_op == then
-                        return self.get(p.payment_id), False
-            if other is not None:  # the approval's follow-up is recording it
-                other.wait(self.settings.receipt_timeout)
-                return self.get(p.payment_id), False
+                if other is not None:  # the approval's follow-up is recording it
+                    other.wait(self.settings.receipt_timeout)
+                    return self.get(p.payment_id), False
+                receipt = self.chain.wait(p.chain_tx, self.settings.receipt_timeout)
+                if receipt is not None:
+                    done = self._finish(p, receipt, then)
+                    if done is not None:
+                        return done, done.chain_op == then
+                    return self.get(p.payment_id), False
         self.settle(p.payment_id)
         return self.get(p.payment_id), False
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from relay.models import Notification
 from relay.wallets import Wallets
-from relay.workers import WAKE_AFTER, Wakeup
+from relay.workers import Wakeup, rest
 
 log = logging.getLogger(__name__)
 
@@ -66,11 +66,7 @@ class NotificationHub:
         """Reads and hands out new notifications while any stream is open."""
         try:
             while self._subscriptions:
-                if self.wakeup is None:
-                    await asyncio.sleep(self.interval)
-                else:
-                    await asyncio.sleep(WAKE_AFTER)
-                    await self.wakeup.wait(max(0.0, self.interval - WAKE_AFTER))
+                await rest(self.interval, self.wakeup)
                 try:
                     await self._read()
                 except Exception as exc:  # the database is away: the streams wait, and read again

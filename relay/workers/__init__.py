@@ -53,8 +53,13 @@ async def run_forever(name: str, step: Callable[[], object], interval: float, wa
             raise
         except Exception as exc:
             log.warning("%s worker: %s", name, exc, exc_info=log.isEnabledFor(logging.DEBUG))
-        if wakeup is None:
-            await asyncio.sleep(interval)
-        else:
-            await asyncio.sleep(WAKE_AFTER)
-            await wakeup.wait(max(0.0, interval - WAKE_AFTER))
+        await rest(interval, wakeup)
+
+
+async def rest(interval: float, wakeup: Wakeup | None = None) -> None:
+    """Waits `interval` seconds, or less if `wakeup` is set meanwhile (but at least WAKE_AFTER)."""
+    if wakeup is None:
+        await asyncio.sleep(interval)
+    else:
+        await asyncio.sleep(WAKE_AFTER)
+        await wakeup.wait(max(0.0, interval - WAKE_AFTER))
