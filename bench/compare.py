@@ -1,6 +1,6 @@
 """Relay throughput and CPU of the working tree against another revision, side by side.
 
-    python -m bench.compare --base <git revision> [--payments 96] [--rounds 20] [--workers 1]
+    python -m bench.compare --base <git revision> [--payments 96] [--rounds 20] [--workers 1] [--idle 10]
 
 Both relays run at once on one anvil and one PostgreSQL, each with its own database and four
 signer keys: the base revision from a git worktree, the working tree as it is. Batches of complete
@@ -9,7 +9,8 @@ relay stopped (SIGSTOP) meanwhile, so drift in the machine's speed and anvil's s
 chain grows (bench.chain_drift) fall on both alike. Prints the median payments/s and relay CPU
 per payment of each, and the ratios working tree / base with the quartiles of the per-round
 ratios: single batches of a few seconds vary by ±15 % on a shared machine, so a difference inside
-the quartiles is noise (`--base HEAD` on an unchanged tree shows the noise itself).
+the quartiles is noise (`--base HEAD` on an unchanged tree shows the noise itself). Then both
+relays sit idle side by side for `--idle` seconds and their CPU per second is compared.
 
 Only the relay may differ: the contracts and their ABIs must be the same in both revisions.
 """
@@ -22,6 +23,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +33,9 @@ from bench.throughput import paused, through_relay
 from relay.devnet import anvil_key, relay_env, start_relay
 
 SAME_IN_BOTH = ("contracts", "relay/abi")
+# Seconds left for the approvals' follow-ups and the workers to finish the last batch's work
+# before idle CPU is measured (the chain watcher and the timeouts run every 2 s).
+SETTLE = 5.0
 
 
 @dataclass
@@ -42,6 +47,7 @@ class Side:
     pid: int
     rates: list[float] = field(default_factory=list)
     cpu_ms: list[float] = field(default_factory=list)
+    idle_ms: list[float] = field(default_factory=list)  # CPU ms per second with no request coming in
 
 
 def _git(*args: str) -> str:
@@ -103,7 +109,21 @@ def batch(bench: System, side: Side, other: Side, payments: int, clients: int) -
     side.cpu_ms.append((after["relay"] - before["relay"]) * 1000 / payments)
 
 
-def compare(base: str, payments: int, rounds: int, workers: int, clients: int) -> tuple[Side, Side]:
+def idle(sides: tuple[Side, Side], seconds: float, slices: int = 5) -> None:
+    """Each relay's CPU per second while no request comes in (its background workers polling),
+    both measured over the same slices of time after the last batch's work has settled."""
+    time.sleep(SETTLE)
+    for _ in range(slices):
+        before = cpu_seconds({side.name: [side.pid] for side in sides})
+        time.sleep(seconds / slices)
+        after = cpu_seconds({side.name: [side.pid] for side in sides})
+        for side in sides:
+            side.idle_ms.append((after[side.name] - before[side.name]) * 1000 / (seconds / slices))
+
+
+def compare(
+    base: str, payments: int, rounds: int, workers: int, clients: int, idle_seconds: float = 0.0
+) -> tuple[Side, Side]:
     with worktree(base) as source, system() as bench:
         half = len(SIGNER_INDEXES) // 2  # four signer keys each, as bench.throughput gives its relay
         old = start_side(bench, "base", source, SIGNER_INDEXES[:half], workers, clients)
@@ -116,6 +136,8 @@ def compare(base: str, payments: int, rounds: int, workers: int, clients: int) -
             pair = ((old, new), (new, old))
             for side, other in pair if index % 2 == 0 else pair[::-1]:
                 batch(bench, side, other, payments, clients)
+        if idle_seconds > 0:
+            idle((old, new), idle_seconds)
     return old, new
 
 
@@ -136,6 +158,12 @@ def render(base: str, old: Side, new: Side, payments: int, rounds: int, workers:
         ratios = [n / o for n, o in zip(new_values, old_values, strict=True)]
         low, mid, high = statistics.quantiles(ratios, n=4)
         lines.append(f"working tree / base, {label}: {mid:.2f} (per-round quartiles {low:.2f}-{high:.2f})")
+    if old.idle_ms and new.idle_ms:
+        idle_old, idle_new = statistics.median(old.idle_ms), statistics.median(new.idle_ms)
+        lines.append(
+            f"idle relay CPU ms/s (median of {len(new.idle_ms)} slices): base {idle_old:.1f}, working tree"
+            f" {idle_new:.1f}, working tree / base {idle_new / idle_old:.2f}"
+        )
     return "\n".join(lines)
 
 
@@ -146,10 +174,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--idle", type=float, default=10.0, help="seconds of idle CPU measured after the batches")
     args = parser.parse_args()
     if args.rounds < 2:
         parser.error("--rounds must be at least 2")
-    old, new = compare(args.base, args.payments, args.rounds, args.workers, args.clients)
+    old, new = compare(args.base, args.payments, args.rounds, args.workers, args.clients, args.idle)
     print()
     print(render(args.base, old, new, args.payments, args.rounds, args.workers))
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import time
@@ -12,7 +13,7 @@ from datetime import UTC, datetime
 from typing import NamedTuple
 
 import httpx
-from sqlalchemy import exists, select, update
+from sqlalchemy import BindParameter, Select, bindparam, exists, select, update
 from sqlalchemy.orm import aliased
 from standardwebhooks import Webhook
 
@@ -23,6 +24,34 @@ from relay.models import Callback, CallbackState, KioskClient, now
 log = logging.getLogger(__name__)
 
 TOP_UP_AFTER = 0.1  # seconds a step waits for its deliveries before claiming more
+
+
+@functools.lru_cache(maxsize=4)
+def _due_statement(batch: int) -> Select[Callback, str | None, str]:
+    """The claim's query, built once: it runs every worker interval in every relay process, busy
+    or idle, and building it (an aliased self-join) cost more CPU than running it."""
+    t: BindParameter[float] = bindparam("now")
+    earlier = aliased(Callback)
+    queued_before = (earlier.created_at < Callback.created_at) | (
+        (earlier.created_at == Callback.created_at) & (earlier.id < Callback.id)
+    )
+    return (
+        select(Callback, KioskClient.callback_url, KioskClient.callback_secret)
+        .join(KioskClient, KioskClient.id == Callback.kiosk_id)
+        .where(
+            Callback.state == CallbackState.PENDING,
+            Callback.next_attempt_at <= t,
+            Callback.locked_until <= t,
+            ~exists().where(
+                earlier.payment_id == Callback.payment_id,
+                earlier.state == CallbackState.PENDING,
+                queued_before,
+            ),
+        )
+        .order_by(Callback.next_attempt_at)
+        .limit(batch)
+        .with_for_update(skip_locked=True, of=Callback)
+    )
 
 
 class Due(NamedTuple):
@@ -69,28 +98,8 @@ class CallbackSender:
         t = now()
         limit = self.batch if limit is None else limit
         taken = Counter(busy or {})
-        earlier = aliased(Callback)
-        queued_before = (earlier.created_at < Callback.created_at) | (
-            (earlier.created_at == Callback.created_at) & (earlier.id < Callback.id)
-        )
         with self.db.session() as session:
-            rows = session.execute(
-                select(Callback, KioskClient.callback_url, KioskClient.callback_secret)
-                .join(KioskClient, KioskClient.id == Callback.kiosk_id)
-                .where(
-                    Callback.state == CallbackState.PENDING,
-                    Callback.next_attempt_at <= t,
-                    Callback.locked_until <= t,
-                    ~exists().where(
-                        earlier.payment_id == Callback.payment_id,
-                        earlier.state == CallbackState.PENDING,
-                        queued_before,
-                    ),
-                )
-                .order_by(Callback.next_attempt_at)
-                .limit(self.batch)
-                .with_for_update(skip_locked=True, of=Callback)
-            ).all()
+            rows = session.execute(_due_statement(self.batch), {"now": t}).all()
             claimed: list[Due] = []
             more = len(rows) == self.batch
             for callback, url, secret in rows:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 
 import requests
 from exponent_server_sdk import PushClient, PushMessage, PushServerError
-from sqlalchemy import select, update
+from sqlalchemy import Select, select, update
 
 from relay.config import Settings
 from relay.db import Database
@@ -24,6 +25,18 @@ def token_hint(token: str) -> str:
     """Enough of a push token to tell devices apart in a log; the whole token lets anyone push to
     the device."""
     return token[:22] + "…" if len(token) > 22 else "…"
+
+
+@functools.lru_cache(maxsize=4)
+def _unpushed_statement(batch: int) -> Select[Notification]:
+    """The claim's query, built once: it runs every worker interval in every relay process."""
+    return (
+        select(Notification)
+        .where(Notification.pushed == 0)
+        .order_by(Notification.id)
+        .limit(batch)
+        .with_for_update(skip_locked=True)
+    )
 
 
 class Pusher:
@@ -51,17 +64,7 @@ class Pusher:
 
     def _claim(self) -> list[PushMessage]:
         with self.db.session() as session:
-            rows = (
-                session.execute(
-                    select(Notification)
-                    .where(Notification.pushed == 0)
-                    .order_by(Notification.id)
-                    .limit(self.batch)
-                    .with_for_update(skip_locked=True)
-                )
-                .scalars()
-                .all()
-            )
+            rows = session.execute(_unpushed_statement(self.batch)).scalars().all()
             if not rows:
                 return []
             session.execute(update(Notification).where(Notification.id.in_([r.id for r in rows])).values(pushed=1))
