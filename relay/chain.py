@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from eth_abi.abi import decode as abi_decode
 from eth_abi.abi import encode as abi_encode
@@ -24,10 +24,9 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 from web3 import Web3
-from web3._utils.method_formatters import receipt_formatter
 from web3.contract import Contract
 from web3.exceptions import ContractCustomError, ContractLogicError, Web3RPCError
-from web3.types import BlockIdentifier, Nonce, TxReceipt, Wei
+from web3.types import BlockIdentifier, Nonce, Wei
 
 from relay import typed_data
 from relay.calls import Call, FastContract
@@ -422,13 +421,13 @@ class Chain:
         """The node's count of the address's mined and pending transactions: its next nonce."""
         return int(self.rpc.result("eth_getTransactionCount", [address, "pending"]), 16)
 
-    def receipt(self, tx_hash: str) -> TxReceipt | None:
+    def receipt(self, tx_hash: str) -> Mined | None:
         """The receipt, or None while the transaction is pending (or unknown to the node)."""
         try:
             raw = self.rpc.result("eth_getTransactionReceipt", [tx_hash])
         except CONNECTION_ERRORS as exc:
             raise ChainUnavailable() from exc
-        return None if raw is None else receipt_formatter(raw)
+        return None if raw is None else mined(raw)
 
     def is_known(self, tx_hash: str) -> bool:
         try:
@@ -436,7 +435,7 @@ class Chain:
         except CONNECTION_ERRORS as exc:
             raise ChainUnavailable() from exc
 
-    def wait(self, tx_hash: str, timeout: float) -> TxReceipt | None:
+    def wait(self, tx_hash: str, timeout: float) -> Mined | None:
         """The receipt once the transaction is mined; None if it is not mined within `timeout`.
         Asks at once; after that the process's receipt watcher asks for every waiting request
         together, once per new block (relay.receipts)."""
@@ -444,14 +443,14 @@ class Chain:
             raw = self.receipts.wait(tx_hash, timeout)
         except CONNECTION_ERRORS as exc:
             raise ChainUnavailable() from exc
-        return None if raw is None else receipt_formatter(raw)
+        return None if raw is None else mined(raw)
 
-    def follow(self, tx_hash: str, timeout: float, then: Callable[[TxReceipt], object]) -> None:
+    def follow(self, tx_hash: str, timeout: float, then: Callable[[Mined], object]) -> None:
         """Runs `then(receipt)` on a thread of the receipt watcher once the transaction is mined,
         if it is within `timeout`; returns at once."""
-        self.receipts.follow(tx_hash, timeout, lambda raw: then(receipt_formatter(raw)))
+        self.receipts.follow(tx_hash, timeout, lambda raw: then(mined(raw)))
 
-    def events(self, receipt: TxReceipt, contract: str, event: str) -> list[dict[str, Any]]:
+    def events(self, receipt: Mined, contract: str, event: str) -> list[dict[str, Any]]:
         """The arguments of each `event` that `contract` emitted in the receipt's transaction."""
         return self.fast[contract].logs(receipt, event)
 
@@ -477,6 +476,29 @@ _TAKE_NONCE = (
     .returning(Signer.next_nonce)
     .execution_options(synchronize_session=False)
 )
+
+
+class Mined(TypedDict):
+    """What the relay reads of a receipt: the node's JSON with its numbers as ints; the logs stay
+    as the node sent them (hex strings), which the relay's event decoders read as they are
+    (web3.py's receipt formatter converted every field and checksummed every log's address, for
+    a status and a few logs)."""
+
+    transactionHash: str
+    blockNumber: int
+    status: int
+    gasUsed: int
+    logs: list[dict[str, Any]]
+
+
+def mined(raw: dict[str, Any]) -> Mined:
+    return Mined(
+        transactionHash=raw["transactionHash"],
+        blockNumber=int(raw["blockNumber"], 16),
+        status=int(raw["status"], 16),
+        gasUsed=int(raw["gasUsed"], 16),
+        logs=raw["logs"],
+    )
 
 
 def _is_nonce_conflict(message: str) -> bool:

@@ -9,7 +9,7 @@ import hmac
 import secrets
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from relay.errors import InvalidAccessKey, ShopNotAllowed
@@ -64,16 +64,20 @@ def add(
     return NewKiosk(Kiosk(client.id, name, frozenset(normalized), callback_url), access_key, secret)
 
 
+# The client of a key hash and its shops in one query (a row per shop; one row with no shop if it
+# has none), built once: every KIOSK request that changes something runs it.
+_BY_KEY_HASH = (
+    select(KioskClient, KioskShop.shop_id)
+    .outerjoin(KioskShop, KioskShop.kiosk_id == KioskClient.id)
+    .where(KioskClient.key_hash == bindparam("digest"))
+)
+
+
 def authenticate(session: Session, access_key: str | None) -> Kiosk:
     if not access_key:
         raise InvalidAccessKey()
     digest = hash_key(access_key)
-    # The client and its shops in one query (a row per shop; one row with no shop if it has none).
-    rows = session.execute(
-        select(KioskClient, KioskShop.shop_id)
-        .outerjoin(KioskShop, KioskShop.kiosk_id == KioskClient.id)
-        .where(KioskClient.key_hash == digest)
-    ).all()
+    rows = session.execute(_BY_KEY_HASH, {"digest": digest}).all()
     client = rows[0][0] if rows else None
     # The lookup is by hash; the comparison repeats it in constant time so timing reveals nothing.
     if client is None or not hmac.compare_digest(client.key_hash, digest) or client.revoked_at is not None:

@@ -24,12 +24,11 @@ from eth_utils import keccak
 from sqlalchemy import Update, bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
-from web3.types import TxReceipt
 
 from relay import chain as onchain
 from relay import kiosks, temporary, typed_data
 from relay.calls import Call, checksum
-from relay.chain import Chain
+from relay.chain import Chain, Mined
 from relay.config import Settings
 from relay.db import Database
 from relay.errors import (
@@ -99,6 +98,16 @@ CLOSE_GAS = 150_000
 # Conditional UPDATEs return the changed row: it replaces the session's copy, so the session need
 # not work out itself which loaded objects the statement changed.
 RETURNING_ROW = {"populate_existing": True, "synchronize_session": False}
+
+# Statements of the payment path that take no other shape, built once (building one and its cache
+# key on every call costs about as much client CPU as running it: `python -m bench.statements`).
+_BY_PURCHASE = select(Payment).where(Payment.shop_id == bindparam("shop"), Payment.purchase_id == bindparam("purchase"))
+# The signatures of an account the relay has claimed an opening for but not yet sent.
+_UNSENT_SIGNATURES = select(Payment.payment_id, Payment.chain_op).where(
+    Payment.signer == bindparam("signer"),
+    Payment.chain_op.in_([ChainOp.OPEN, ChainOp.OPEN_CANCEL]),
+    Payment.chain_tx.is_(None),
+)
 
 # How often the signature nonce is read around the relay's unsent signatures before giving up.
 NONCE_READS = 5
@@ -225,9 +234,7 @@ class Payments:
 
     @staticmethod
     def _by_purchase(session: Session, shop_id: str, purchase_id: str) -> Payment | None:
-        return session.execute(
-            select(Payment).where(Payment.shop_id == shop_id, Payment.purchase_id == purchase_id)
-        ).scalar_one_or_none()
+        return session.execute(_BY_PURCHASE, {"shop": shop_id, "purchase": purchase_id}).scalar_one_or_none()
 
     @staticmethod
     def _same_purchase(existing: Payment, kiosk: Kiosk, amount: int, currency: str, address: str) -> Payment:
@@ -621,7 +628,7 @@ class Payments:
         if sent.chain_op != op or sent.chain_tx is None:
             return
 
-        def record(receipt: TxReceipt) -> None:
+        def record(receipt: Mined) -> None:
             with self._recording_of(sent.payment_id) as other:
                 if other is None:  # else the KIOSK's close is recording it (and claiming the close)
                     self._finish(sent, receipt)
@@ -642,7 +649,7 @@ class Payments:
             raise ChainRejected(REVERTED)
         return finished or self.get(p.payment_id)
 
-    def _finish(self, p: Payment, receipt: TxReceipt, then: ChainOp | None = None) -> Payment | None:
+    def _finish(self, p: Payment, receipt: Mined, then: ChainOp | None = None) -> Payment | None:
         """Records a mined transaction of the payment's operation (a revert as a rejection);
         returns the payment as recorded, None if someone else recorded it first. `then`: the
         operation to claim in the same update if an opening step succeeded."""
@@ -653,9 +660,7 @@ class Payments:
             return self._succeeded(p, op, receipt, then)
         return self._rejected(p.payment_id, op, REVERTED, expected_tx=p.chain_tx)
 
-    def _succeeded(
-        self, p: Payment, op: ChainOp, receipt: TxReceipt | None, then: ChainOp | None = None
-    ) -> Payment | None:
+    def _succeeded(self, p: Payment, op: ChainOp, receipt: Mined | None, then: ChainOp | None = None) -> Payment | None:
         # The signature stays: a retry of the approval it carried is answered like the first time.
         values: dict[str, Any] = {"chain_op": None, "error": None}
         stamp = int(time.time())
@@ -691,7 +696,7 @@ class Payments:
             notify(session, p.account, f"payment.{op.value}", p.payment_id, {"paymentStatus": p.status})
         return p
 
-    def _opened_amounts(self, p: Payment, receipt: TxReceipt | None) -> dict[str, str]:
+    def _opened_amounts(self, p: Payment, receipt: Mined | None) -> dict[str, str]:
         """What actually moved into escrow, from the PaymentOpened event (or the payment record)."""
         if receipt is not None:
             events = self.chain.events(receipt, "LoyaltyPayment", "PaymentOpened")
@@ -783,16 +788,11 @@ class Payments:
         the node. A mined block's state is no better: a node may answer calls at the newest
         block number from a state it is still changing (anvil does while it mines), and a
         signature may be recorded as done just after it was mined."""
-        query = select(Payment.payment_id, Payment.chain_op).where(
-            Payment.signer == account,
-            Payment.chain_op.in_([ChainOp.OPEN, ChainOp.OPEN_CANCEL]),
-            Payment.chain_tx.is_(None),
-        )
         if session is None:
             with self.db.session() as own:
-                unsent = own.execute(query).all()
+                unsent = own.execute(_UNSENT_SIGNATURES, {"signer": account}).all()
         else:
-            unsent = session.execute(query).all()
+            unsent = session.execute(_UNSENT_SIGNATURES, {"signer": account}).all()
         nonce = self.chain.payment_nonce(account, "pending")
         for _ in range(NONCE_READS):
             if not unsent:
