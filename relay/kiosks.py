@@ -23,6 +23,25 @@ class Kiosk:
     shops: frozenset[str]
     callback_url: str | None
 
+    def verify(self, session: Session) -> Kiosk:
+        """Already authenticated (see AccessKey)."""
+        return self
+
+
+@dataclass(frozen=True)
+class AccessKey:
+    """A KIOSK's access key as a request presents it, checked by `verify` in the first database
+    transaction of the action it authorizes (not in a transaction of its own)."""
+
+    key: str | None
+
+    def verify(self, session: Session) -> Kiosk:
+        return authenticate(session, self.key)
+
+
+# What a KIOSK action takes: a KIOSK already authenticated, or a key to check in its transaction.
+KioskCredentials = Kiosk | AccessKey
+
 
 @dataclass(frozen=True)
 class NewKiosk:

@@ -42,7 +42,7 @@ from relay.errors import (
     InvalidStatus,
     PaymentNotFound,
 )
-from relay.kiosks import Kiosk
+from relay.kiosks import Kiosk, KioskCredentials
 from relay.models import ChainOp, Payment, PaymentStatus, now
 from relay.outbox import CONTRACT_ERROR, DENIED, SUCCESS, TIMEOUT, enqueue_callback, notify
 
@@ -189,10 +189,11 @@ class Payments:
     # ================================================================== 1.1 / 1.2 new payment
 
     def open_new(
-        self, kiosk: Kiosk, purchase_id: str, amount: int, currency: str, shop_id: str, address: str
+        self, who: KioskCredentials, purchase_id: str, amount: int, currency: str, shop_id: str, address: str
     ) -> Payment:
-        kiosks.require_shop(kiosk, shop_id)
         with self.db.session() as session:
+            kiosk = who.verify(session)
+            kiosks.require_shop(kiosk, shop_id)
             existing = self._by_purchase(session, shop_id, purchase_id)
             if existing is not None:
                 return self._same_purchase(existing, kiosk, amount, currency, address)
@@ -247,6 +248,14 @@ class Payments:
         if not same:
             raise DuplicatePurchase(f"Purchase {existing.purchase_id} already has payment {existing.payment_id}.")
         return existing
+
+    def _kiosk_payment(self, who: KioskCredentials, payment_id: str) -> Payment:
+        """The payment, for a KIOSK allowed for its shop (authenticated in the same transaction)."""
+        with self.db.session() as session:
+            kiosk = who.verify(session)
+            p = self._load(session, payment_id)
+        kiosks.require_shop(kiosk, p.shop_id)
+        return p
 
     def get(self, payment_id: str) -> Payment:
         with self.db.session() as session:
@@ -306,9 +315,8 @@ class Payments:
             notify(session, p.account, "payment.denied", p.payment_id, {"paymentStatus": S.DENIED})
         return denied
 
-    def close_new(self, kiosk: Kiosk, payment_id: str, confirm: bool) -> Payment:
-        p = self.get(payment_id)
-        kiosks.require_shop(kiosk, p.shop_id)
+    def close_new(self, who: KioskCredentials, payment_id: str, confirm: bool) -> Payment:
+        p = self._kiosk_payment(who, payment_id)
         done = S.COMPLETED if confirm else S.REFUNDED
         op = ChainOp.CLOSE if confirm else ChainOp.REFUND
         p, claimed = self._claim_closing(p, ChainOp.OPEN, S.APPROVED, op, lambda q: q.status == done)
@@ -319,9 +327,8 @@ class Payments:
 
     # ================================================================== 1.3 / 1.4 cancel
 
-    def open_cancel(self, kiosk: Kiosk, payment_id: str) -> Payment:
-        p = self.get(payment_id)
-        kiosks.require_shop(kiosk, p.shop_id)
+    def open_cancel(self, who: KioskCredentials, payment_id: str) -> Payment:
+        p = self._kiosk_payment(who, payment_id)
         if p.status == S.CANCEL_RECEIVED:
             return p  # a retry
         self._require(p, S.COMPLETED, S.CANCEL_DENIED, idle=True)
@@ -381,9 +388,8 @@ class Payments:
             self._callback(session, denied, "cancel", DENIED)
         return denied
 
-    def close_cancel(self, kiosk: Kiosk, payment_id: str, confirm: bool) -> Payment:
-        p = self.get(payment_id)
-        kiosks.require_shop(kiosk, p.shop_id)
+    def close_cancel(self, who: KioskCredentials, payment_id: str, confirm: bool) -> Payment:
+        p = self._kiosk_payment(who, payment_id)
         done = S.CANCEL_COMPLETED if confirm else S.COMPLETED
         op = ChainOp.CLOSE_CANCEL if confirm else ChainOp.REVERT_CANCEL
         p, claimed = self._claim_closing(

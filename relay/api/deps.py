@@ -57,9 +57,14 @@ async def waiting(services: Services, work: Callable[[], T]) -> T:
 Authorization = Annotated[str | None, Header(include_in_schema=False)]
 
 
-def authenticate_kiosk(services: Services, access_key: str | None, authorization: str | None) -> Kiosk:
-    """The KIOSK of `accessKey` (body, as the spec says) or of `Authorization: Bearer <key>`."""
-    if not access_key and authorization and authorization.lower().startswith("bearer "):
-        access_key = authorization[7:].strip()
+def access_key(body_key: str | None, authorization: str | None) -> kiosks.AccessKey:
+    """The KIOSK's access key: `accessKey` in the body (as the spec says) or `Authorization: Bearer <key>`."""
+    if not body_key and authorization and authorization.lower().startswith("bearer "):
+        body_key = authorization[7:].strip()
+    return kiosks.AccessKey(body_key)
+
+
+def authenticate_kiosk(services: Services, body_key: str | None, authorization: str | None) -> Kiosk:
+    """The KIOSK of the request's access key (`access_key`), checked in a transaction of its own."""
     with services.db.session() as session:
-        return kiosks.authenticate(session, access_key)
+        return access_key(body_key, authorization).verify(session)

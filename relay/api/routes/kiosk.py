@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from relay.api import schemas
-from relay.api.deps import Authorization, ServicesDep, authenticate_kiosk, waiting
+from relay.api.deps import Authorization, ServicesDep, access_key, authenticate_kiosk, waiting
 from relay.api.schemas import Ok, error_responses
 from relay.api.views import kiosk_payment
 from relay.errors import PurchaseNotFound
@@ -49,9 +49,13 @@ def payment_info(q: Annotated[schemas.InfoQuery, Query()], services: ServicesDep
 def open_new(
     body: schemas.OpenNewRequest, services: ServicesDep, authorization: Authorization = None
 ) -> Ok[schemas.OpenNewResult]:
-    kiosk = authenticate_kiosk(services, body.accessKey, authorization)
     payment = services.payments.open_new(
-        kiosk, body.purchaseId, int(body.amount), body.currency, body.shopId, body.account
+        access_key(body.accessKey, authorization),
+        body.purchaseId,
+        int(body.amount),
+        body.currency,
+        body.shopId,
+        body.account,
     )
     return Ok(data=kiosk_payment(schemas.OpenNewResult, payment))
 
@@ -61,8 +65,8 @@ async def close_new(
     body: schemas.CloseRequest, services: ServicesDep, authorization: Authorization = None
 ) -> Ok[schemas.CloseNewResult]:
     def close() -> Ok[schemas.CloseNewResult]:
-        kiosk = authenticate_kiosk(services, body.accessKey, authorization)
-        payment = services.payments.close_new(kiosk, body.paymentId, body.confirm)
+        who = access_key(body.accessKey, authorization)
+        payment = services.payments.close_new(who, body.paymentId, body.confirm)
         return Ok(data=kiosk_payment(schemas.CloseNewResult, payment))
 
     return await waiting(services, close)
@@ -72,8 +76,7 @@ async def close_new(
 def open_cancel(
     body: schemas.PaymentRequest, services: ServicesDep, authorization: Authorization = None
 ) -> Ok[schemas.OpenCancelResult]:
-    kiosk = authenticate_kiosk(services, body.accessKey, authorization)
-    payment = services.payments.open_cancel(kiosk, body.paymentId)
+    payment = services.payments.open_cancel(access_key(body.accessKey, authorization), body.paymentId)
     return Ok(data=kiosk_payment(schemas.OpenCancelResult, payment))
 
 
@@ -82,8 +85,8 @@ async def close_cancel(
     body: schemas.CloseRequest, services: ServicesDep, authorization: Authorization = None
 ) -> Ok[schemas.CloseCancelResult]:
     def close() -> Ok[schemas.CloseCancelResult]:
-        kiosk = authenticate_kiosk(services, body.accessKey, authorization)
-        payment = services.payments.close_cancel(kiosk, body.paymentId, body.confirm)
+        who = access_key(body.accessKey, authorization)
+        payment = services.payments.close_cancel(who, body.paymentId, body.confirm)
         return Ok(data=kiosk_payment(schemas.CloseCancelResult, payment))
 
     return await waiting(services, close)
