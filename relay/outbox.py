@@ -17,6 +17,10 @@ from relay.models import Callback, Notification
 CALLBACKS = cast(Table, Callback.__table__)
 NOTIFICATIONS = cast(Table, Notification.__table__)
 
+# Built once, the values bound per call: nearly every step of a payment queues one or both.
+_INSERT_CALLBACK = insert(CALLBACKS)
+_INSERT_NOTIFICATION = insert(NOTIFICATIONS)
+
 # What a commit that queued callbacks / notifications tells this process's workers (Database.on_commit).
 CALLBACK_TOPIC = "callbacks"
 NOTIFICATION_TOPIC = "notifications"
@@ -39,7 +43,7 @@ def enqueue_callback(
     body = json.dumps({"type": type_, "code": code, "message": message, "data": data}, separators=(",", ":"))
     callback_id = "msg_" + secrets.token_hex(16)
     row = {"id": callback_id, "kiosk_id": kiosk_id, "payment_id": payment_id, "type": type_, "code": code, "body": body}
-    session.connection().execute(insert(CALLBACKS).values(row))
+    session.connection().execute(_INSERT_CALLBACK, row)
     Database.mark(session, CALLBACK_TOPIC)
     return callback_id
 
@@ -48,5 +52,5 @@ def notify(session: Session, account: str, kind: str, payment_id: str | None, pa
     """Queues a message for the app of `account` (push and live stream), as a plain INSERT in the
     session's transaction."""
     row = {"account": account, "kind": kind, "payment_id": payment_id, "payload": payload}
-    session.connection().execute(insert(NOTIFICATIONS).values(row))
+    session.connection().execute(_INSERT_NOTIFICATION, row)
     Database.mark(session, NOTIFICATION_TOPIC)
