@@ -316,10 +316,9 @@ class Payments:
         return denied
 
     def close_new(self, who: KioskCredentials, payment_id: str, confirm: bool) -> Payment:
-        p = self._kiosk_payment(who, payment_id)
         done = S.COMPLETED if confirm else S.REFUNDED
         op = ChainOp.CLOSE if confirm else ChainOp.REFUND
-        p, claimed = self._claim_closing(p, ChainOp.OPEN, S.APPROVED, op, lambda q: q.status == done)
+        p, claimed = self._kiosk_claim(who, payment_id, ChainOp.OPEN, S.APPROVED, op, lambda q: q.status == done)
         if not claimed:
             return p  # a retry of the same close
         fn = self.chain.payment.functions.closeNewPayment(payment_id, confirm)
@@ -389,11 +388,15 @@ class Payments:
         return denied
 
     def close_cancel(self, who: KioskCredentials, payment_id: str, confirm: bool) -> Payment:
-        p = self._kiosk_payment(who, payment_id)
         done = S.CANCEL_COMPLETED if confirm else S.COMPLETED
         op = ChainOp.CLOSE_CANCEL if confirm else ChainOp.REVERT_CANCEL
-        p, claimed = self._claim_closing(
-            p, ChainOp.OPEN_CANCEL, S.CANCEL_APPROVED, op, lambda q: q.status == done and bool(q.close_cancel_at)
+        p, claimed = self._kiosk_claim(
+            who,
+            payment_id,
+            ChainOp.OPEN_CANCEL,
+            S.CANCEL_APPROVED,
+            op,
+            lambda q: q.status == done and bool(q.close_cancel_at),
         )
         if not claimed:
             return p  # a retry of the same close
@@ -420,6 +423,26 @@ class Payments:
         if (p.chain_op_at or 0) > now() - self.settings.receipt_timeout:
             return  # being sent right now, perhaps by another request
         self._recover(p)
+
+    def _kiosk_claim(
+        self,
+        who: KioskCredentials,
+        payment_id: str,
+        opening: ChainOp,
+        approved: int,
+        op: ChainOp,
+        closed: Callable[[Payment], bool],
+    ) -> tuple[Payment, bool]:
+        """A KIOSK's closing step, as `_claim_closing`. In the common case (the payment is
+        approved and nothing is in flight) the key, the payment and the claim of `op` take one
+        transaction."""
+        with self.db.session() as session:
+            kiosk = who.verify(session)
+            p = self._load(session, payment_id)
+            kiosks.require_shop(kiosk, p.shop_id)
+            if p.status == approved and p.chain_op is None:
+                return self._claim(session, p, {approved}, op), True
+        return self._claim_closing(p, opening, approved, op, closed)
 
     def _claim_closing(
         self, p: Payment, opening: ChainOp, approved: int, op: ChainOp, closed: Callable[[Payment], bool]

@@ -40,9 +40,9 @@ BUDGETS = {
     "item": (1, 2),
     # Check and claim; the signer's nonce and the transaction hash.
     "confirm": (2, 5),
-    # The key and the payment; the claim; the signer's nonce and the transaction hash; the outcome
+    # The key, the payment and the claim; the signer's nonce and the transaction hash; the outcome
     # and its notification.
-    "closeNew": (4, 7),
+    "closeNew": (3, 7),
 }
 
 
