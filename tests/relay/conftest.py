@@ -6,6 +6,7 @@ Run with `make test-relay` (plain pytest, without Ape's test runner)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -25,11 +26,14 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+import uvicorn
 from standardwebhooks import Webhook, WebhookVerificationError
 
 from relay import db as database
 from relay import kiosks
+from relay.config import Settings
 from relay.devnet import MNEMONIC, anvil_key
+from relay.main import create_app
 from relay.sdk import AppClient, KioskClient
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -63,6 +67,22 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 20.0, interval: fl
             return value
         time.sleep(interval)
     raise AssertionError(f"condition not met within {timeout} s")
+
+
+@contextlib.contextmanager
+def relay_in_this_process(settings: Settings) -> Iterator[str]:
+    """The relay app served by uvicorn on a thread of this process, so that a test can watch its
+    database engine; yields its URL."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: server.started, timeout=30)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(15)
 
 
 def _env() -> dict[str, str]:

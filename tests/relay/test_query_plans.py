@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -22,14 +21,12 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-import uvicorn
 from sqlalchemy import Engine, event
 
 from relay import db as database
 from relay import kiosks
 from relay.config import Settings
 from relay.devnet import anvil_key
-from relay.main import create_app
 from relay.sdk import AppClient, KioskClient
 from tests.relay.conftest import (
     OWNER,
@@ -38,8 +35,7 @@ from tests.relay.conftest import (
     UNIT,
     CallbackReceiver,
     FakeExpo,
-    free_port,
-    wait_until,
+    relay_in_this_process,
 )
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -178,16 +174,10 @@ def in_process_relay(
         worker_interval=0.2,
         log_level="WARNING",
     )
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
     try:
-        wait_until(lambda: server.started, timeout=30)
-        yield f"http://127.0.0.1:{port}", url, recorded, KioskClient(f"http://127.0.0.1:{port}", created.access_key)
+        with relay_in_this_process(settings) as relay_url:
+            yield relay_url, url, recorded, KioskClient(relay_url, created.access_key)
     finally:
-        server.should_exit = True
-        thread.join(15)
         event.remove(Engine, "before_cursor_execute", recorded)
 
 

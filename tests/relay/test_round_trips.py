@@ -18,16 +18,14 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from sqlalchemy import Engine, event
 
 from relay import db as database
 from relay import kiosks
 from relay.config import Settings
 from relay.devnet import anvil_key
-from relay.main import create_app
 from relay.sdk import AppClient, KioskClient
-from tests.relay.conftest import POINT_USER, SIGNERS, UNIT, CallbackReceiver, FakeExpo, free_port, wait_until
+from tests.relay.conftest import POINT_USER, SIGNERS, UNIT, CallbackReceiver, FakeExpo, relay_in_this_process
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -102,17 +100,10 @@ def counted_relay(
         expo_base_url=expo.http.url,
         log_level="WARNING",
     )
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
     try:
-        wait_until(lambda: server.started, timeout=30)
-        relay_url = f"http://127.0.0.1:{port}"
-        yield relay_url, KioskClient(relay_url, created.access_key), counter
+        with relay_in_this_process(settings) as relay_url:
+            yield relay_url, KioskClient(relay_url, created.access_key), counter
     finally:
-        server.should_exit = True
-        thread.join(15)
         event.remove(Engine, "commit", counter.commit)
         event.remove(Engine, "before_cursor_execute", counter.statement)
 
