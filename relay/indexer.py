@@ -14,7 +14,7 @@ import logging
 from typing import Any
 
 from hexbytes import HexBytes
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -73,9 +73,9 @@ class Indexer:
                 if session.get(IndexerCursor, CURSOR) is not None:
                     return 0  # another instance holds it
                 # The first step ever: instances starting together must not both insert the row.
-                insert = pg_insert if is_postgres(self.db.engine) else sqlite_insert
+                upsert = pg_insert if is_postgres(self.db.engine) else sqlite_insert
                 session.execute(
-                    insert(IndexerCursor).values(name=CURSOR, next_block=self.start_block).on_conflict_do_nothing()
+                    upsert(IndexerCursor).values(name=CURSOR, next_block=self.start_block).on_conflict_do_nothing()
                 )
                 cursor = session.execute(lock).scalar_one_or_none()
                 if cursor is None:
@@ -98,10 +98,16 @@ class Indexer:
             }
             touched_shops: set[str] = set()
             shop_of_payment: dict[str, str] = {}
-            stored = 0
-            for entry in logs:
-                event = self._store(session, entry, seen, touched_shops, shop_of_payment)
-                stored += event is not None
+            rows = [
+                row
+                for entry in logs
+                if (row := self._store(session, entry, seen, touched_shops, shop_of_payment)) is not None
+            ]
+            # One multi-row INSERT for the range (as ORM objects, flushing a busy range's events
+            # one by one cost more CPU than everything else the indexer does).
+            if rows:
+                session.execute(insert(ChainEvent), rows)
+            stored = len(rows)
             for shop_id in touched_shops:
                 self._refresh_shop(session, shop_id, end)
             cursor.next_block = end + 1
@@ -116,7 +122,9 @@ class Indexer:
         seen: set[tuple[str, int]],
         touched_shops: set[str],
         shop_of_payment: dict[str, str],
-    ) -> ChainEvent | None:
+    ) -> dict[str, Any] | None:
+        """The row of a log to store (None for a log of no known event, or one already stored),
+        and what it changes: the shops it touches, an opened or closed withdrawal."""
         topic = bytes(entry["topics"][0]) if entry["topics"] else b""
         known = self.events.get((str(entry["address"]).lower(), topic))
         if known is None:
@@ -135,29 +143,25 @@ class Indexer:
         if shop_id is None and name in PAYMENT_TOTAL_EVENTS and payment_id is not None:
             shop_id = shop_of_payment.get(payment_id) or self._shop_of_payment(session, payment_id)
         account = args.get("account")
-        event = ChainEvent(
-            block_number=int(entry["blockNumber"]),
-            log_index=log_index,
-            tx_hash=tx_hash,
-            contract=contract,
-            event=name,
-            payment_id=payment_id,
-            shop_id=shop_id,
-            account=account if isinstance(account, str) else None,  # checksummed by the decoder
-            args=args,
-        )
-        session.add(event)
+        block = int(entry["blockNumber"])
+        row = {
+            "block_number": block,
+            "log_index": log_index,
+            "tx_hash": tx_hash,
+            "contract": contract,
+            "event": name,
+            "payment_id": payment_id,
+            "shop_id": shop_id,
+            "account": account if isinstance(account, str) else None,  # checksummed by the decoder
+            "args": args,
+        }
         if shop_id is not None and (name in SHOP_EVENTS or name in PAYMENT_TOTAL_EVENTS):
             touched_shops.add(shop_id)
         if name == "WithdrawalOpened":
-            session.add(
-                Withdrawal(
-                    shop_id=shop_id, amount=str(args["amount"]), opened_tx=tx_hash, opened_block=event.block_number
-                )
-            )
+            session.add(Withdrawal(shop_id=shop_id, amount=str(args["amount"]), opened_tx=tx_hash, opened_block=block))
         elif name == "WithdrawalClosed" and shop_id is not None:
-            self._close_withdrawal(session, shop_id, tx_hash, event.block_number)
-        return event
+            self._close_withdrawal(session, shop_id, tx_hash, block)
+        return row
 
     @staticmethod
     def _shop_of_payment(session: Session, payment_id: str) -> str | None:
