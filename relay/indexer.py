@@ -11,10 +11,10 @@ indexes while the others skip. An unreachable node only delays the next step.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, cast
 
 from hexbytes import HexBytes
-from sqlalchemy import insert, select
+from sqlalchemy import Table, insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -29,6 +29,7 @@ from relay.models import ChainEvent, IndexerCursor, Shop, Withdrawal
 log = logging.getLogger(__name__)
 
 CURSOR = "events"
+CHAIN_EVENTS = cast(Table, ChainEvent.__table__)
 SHOP_EVENTS = {"ShopAdded", "ShopUpdated", "ProvisionRecorded", "WithdrawalOpened", "WithdrawalClosed"}
 PAYMENT_TOTAL_EVENTS = {"PaymentClosed", "CancelOpened"}  # change a shop's used total
 
@@ -106,7 +107,7 @@ class Indexer:
             # One multi-row INSERT for the range (as ORM objects, flushing a busy range's events
             # one by one cost more CPU than everything else the indexer does).
             if rows:
-                session.execute(insert(ChainEvent), rows)
+                session.connection().execute(insert(CHAIN_EVENTS), rows)
             stored = len(rows)
             for shop_id in touched_shops:
                 self._refresh_shop(session, shop_id, end)
