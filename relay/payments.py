@@ -252,8 +252,11 @@ class Payments:
     def _kiosk_payment(self, who: KioskCredentials, payment_id: str) -> Payment:
         """The payment, for a KIOSK allowed for its shop (authenticated in the same transaction)."""
         with self.db.session() as session:
-            kiosk = who.verify(session)
-            p = self._load(session, payment_id)
+            return self._load_for_kiosk(session, who, payment_id)
+
+    def _load_for_kiosk(self, session: Session, who: KioskCredentials, payment_id: str) -> Payment:
+        kiosk = who.verify(session)
+        p = self._load(session, payment_id)
         kiosks.require_shop(kiosk, p.shop_id)
         return p
 
@@ -437,9 +440,7 @@ class Payments:
         approved and nothing is in flight) the key, the payment and the claim of `op` take one
         transaction."""
         with self.db.session() as session:
-            kiosk = who.verify(session)
-            p = self._load(session, payment_id)
-            kiosks.require_shop(kiosk, p.shop_id)
+            p = self._load_for_kiosk(session, who, payment_id)
             if p.status == approved and p.chain_op is None:
                 return self._claim(session, p, {approved}, op), True
         return self._claim_closing(p, opening, approved, op, closed)
