@@ -69,12 +69,40 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 20.0, interval: fl
     raise AssertionError(f"condition not met within {timeout} s")
 
 
+def postgres_with_kiosk(
+    new_database: Callable[[str], str], callbacks: CallbackReceiver, shop_id: str, name: str
+) -> tuple[str, kiosks.NewKiosk]:
+    """A new migrated PostgreSQL database holding one KIOSK `name`, allowed for the shop and called
+    back at `callbacks`; returns its URL and the KIOSK."""
+    url = new_database("postgresql")
+    database.upgrade(url)
+    db = database.Database(url)
+    try:
+        with db.session() as session:
+            secret = kiosks.new_callback_secret()
+            created = kiosks.add(session, name, [shop_id], callbacks.url(name, secret), callback_secret=secret)
+    finally:
+        db.engine.dispose()
+    return url, created
+
+
 @contextlib.contextmanager
-def relay_in_this_process(settings: Settings) -> Iterator[str]:
-    """The relay app served by uvicorn on a thread of this process, so that a test can watch its
-    database engine; yields its URL."""
+def relay_in_this_process(
+    db_url: str, anvil: str, deployment: dict[str, Any], expo: FakeExpo, **settings: Any
+) -> Iterator[str]:
+    """The relay app on `db_url`, served by uvicorn on a thread of this process so that a test can
+    watch its database engine (the spare signer key; other `settings` as given); yields its URL."""
+    config = Settings(
+        database_url=db_url,
+        rpc_url=anvil,
+        deployment_file=deployment["path"],
+        signer_keys=[anvil_key(SIGNERS["spare"])],
+        expo_base_url=expo.http.url,
+        log_level="WARNING",
+        **settings,
+    )
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(create_app(config), host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:

@@ -23,18 +23,15 @@ import psycopg
 import pytest
 from sqlalchemy import Engine, event
 
-from relay import db as database
-from relay import kiosks
-from relay.config import Settings
 from relay.devnet import anvil_key
 from relay.sdk import AppClient, KioskClient
 from tests.relay.conftest import (
     OWNER,
     POINT_USER,
-    SIGNERS,
     UNIT,
     CallbackReceiver,
     FakeExpo,
+    postgres_with_kiosk,
     relay_in_this_process,
 )
 
@@ -156,26 +153,12 @@ def in_process_relay(
 ) -> Iterator[tuple[str, str, Statements, KioskClient]]:
     """A relay served from this process on a database with a long history; yields its URL, its
     database URL, the statements recorded and a KIOSK client."""
-    url = new_database("postgresql")
-    database.upgrade(url)
-    with database.Database(url).session() as session:
-        secret = kiosks.new_callback_secret()
-        created = kiosks.add(session, "plans", [shop_id], callbacks.url("plans", secret), callback_secret=secret)
-        kiosk_id = created.kiosk.id
-    fill_history(url, kiosk_id, shop_id, HISTORY)
+    url, created = postgres_with_kiosk(new_database, callbacks, shop_id, "plans")
+    fill_history(url, created.kiosk.id, shop_id, HISTORY)
     recorded = Statements(url.rsplit("/", 1)[1])
     event.listen(Engine, "before_cursor_execute", recorded)
-    settings = Settings(
-        database_url=url,
-        rpc_url=anvil,
-        deployment_file=deployment["path"],
-        signer_keys=[anvil_key(SIGNERS["spare"])],
-        expo_base_url=expo.http.url,
-        worker_interval=0.2,
-        log_level="WARNING",
-    )
     try:
-        with relay_in_this_process(settings) as relay_url:
+        with relay_in_this_process(url, anvil, deployment, expo, worker_interval=0.2) as relay_url:
             yield relay_url, url, recorded, KioskClient(relay_url, created.access_key)
     finally:
         event.remove(Engine, "before_cursor_execute", recorded)

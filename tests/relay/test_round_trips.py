@@ -20,12 +20,16 @@ import httpx
 import pytest
 from sqlalchemy import Engine, event
 
-from relay import db as database
-from relay import kiosks
-from relay.config import Settings
 from relay.devnet import anvil_key
 from relay.sdk import AppClient, KioskClient
-from tests.relay.conftest import POINT_USER, SIGNERS, UNIT, CallbackReceiver, FakeExpo, relay_in_this_process
+from tests.relay.conftest import (
+    POINT_USER,
+    UNIT,
+    CallbackReceiver,
+    FakeExpo,
+    postgres_with_kiosk,
+    relay_in_this_process,
+)
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -82,26 +86,12 @@ def counted_relay(
     callbacks: CallbackReceiver,
     expo: FakeExpo,
 ) -> Iterator[tuple[str, KioskClient, Counter]]:
-    url = new_database("postgresql")
-    database.upgrade(url)
-    db = database.Database(url)
-    with db.session() as session:
-        secret = kiosks.new_callback_secret()
-        created = kiosks.add(session, "trips", [shop_id], callbacks.url("trips", secret), callback_secret=secret)
-    db.engine.dispose()
+    url, created = postgres_with_kiosk(new_database, callbacks, shop_id, "trips")
     counter = Counter()
     event.listen(Engine, "before_cursor_execute", counter.statement)
     event.listen(Engine, "commit", counter.commit)
-    settings = Settings(
-        database_url=url,
-        rpc_url=anvil,
-        deployment_file=deployment["path"],
-        signer_keys=[anvil_key(SIGNERS["spare"])],
-        expo_base_url=expo.http.url,
-        log_level="WARNING",
-    )
     try:
-        with relay_in_this_process(settings) as relay_url:
+        with relay_in_this_process(url, anvil, deployment, expo) as relay_url:
             yield relay_url, KioskClient(relay_url, created.access_key), counter
     finally:
         event.remove(Engine, "commit", counter.commit)
