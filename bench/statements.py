@@ -1,9 +1,11 @@
 """Relay CPU per database transaction on PostgreSQL for the payment update the relay runs on most
 steps (a conditional UPDATE ... RETURNING of the whole row): built on every call through the ORM
 (the first row, the baseline), built once with bind parameters (through the ORM session, as
-`Payments._transition` does, and through Core with the row turned into a Payment), an UPDATE
-without RETURNING, and a primary-key read. Says how much of a statement's client-side cost is
-building it and its cache key, and how much is the row.
+`Payments._transition` does, and through Core with the row turned into a Payment, on a Core
+connection and in an ORM session), an UPDATE without RETURNING, a primary-key read, and the same
+UPDATE sent by the driver alone (psycopg on a connection of the same pool, no SQLAlchemy: the
+floor under any use of SQLAlchemy). Says how much of a statement's client-side cost is building it
+and its cache key, how much is the row and the session, and how much is SQLAlchemy's own execution.
 
     python -m bench.statements [--runs 2000]
 """
@@ -95,6 +97,10 @@ def variants(db: database.Database, payment_id: str) -> dict[str, Callable[[], o
         with db.engine.begin() as conn:
             return Payment(**conn.execute(core_built_once, params()).one()._mapping)
 
+    def session_core_once() -> object:
+        with db.session() as session:
+            return Payment(**session.execute(core_built_once, params()).one()._mapping)
+
     def core_no_row() -> object:
         with db.engine.begin() as conn:
             return conn.execute(no_returning, params()).rowcount
@@ -103,13 +109,29 @@ def variants(db: database.Database, payment_id: str) -> dict[str, Callable[[], o
         with db.session() as session:
             return session.get(Payment, payment_id)
 
+    driver_sql = str(core_built_once.compile(dialect=db.engine.dialect))
+
+    def driver_only() -> object:
+        connection = db.engine.raw_connection()
+        cursor = connection.cursor()
+        try:
+            cursor.execute(driver_sql, params())
+            row = cursor.fetchone()
+            connection.commit()
+            return row
+        finally:
+            cursor.close()
+            connection.close()  # back to the pool
+
     return {
         "UPDATE…RETURNING row, built per call (ORM)": built_per_call,
         "the same, built once, ORM session": orm_once,
         "Payments._transition (the relay: built once per shape)": relay_transition,
         "the same, built once, Core + Payment(**row)": core_once,
+        "the same, in an ORM session, Core + Payment(**row)": session_core_once,
         "UPDATE without RETURNING, built once, Core": core_no_row,
         "read by primary key (ORM session.get)": read_by_key,
+        "UPDATE…RETURNING row, psycopg alone (tuple)": driver_only,
     }
 
 
