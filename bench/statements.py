@@ -1,8 +1,9 @@
 """Relay CPU per database transaction on PostgreSQL for the payment update the relay runs on most
 steps (a conditional UPDATE ... RETURNING of the whole row): built on every call through the ORM
-(the first row, the baseline), built once with bind parameters (through the ORM session, as
-`Payments._transition` does, and through Core with the row turned into a Payment, on a Core
-connection and in an ORM session), an UPDATE without RETURNING, a primary-key read, and the same
+(the first row, the baseline); built once with bind parameters through the ORM session; as the
+relay runs it (`Payments._transition`: built once per shape, run as plain SQL by `relay.db.run`,
+the row turned into a Payment); through Core with the row turned into a Payment, on a Core
+connection and in an ORM session; an UPDATE without RETURNING; a primary-key read; and the same
 UPDATE sent by the driver alone (psycopg on a connection of the same pool, no SQLAlchemy: the
 floor under any use of SQLAlchemy). Says how much of a statement's client-side cost is building it
 and its cache key, how much is the row and the session, and how much is SQLAlchemy's own execution.
@@ -27,8 +28,10 @@ from relay import db as database
 from relay import kiosks
 from relay.models import Payment, now
 from relay.models import PaymentStatus as S
-from relay.payments import RETURNING_ROW, Payments
+from relay.payments import Payments
 
+# The ORM variants' returned row replaces the session's copy of the payment.
+RETURNING_ROW = {"populate_existing": True, "synchronize_session": False}
 SHOP = "0x" + "00" * 32
 ACCOUNT = "0x" + "11" * 20
 
@@ -126,7 +129,7 @@ def variants(db: database.Database, payment_id: str) -> dict[str, Callable[[], o
     return {
         "UPDATE…RETURNING row, built per call (ORM)": built_per_call,
         "the same, built once, ORM session": orm_once,
-        "Payments._transition (the relay: built once per shape)": relay_transition,
+        "Payments._transition (the relay: plain SQL, relay.db.run)": relay_transition,
         "the same, built once, Core + Payment(**row)": core_once,
         "the same, in an ORM session, Core + Payment(**row)": session_core_once,
         "UPDATE without RETURNING, built once, Core": core_no_row,

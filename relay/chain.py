@@ -30,7 +30,7 @@ from web3.types import BlockIdentifier, Nonce, Wei
 
 from relay import typed_data
 from relay.calls import Call, FastContract
-from relay.db import Database, is_postgres
+from relay.db import Database, is_postgres, run
 from relay.errors import ChainRejected, ChainUnavailable, ShopNotFound, UnknownCurrency
 from relay.models import Signer
 from relay.receipts import ReceiptWatcher
@@ -313,7 +313,7 @@ class Chain:
         with self.db.session() as session:
             # Common case, one statement: take the stored nonce and count it as used; the update
             # holds the row lock to the end of this transaction.
-            taken = session.execute(_TAKE_NONCE, {"signer": signer.address}).scalar_one_or_none()
+            taken = run(session, _TAKE_NONCE, {"signer": signer.address}).scalar_one_or_none()
             nonce = taken - 1 if taken is not None else self._first_nonce(session, signer)
             try:
                 tx = fn.build_transaction(
@@ -466,15 +466,13 @@ class Chain:
             raise ChainUnavailable() from exc
 
 
-# Takes a signer's stored next nonce and counts it as used. Built once (the statement and its cache
-# key are not rebuilt for every transaction); no Signer object is loaded in the session that runs
-# it, so the session has nothing to synchronize.
+# Takes a signer's stored next nonce and counts it as used. Built once and run as plain SQL
+# (`relay.db.run`): every transaction the relay sends runs it.
 _TAKE_NONCE = (
     update(Signer)
     .where(Signer.address == bindparam("signer"), Signer.next_nonce.is_not(None))
     .values(next_nonce=Signer.next_nonce + 1)
     .returning(Signer.next_nonce)
-    .execution_options(synchronize_session=False)
 )
 
 

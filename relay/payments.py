@@ -17,11 +17,11 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, cast
 
 from eth_account.messages import encode_typed_data
 from eth_utils import keccak
-from sqlalchemy import Update, bindparam, select, update
+from sqlalchemy import CursorResult, Table, Update, bindparam, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -30,7 +30,7 @@ from relay import kiosks, temporary, typed_data
 from relay.calls import Call, checksum
 from relay.chain import Chain, Mined
 from relay.config import Settings
-from relay.db import Database
+from relay.db import Database, run
 from relay.errors import (
     ChainRejected,
     ChainUnavailable,
@@ -95,18 +95,22 @@ REVERTED = "The transaction reverted on chain."
 OPEN_GAS = {ChainOp.OPEN: 300_000, ChainOp.OPEN_CANCEL: 200_000}
 CLOSE_GAS = 150_000
 
-# Conditional UPDATEs return the changed row: it replaces the session's copy, so the session need
-# not work out itself which loaded objects the statement changed.
-RETURNING_ROW = {"populate_existing": True, "synchronize_session": False}
-
-# Statements of the payment path that take no other shape, built once (building one and its cache
-# key on every call costs about as much client CPU as running it: `python -m bench.statements`).
-_BY_PURCHASE = select(Payment).where(Payment.shop_id == bindparam("shop"), Payment.purchase_id == bindparam("purchase"))
+# The payment path reads and writes payment rows with statements built once and run as plain SQL
+# (`relay.db.run`), and hands the rows on as Payment objects that belong to no session: every
+# change to a payment is a conditional UPDATE that returns the new row. Through the ORM, building
+# each statement's cache key and loading the row into the session cost more client CPU than the
+# statement itself (`python -m bench.statements`).
+PAYMENTS = cast(Table, Payment.__table__)
+_BY_ID = select(PAYMENTS).where(PAYMENTS.c.payment_id == bindparam("payment"))
+_BY_PURCHASE = select(PAYMENTS).where(
+    PAYMENTS.c.shop_id == bindparam("shop"), PAYMENTS.c.purchase_id == bindparam("purchase")
+)
+_INSERT = insert(PAYMENTS)
 # The signatures of an account the relay has claimed an opening for but not yet sent.
-_UNSENT_SIGNATURES = select(Payment.payment_id, Payment.chain_op).where(
-    Payment.signer == bindparam("signer"),
-    Payment.chain_op.in_([ChainOp.OPEN, ChainOp.OPEN_CANCEL]),
-    Payment.chain_tx.is_(None),
+_UNSENT_SIGNATURES = select(PAYMENTS.c.payment_id, PAYMENTS.c.chain_op).where(
+    PAYMENTS.c.signer == bindparam("signer"),
+    or_(PAYMENTS.c.chain_op == ChainOp.OPEN.value, PAYMENTS.c.chain_op == ChainOp.OPEN_CANCEL.value),
+    PAYMENTS.c.chain_tx.is_(None),
 )
 
 # How often the signature nonce is read around the relay's unsent signatures before giving up.
@@ -203,26 +207,27 @@ class Payments:
         total = estimate.total_point if estimate.loyalty_type == POINT else estimate.total_token
         if estimate.balance < total:
             raise InsufficientBalance(f"The balance {estimate.balance} does not cover the total {total}.")
-        payment = Payment(
-            payment_id="0x" + secrets.token_hex(32),
-            purchase_id=purchase_id,
-            amount=str(amount),
-            currency=currency,
-            shop_id=shop_id,
-            account=account,
-            kiosk_account=address,
-            kiosk_id=kiosk.id,
-            loyalty_type=estimate.loyalty_type,
-            status=S.NEW,
-            open_new_at=int(time.time()),
+        row = dict.fromkeys(PAYMENTS.c.keys()) | {
+            "payment_id": "0x" + secrets.token_hex(32),
+            "purchase_id": purchase_id,
+            "amount": str(amount),
+            "currency": currency,
+            "shop_id": shop_id,
+            "account": account,
+            "kiosk_account": address,
+            "kiosk_id": kiosk.id,
+            "loyalty_type": estimate.loyalty_type,
+            "status": S.NEW,
+            "open_new_at": int(time.time()),
+            "updated_at": now(),
             **_amounts(estimate),
-        )
+        }
+        payment = Payment(**row)
         try:
             with self.db.session() as session:
                 if address != account:
                     temporary.consume(session, address)
-                session.add(payment)
-                session.flush()
+                run(session, _INSERT, row)
                 notify(session, account, "payment.new", payment.payment_id, kiosk_view(payment) | {"account": account})
         except IntegrityError:
             # The same purchase arrived concurrently; answer like a retry.
@@ -235,7 +240,7 @@ class Payments:
 
     @staticmethod
     def _by_purchase(session: Session, shop_id: str, purchase_id: str) -> Payment | None:
-        return session.execute(_BY_PURCHASE, {"shop": shop_id, "purchase": purchase_id}).scalar_one_or_none()
+        return _payment_of(run(session, _BY_PURCHASE, {"shop": shop_id, "purchase": purchase_id}))
 
     @staticmethod
     def _same_purchase(existing: Payment, kiosk: Kiosk, amount: int, currency: str, address: str) -> Payment:
@@ -262,7 +267,7 @@ class Payments:
 
     def get(self, payment_id: str) -> Payment:
         with self.db.session() as session:
-            payment = session.get(Payment, payment_id)
+            payment = _payment_of(run(session, _BY_ID, {"payment": payment_id}))
             if payment is None:
                 raise PaymentNotFound(f"Unknown payment: {payment_id}")
             return payment
@@ -574,7 +579,7 @@ class Payments:
 
     @staticmethod
     def _load(session: Session, payment_id: str) -> Payment:
-        payment = session.get(Payment, payment_id)
+        payment = _payment_of(run(session, _BY_ID, {"payment": payment_id}))
         if payment is None:
             raise PaymentNotFound(f"Unknown payment: {payment_id}")
         return payment
@@ -608,6 +613,9 @@ class Payments:
             **values,
         )
         if claimed is None:
+            # Another request or instance changed it first (a concurrent retry of the same step,
+            # most often): say what it is doing now, as a request that came a moment later would hear.
+            self._require(self._load(session, p.payment_id), *from_statuses, idle=True)
             raise InvalidStatus(f"Payment {p.payment_id} changed meanwhile; reload it.")
         return claimed
 
@@ -820,9 +828,9 @@ class Payments:
         signature may be recorded as done just after it was mined."""
         if session is None:
             with self.db.session() as own:
-                unsent = own.execute(_UNSENT_SIGNATURES, {"signer": account}).all()
+                unsent = run(own, _UNSENT_SIGNATURES, {"signer": account}).all()
         else:
-            unsent = session.execute(_UNSENT_SIGNATURES, {"signer": account}).all()
+            unsent = run(session, _UNSENT_SIGNATURES, {"signer": account}).all()
         nonce = self.chain.payment_nonce(account, "pending")
         for _ in range(NONCE_READS):
             if not unsent:
@@ -830,8 +838,8 @@ class Payments:
             # Claimed with no hash recorded: not sent yet, or sent a moment ago (then the pending
             # state already has it, and the payment has left its status before the operation).
             waiting = sum(
-                self.chain.payment_of(payment_id, "pending").status == _BEFORE[ChainOp(str(op))]
-                for payment_id, op in unsent
+                self.chain.payment_of(row.payment_id, "pending").status == _BEFORE[ChainOp(row.chain_op)]
+                for row in unsent
             )
             # One of them sent while they were read would be counted in neither: the nonce read
             # again after them must still be the one read before.
@@ -880,8 +888,8 @@ class Payments:
 
 def _update_payment(session: Session, payment_id: str, where: dict[str, Any], values: dict[str, Any]) -> Payment | None:
     """UPDATE the payment SET `values` (and updated_at) if each column in `where` has its value
-    (None: IS NULL; a set: one of its values), RETURNING the row as the session's Payment; None if
-    the conditions do not hold."""
+    (None: IS NULL; a set: one of its values), RETURNING the new row; None if the conditions do not
+    hold."""
     tests = tuple(
         (column, "null", ())
         if value is None
@@ -894,7 +902,13 @@ def _update_payment(session: Session, payment_id: str, where: dict[str, Any], va
     params = {"payment": payment_id, "new_updated_at": now()}
     params |= {f"was_{column}": value for column, value in where.items() if not isinstance(value, set | frozenset)}
     params |= {f"new_{column}": value for column, value in values.items()}
-    return session.execute(statement, params).scalar_one_or_none()
+    return _payment_of(run(session, statement, params))
+
+
+def _payment_of(result: CursorResult[Any]) -> Payment | None:
+    """The result's payment row (if any) as a Payment of no session."""
+    row = result.one_or_none()
+    return None if row is None else Payment(**row._mapping)
 
 
 @functools.lru_cache(maxsize=128)
@@ -903,21 +917,20 @@ def _payment_update_statement(tests: tuple[tuple[str, str, tuple[Any, ...]], ...
     compared values and the new values as bind parameters: building a statement and its cache
     key on every call cost a quarter to a half of the client CPU of the whole transaction
     (`python -m bench.statements`)."""
-    conditions = [Payment.payment_id == bindparam("payment")]
+    conditions = [PAYMENTS.c.payment_id == bindparam("payment")]
     for column, test, values in tests:
-        attribute = getattr(Payment, column)
+        attribute = PAYMENTS.c[column]
         if test == "null":
             conditions.append(attribute.is_(None))
         elif test == "in":
-            conditions.append(attribute == values[0] if len(values) == 1 else attribute.in_(values))
+            conditions.append(or_(*(attribute == value for value in values)))
         else:
             conditions.append(attribute == bindparam(f"was_{column}"))
     return (
-        update(Payment)
+        update(PAYMENTS)
         .where(*conditions)
         .values({column: bindparam(f"new_{column}") for column in ("updated_at", *columns)})
-        .returning(Payment)
-        .execution_options(**RETURNING_ROW)
+        .returning(*PAYMENTS.c)
     )
 
 

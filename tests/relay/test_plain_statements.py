@@ -1,0 +1,156 @@
+"""`relay.db.run`, the plain-SQL path of the payment statements, on both database backends: it
+returns what the ORM reads, converts parameters as SQLAlchemy would, keeps SQLAlchemy's errors
+and statement events, and refuses what it cannot run before anything reaches the database."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, bindparam, event, insert, select
+from sqlalchemy.exc import IntegrityError
+
+from relay import db as database
+from relay import kiosks
+from relay.models import Notification, Payment, PaymentStatus
+from relay.payments import _BY_ID, _INSERT, PAYMENTS, _update_payment
+
+SHOP = "0x" + "ab" * 32
+ACCOUNT = "0x" + "cd" * 20
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request: pytest.FixtureRequest, new_database: Callable[[str], str]) -> Iterator[database.Database]:
+    url = new_database(request.param)
+    database.upgrade(url)
+    db = database.Database(url)
+    yield db
+    db.engine.dispose()
+
+
+def new_payment(db: database.Database) -> dict[str, Any]:
+    with db.session() as session:
+        kiosk_id = kiosks.add(session, "plain", [SHOP], None).kiosk.id
+    amounts = {f"{kind}_{unit}": "7" for kind in ("paid", "fee", "total") for unit in ("point", "token", "value")}
+    row = dict.fromkeys(PAYMENTS.c.keys()) | {
+        "payment_id": "0x" + secrets.token_hex(32),
+        "purchase_id": "P-1",
+        "amount": "10",
+        "currency": "krw",
+        "shop_id": SHOP,
+        "account": ACCOUNT,
+        "kiosk_account": ACCOUNT,
+        "kiosk_id": kiosk_id,
+        "loyalty_type": 0,
+        "status": PaymentStatus.NEW,
+        "open_new_at": 1_700_000_000,
+        "chain_op_at": 12.5,
+        "updated_at": 1_700_000_000.25,
+        **amounts,
+    }
+    with db.session() as session:
+        database.run(session, _INSERT, row)
+    return row
+
+
+def columns(payment: Payment) -> dict[str, Any]:
+    return {column.key: getattr(payment, column.key) for column in PAYMENTS.c}
+
+
+def test_rows_read_and_written_as_plain_sql_are_what_the_orm_reads(db: database.Database) -> None:
+    row = new_payment(db)
+    with db.session() as session:
+        orm = session.get(Payment, row["payment_id"])
+        assert orm is not None
+        assert columns(orm) == row
+        plain = database.run(session, _BY_ID, {"payment": row["payment_id"]}).one()
+        assert dict(plain._mapping) == row
+
+    # A conditional update with a set of statuses (written as OR: run takes no expanding IN).
+    with db.session() as session:
+        changed = _update_payment(
+            session,
+            row["payment_id"],
+            {"status": {PaymentStatus.NEW, PaymentStatus.APPROVED}, "chain_op": None},
+            {"status": PaymentStatus.APPROVED, "error": "e"},
+        )
+    assert changed is not None
+    assert (changed.status, changed.error, changed.amount) == (PaymentStatus.APPROVED, "e", "10")
+    assert changed.updated_at > row["updated_at"]
+    with db.session() as session:
+        stored = session.get(Payment, row["payment_id"])
+        assert stored is not None and columns(stored) == columns(changed)
+
+    # The condition no longer holds: nothing changes, and there is no row.
+    with db.session() as session:
+        assert _update_payment(session, row["payment_id"], {"status": {PaymentStatus.NEW}}, {"error": "x"}) is None
+        unchanged = session.get(Payment, row["payment_id"])
+        assert unchanged is not None and unchanged.error == "e"
+
+
+def test_errors_and_statement_events_stay_sqlalchemys(db: database.Database) -> None:
+    row = new_payment(db)
+    seen: list[str] = []
+
+    def statement(conn: Any, cursor: Any, text: str, *args: Any) -> None:
+        seen.append(text)
+
+    event.listen(Engine, "before_cursor_execute", statement)
+    try:
+        with pytest.raises(IntegrityError), db.session() as session:
+            database.run(session, _INSERT, row)  # the same primary key again
+    finally:
+        event.remove(Engine, "before_cursor_execute", statement)
+    assert any(text.startswith("INSERT INTO payments") for text in seen)
+    # The failed transaction left the table as it was, and the pool serves the next one.
+    with db.session() as session:
+        assert session.execute(select(PAYMENTS.c.payment_id)).scalars().all() == [row["payment_id"]]
+
+
+def test_parameters_are_converted_for_the_driver_as_sqlalchemy_would(db: database.Database) -> None:
+    table = Notification.__table__
+    statement = insert(table).values(
+        {name: bindparam(name) for name in ("account", "kind", "payment_id", "payload", "created_at", "pushed")}
+    )
+    payload = {"paymentStatus": 4, "nested": {"list": [1, "two", None]}}
+    with db.session() as session:
+        database.run(
+            session,
+            statement,
+            {"account": ACCOUNT, "kind": "k", "payment_id": None, "payload": payload, "created_at": 1, "pushed": False},
+        )
+    with db.session() as session:
+        stored = session.execute(select(Notification)).scalar_one()
+        assert (stored.payload, stored.created_at, stored.pushed) == (payload, 1.0, False)
+        assert isinstance(stored.created_at, float)
+
+
+@pytest.mark.parametrize(
+    ("statement", "params", "refusal"),
+    [
+        (select(PAYMENTS).where(PAYMENTS.c.status.in_([1, 2])), {}, "expanding"),
+        (_BY_ID, {}, "no value for payment"),
+        (select(PAYMENTS).where(PAYMENTS.c.shop_id == bindparam("shop")), {"shop": "0x00", "extra": 2}, None),
+    ],
+)
+def test_statements_run_cannot_take_as_they_are_are_refused_before_the_database(
+    db: database.Database, statement: Any, params: dict[str, Any], refusal: str | None
+) -> None:
+    seen: list[str] = []
+
+    def record(conn: Any, cursor: Any, text: str, *args: Any) -> None:
+        seen.append(text)
+
+    event.listen(Engine, "before_cursor_execute", record)
+    try:
+        with db.session() as session:
+            if refusal is None:
+                assert database.run(session, statement, params).all() == []
+            else:
+                with pytest.raises(ValueError, match=refusal):
+                    database.run(session, statement, params)
+    finally:
+        event.remove(Engine, "before_cursor_execute", record)
+    assert len(seen) == (1 if refusal is None else 0)
