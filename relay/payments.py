@@ -97,9 +97,9 @@ CLOSE_GAS = 150_000
 
 # The payment path reads and writes payment rows with statements built once and run as plain SQL
 # (`relay.db.run`), and hands the rows on as Payment objects that belong to no session: every
-# change to a payment is a conditional UPDATE that returns the new row. Through the ORM, building
-# each statement's cache key and loading the row into the session cost more client CPU than the
-# statement itself (`python -m bench.statements`).
+# change to a payment is a conditional UPDATE that returns the new row. Through the ORM (a cache
+# key worked out for each statement, each row loaded into the session) the relay spent about a
+# sixth more CPU per payment (`python -m bench.compare`).
 PAYMENTS = cast(Table, Payment.__table__)
 _BY_ID = select(PAYMENTS).where(PAYMENTS.c.payment_id == bindparam("payment"))
 _BY_PURCHASE = select(PAYMENTS).where(
