@@ -35,8 +35,6 @@ from tests.relay.conftest import (
     relay_in_this_process,
 )
 
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
-
 HISTORY = 50_000  # rows of each table's history
 # What one statement may read of a table (rows returned by its scans plus rows they read and
 # dropped): its own rows of the flow and a small page, never a fraction of the history.

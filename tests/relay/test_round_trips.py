@@ -31,8 +31,6 @@ from tests.relay.conftest import (
     relay_in_this_process,
 )
 
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
-
 # (commits, statements) a request may use, at most.
 BUDGETS = {
     # The key, the purchase and the address checked in one transaction; the payment and its
