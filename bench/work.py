@@ -39,6 +39,8 @@ class Counts:
         self.statements: collections.Counter[tuple[str, str]] = collections.Counter()
         self.commits: collections.Counter[str] = collections.Counter()
         self.rpcs: collections.Counter[tuple[str, str]] = collections.Counter()
+        # (part, statements in the transaction): how many transactions ran that many statements
+        self.transactions: collections.Counter[tuple[str, int]] = collections.Counter()
         self.lock = threading.Lock()
 
     def clear(self) -> None:
@@ -46,6 +48,7 @@ class Counts:
             self.statements.clear()
             self.commits.clear()
             self.rpcs.clear()
+            self.transactions.clear()
 
 
 def _part() -> str:
@@ -63,12 +66,18 @@ def counting() -> Iterator[Counts]:
         table = next((w for w in words[1:4] if w not in ("INTO", "FROM") and not w.startswith("(")), "?")
         if verb == "SELECT":
             table = words[words.index("FROM") + 1] if "FROM" in words else "?"
+        conn.info["statements"] = conn.info.get("statements", 0) + 1
         with counts.lock:
             counts.statements[(_part(), f"{verb} {table}")] += 1
+
+    def ended(conn: Any) -> None:
+        with counts.lock:
+            counts.transactions[(_part(), conn.info.pop("statements", 0))] += 1
 
     def commit(conn: Any) -> None:
         with counts.lock:
             counts.commits[_part()] += 1
+        ended(conn)
 
     original = NodeRpc.response
 
@@ -79,11 +88,13 @@ def counting() -> Iterator[Counts]:
 
     event.listen(Engine, "before_cursor_execute", statement)
     event.listen(Engine, "commit", commit)
+    event.listen(Engine, "rollback", ended)
     NodeRpc.response = response  # type: ignore[method-assign]
     try:
         yield counts
     finally:
         NodeRpc.response = original  # type: ignore[method-assign]
+        event.remove(Engine, "rollback", ended)
         event.remove(Engine, "commit", commit)
         event.remove(Engine, "before_cursor_execute", statement)
 
@@ -153,6 +164,11 @@ def render(counts: Counts, payments: int) -> str:
             f"  {kind:<42}{per(counter[('requests', kind)]):>9}{per(counter[('workers', kind)]):>9}" for kind in kinds
         ]
     lines.append(f"{'database commits':<44}{per(counts.commits['requests']):>9}{per(counts.commits['workers']):>9}")
+    lines.append("transactions (committed or rolled back)")
+    for size in sorted({size for _, size in counts.transactions}):
+        label = f"  of {size} statement{'s' if size != 1 else ''}"
+        requests, workers = counts.transactions[("requests", size)], counts.transactions[("workers", size)]
+        lines.append(f"{label:<44}{per(requests):>9}{per(workers):>9}")
     return "\n".join(lines)
 
 

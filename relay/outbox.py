@@ -8,18 +8,25 @@ import json
 import secrets
 from typing import Any, cast
 
-from sqlalchemy import Table, insert
+from sqlalchemy import Insert, Table, bindparam, insert
 from sqlalchemy.orm import Session
 
-from relay.db import Database
-from relay.models import Callback, Notification
+from relay.db import Database, run
+from relay.models import Callback, CallbackState, Notification, now
 
 CALLBACKS = cast(Table, Callback.__table__)
 NOTIFICATIONS = cast(Table, Notification.__table__)
 
-# Built once, the values bound per call: nearly every step of a payment queues one or both.
-_INSERT_CALLBACK = insert(CALLBACKS)
-_INSERT_NOTIFICATION = insert(NOTIFICATIONS)
+
+def _insert(table: Table, *generated: str) -> Insert:
+    """INSERT of every column but the `generated` ones, each value bound as `v_<column>`."""
+    return insert(table).values({c.name: bindparam(f"v_{c.name}") for c in table.c if c.name not in generated})
+
+
+# Built once and run as plain SQL (relay.db.run): nearly every step of a payment queues one or
+# both. run() applies no model defaults, so every value is given here.
+_INSERT_CALLBACK = _insert(CALLBACKS)
+_INSERT_NOTIFICATION = _insert(NOTIFICATIONS, "id")
 
 # What a commit that queued callbacks / notifications tells this process's workers (Database.on_commit).
 CALLBACK_TOPIC = "callbacks"
@@ -42,8 +49,23 @@ def enqueue_callback(
     retry. Written as a plain INSERT in the session's transaction: nothing reads it back there."""
     body = json.dumps({"type": type_, "code": code, "message": message, "data": data}, separators=(",", ":"))
     callback_id = "msg_" + secrets.token_hex(16)
-    row = {"id": callback_id, "kiosk_id": kiosk_id, "payment_id": payment_id, "type": type_, "code": code, "body": body}
-    session.connection().execute(_INSERT_CALLBACK, row)
+    t = now()
+    row = {
+        "v_id": callback_id,
+        "v_kiosk_id": kiosk_id,
+        "v_payment_id": payment_id,
+        "v_type": type_,
+        "v_code": code,
+        "v_body": body,
+        "v_state": CallbackState.PENDING.value,
+        "v_attempts": 0,
+        "v_next_attempt_at": t,
+        "v_locked_until": 0.0,
+        "v_created_at": t,
+        "v_delivered_at": None,
+        "v_last_error": None,
+    }
+    run(session, _INSERT_CALLBACK, row)
     Database.mark(session, CALLBACK_TOPIC)
     return callback_id
 
@@ -51,6 +73,13 @@ def enqueue_callback(
 def notify(session: Session, account: str, kind: str, payment_id: str | None, payload: dict[str, Any]) -> None:
     """Queues a message for the app of `account` (push and live stream), as a plain INSERT in the
     session's transaction."""
-    row = {"account": account, "kind": kind, "payment_id": payment_id, "payload": payload}
-    session.connection().execute(_INSERT_NOTIFICATION, row)
+    row = {
+        "v_account": account,
+        "v_kind": kind,
+        "v_payment_id": payment_id,
+        "v_payload": payload,
+        "v_created_at": now(),
+        "v_pushed": 0,
+    }
+    run(session, _INSERT_NOTIFICATION, row)
     Database.mark(session, NOTIFICATION_TOPIC)

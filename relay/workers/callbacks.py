@@ -10,20 +10,24 @@ import time
 from collections import Counter
 from concurrent.futures import ALL_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import UTC, datetime
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import httpx
-from sqlalchemy import BindParameter, Select, bindparam, exists, select, update
+from sqlalchemy import BindParameter, Select, Table, Update, bindparam, exists, select, update
 from sqlalchemy.orm import aliased
 from standardwebhooks import Webhook
 
 from relay.config import Settings
-from relay.db import Database
+from relay.db import Database, run
 from relay.models import Callback, CallbackState, KioskClient, now
 
 log = logging.getLogger(__name__)
 
 TOP_UP_AFTER = 0.1  # seconds a step waits for its deliveries before claiming more
+
+
+# A due callback: id, KIOSK, body, attempts so far, when queued, the KIOSK's URL and secret.
+_DueRow = tuple[str, int, str, int, float, str | None, str]
 
 
 @functools.lru_cache(maxsize=4)
@@ -71,6 +75,18 @@ _LEASE = (
 )
 
 
+@functools.lru_cache(maxsize=8)
+def _record_statement(columns: tuple[str, ...]) -> Update:
+    """The update that records an attempt, for one set of changed columns (bound as `v_<column>`),
+    built once: it runs after every delivery."""
+    table = cast(Table, Callback.__table__)
+    return (
+        update(table)
+        .where(table.c.id == bindparam("callback"), table.c.state == CallbackState.PENDING.value)
+        .values({column: bindparam(f"v_{column}") for column in columns})
+    )
+
+
 class Due(NamedTuple):
     id: str
     kiosk_id: int
@@ -116,7 +132,7 @@ class CallbackSender:
         limit = self.batch if limit is None else limit
         taken = Counter(busy or {})
         with self.db.session() as session:
-            rows = session.execute(_due_statement(self.batch), {"now": t}).all()
+            rows = cast(list[_DueRow], run(session, _due_statement(self.batch), {"now": t}).all())
             claimed: list[Due] = []
             more = len(rows) == self.batch
             lease = t + self.settings.callback_lease
@@ -190,17 +206,16 @@ class CallbackSender:
         attempts = due.attempts + 1
         values: dict[str, object] = {"attempts": attempts, "locked_until": 0.0, "last_error": error}
         if error is None:
-            values |= {"state": CallbackState.DELIVERED, "delivered_at": t}
+            values |= {"state": CallbackState.DELIVERED.value, "delivered_at": t}
         else:
             delay = min(
                 self.settings.callback_backoff_initial * 2 ** (attempts - 1), self.settings.callback_backoff_max
             )
             next_at = t + delay * random.uniform(1.0, 1.2)
             if not due.url or next_at - due.created_at > self.settings.callback_retry_period:
-                values["state"] = CallbackState.DEAD
+                values["state"] = CallbackState.DEAD.value
                 log.warning("callback %s is dead after %d attempts: %s", due.id, attempts, error)
             values["next_attempt_at"] = next_at
+        statement = _record_statement(tuple(sorted(values)))
         with self.db.session() as session:
-            session.execute(
-                update(Callback).where(Callback.id == due.id, Callback.state == CallbackState.PENDING).values(values)
-            )
+            run(session, statement, {"callback": due.id} | {f"v_{column}": value for column, value in values.items()})

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import functools
 import logging
+from typing import Any, cast
 
 import requests
 from exponent_server_sdk import PushClient, PushMessage, PushServerError
-from sqlalchemy import Select, select, update
+from sqlalchemy import Table, select, update
+from sqlalchemy.sql.dml import ReturningUpdate
 
 from relay.config import Settings
 from relay.db import Database
@@ -28,14 +30,24 @@ def token_hint(token: str) -> str:
 
 
 @functools.lru_cache(maxsize=4)
-def _unpushed_statement(batch: int) -> Select[Notification]:
-    """The claim's query, built once: it runs every worker interval in every relay process."""
-    return (
-        select(Notification)
-        .where(Notification.pushed == 0)
-        .order_by(Notification.id)
+def _claim_statement(batch: int) -> ReturningUpdate[int, str, str, str | None, dict[str, Any]]:
+    """The claim, built once (it runs every worker interval in every relay process): the oldest
+    `batch` notifications still to push, marked pushed and returned by one statement (rows another
+    instance is claiming are skipped, not waited for)."""
+    table = cast(Table, Notification.__table__)
+    due = (
+        select(table.c.id)
+        .where(table.c.pushed == 0)
+        .order_by(table.c.id)
         .limit(batch)
         .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    return (
+        update(table)
+        .where(table.c.id.in_(due))
+        .values(pushed=1)
+        .returning(table.c.id, table.c.account, table.c.kind, table.c.payment_id, table.c.payload)
     )
 
 
@@ -64,10 +76,9 @@ class Pusher:
 
     def _claim(self) -> list[PushMessage]:
         with self.db.session() as session:
-            rows = session.execute(_unpushed_statement(self.batch)).scalars().all()
+            rows = sorted(session.execute(_claim_statement(self.batch)).all())  # in the order queued
             if not rows:
                 return []
-            session.execute(update(Notification).where(Notification.id.in_([r.id for r in rows])).values(pushed=1))
             accounts = {r.account for r in rows}
             tokens: dict[str, list[str]] = {}
             for account, token in session.execute(
