@@ -24,10 +24,12 @@ from web3.types import RPCEndpoint
 from bench.harness import SIGNER_INDEXES, UNIT, System, contract, cpu_seconds, system
 from relay import typed_data
 from relay.devnet import anvil_key
+from relay.rpc import FIRST_PAUSE
 from relay.sdk import AppClient, KioskClient
 
 AMOUNT = 10 * UNIT
 TARGET_RATIO = 0.8
+RESUMED_SETTLE = 2 * FIRST_PAUSE  # seconds, see `paused`
 
 
 def direct(bench: System, user_keys: list[str], payments: int, clients: int) -> float:
@@ -160,7 +162,8 @@ def _row(bench: System, count: int, payments: int, clients: int, signers: int, r
         before = cpu_seconds({"anvil": [anvil]})
         with paused(process.pid):
             direct_rates.append(direct(bench, direct_users, payments, clients))
-        _add(direct_cpu, _per_payment(before, cpu_seconds({"anvil": [anvil]}), payments * (rounds + 1)))
+            after = cpu_seconds({"anvil": [anvil]})
+        _add(direct_cpu, _per_payment(before, after, payments * (rounds + 1)))
 
     direct_batch()
     for _ in range(rounds):
@@ -196,7 +199,10 @@ def bracketed_ratios(relay_rates: list[float], direct_rates: list[float]) -> lis
 
 @contextlib.contextmanager
 def paused(pid: int) -> Iterator[None]:
-    """The process and its children stopped (SIGSTOP) for the duration, then continued."""
+    """The process and its children stopped (SIGSTOP) for the duration, then continued, and left
+    RESUMED_SETTLE seconds to settle: a call to the node it had under way when it was stopped
+    (a background worker's) has outlived its timeout by then, and the relay gives the node a
+    pause (relay.rpc.FIRST_PAUSE) in which its requests answer 503."""
     root = psutil.Process(pid)
     processes = [root, *root.children(recursive=True)]
     for process in processes:
@@ -207,6 +213,7 @@ def paused(pid: int) -> Iterator[None]:
         for process in processes:
             with contextlib.suppress(psutil.NoSuchProcess):
                 process.resume()
+        time.sleep(RESUMED_SETTLE)
 
 
 def _per_payment(before: dict[str, float], after: dict[str, float], payments: int) -> dict[str, float]:

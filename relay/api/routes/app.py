@@ -13,7 +13,7 @@ from fastapi import APIRouter, Header, Query, Request
 from sse_starlette import EventSourceResponse
 
 from relay.api import schemas
-from relay.api.deps import ServicesDep
+from relay.api.deps import ServicesDep, in_thread
 from relay.api.schemas import Ok, error_responses
 from relay.api.views import app_payment
 from relay.models import Notification
@@ -22,6 +22,7 @@ router = APIRouter(prefix="/v1/payment", tags=["Mobile app"], responses=error_re
 
 
 @router.get("/chain", summary="Chain id, contract addresses and EIP-712 domains the app signs in")
+@in_thread
 def chain_info(services: ServicesDep) -> Ok[schemas.ChainInfo]:
     chain = services.chain
     return Ok(
@@ -34,6 +35,7 @@ def chain_info(services: ServicesDep) -> Ok[schemas.ChainInfo]:
 
 
 @router.get("/item", summary="5.1 A payment, with the typed data to sign while a decision is pending")
+@in_thread
 def item(q: Annotated[schemas.PaymentQuery, Query()], services: ServicesDep) -> Ok[schemas.ItemResult]:
     payment, pending = services.payments.item(q.paymentId)
     return Ok(
@@ -48,30 +50,35 @@ def item(q: Annotated[schemas.PaymentQuery, Query()], services: ServicesDep) -> 
 
 
 @router.post("/create/confirm", summary="5.2 The user approves a new payment")
+@in_thread
 def create_confirm(body: schemas.SignedPaymentRequest, services: ServicesDep) -> Ok[schemas.TxResult]:
     payment = services.payments.confirm_new(body.paymentId, body.signature)
     return Ok(data=app_payment(schemas.TxResult, payment, txHash=payment.open_tx))
 
 
 @router.post("/create/deny", summary="5.3 The user denies a new payment")
+@in_thread
 def create_deny(body: schemas.SignedPaymentRequest, services: ServicesDep) -> Ok[schemas.PaymentBase]:
     payment = services.payments.deny_new(body.paymentId, body.signature)
     return Ok(data=app_payment(schemas.PaymentBase, payment))
 
 
 @router.post("/cancel/confirm", summary="5.4 The shop owner approves a cancel")
+@in_thread
 def cancel_confirm(body: schemas.SignedPaymentRequest, services: ServicesDep) -> Ok[schemas.TxResult]:
     payment = services.payments.confirm_cancel(body.paymentId, body.signature)
     return Ok(data=app_payment(schemas.TxResult, payment, txHash=payment.cancel_tx))
 
 
 @router.post("/cancel/deny", summary="5.5 The shop owner denies a cancel")
+@in_thread
 def cancel_deny(body: schemas.SignedPaymentRequest, services: ServicesDep) -> Ok[schemas.PaymentBase]:
     payment = services.payments.deny_cancel(body.paymentId, body.signature)
     return Ok(data=app_payment(schemas.PaymentBase, payment))
 
 
 @router.post("/account/temporary", summary="A temporary wallet address for the payment QR code")
+@in_thread
 def temporary_account(
     body: schemas.TemporaryAccountRequest, services: ServicesDep
 ) -> Ok[schemas.TemporaryAccountResult]:
@@ -84,6 +91,7 @@ def temporary_account(
 
 
 @router.post("/push/token", summary="Register an Expo push token for a wallet")
+@in_thread
 def register_push_token(body: schemas.PushTokenRequest, services: ServicesDep) -> Ok[schemas.PushTokenResult]:
     services.wallets.register_push_token(body.account, body.token, body.deadline, body.signature)
     return Ok(data=schemas.PushTokenResult(account=body.account, token=body.token))

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from relay.api import schemas
-from relay.api.deps import Authorization, ServicesDep, access_key, authenticate_kiosk, waiting
+from relay.api.deps import Authorization, ServicesDep, access_key, authenticate_kiosk, in_thread, waiting
 from relay.api.schemas import Ok, error_responses
 from relay.api.views import kiosk_payment
 from relay.errors import PurchaseNotFound
@@ -17,12 +17,14 @@ router = APIRouter(prefix="/v1/payment", tags=["KIOSK"], responses=error_respons
 
 
 @router.get("/user/balance", summary="3.1 The user's loyalty balance")
+@in_thread
 def user_balance(q: Annotated[schemas.AccountQuery, Query()], services: ServicesDep) -> Ok[schemas.Balance]:
     account, loyalty_type, balance = services.payments.balance(q.account)
     return Ok(data=schemas.Balance(account=account, loyaltyType=loyalty_type, balance=str(balance)))
 
 
 @router.get("/info", summary="3.2 Loyalty a payment would use")
+@in_thread
 def payment_info(q: Annotated[schemas.InfoQuery, Query()], services: ServicesDep) -> Ok[schemas.PaymentInfo]:
     e = services.payments.estimate(q.account, int(q.amount), q.currency)
     return Ok(
@@ -46,6 +48,7 @@ def payment_info(q: Annotated[schemas.InfoQuery, Query()], services: ServicesDep
 
 
 @router.post("/openNew", summary="3.3 Open a new payment")
+@in_thread
 def open_new(
     body: schemas.OpenNewRequest, services: ServicesDep, authorization: Authorization = None
 ) -> Ok[schemas.OpenNewResult]:
@@ -73,6 +76,7 @@ async def close_new(
 
 
 @router.post("/openCancel", summary="3.5 Ask the shop owner to cancel a completed payment")
+@in_thread
 def open_cancel(
     body: schemas.PaymentRequest, services: ServicesDep, authorization: Authorization = None
 ) -> Ok[schemas.OpenCancelResult]:
@@ -110,6 +114,7 @@ def _purchase(p: Purchase) -> schemas.PurchaseResult:
 
 
 @router.post("/purchase", summary="Report a purchase: its loyalty reward is credited after the shop's wait time")
+@in_thread
 def report_purchase(
     body: schemas.PurchaseRequest, services: ServicesDep, authorization: Authorization = None
 ) -> Ok[schemas.PurchaseResult]:
@@ -121,6 +126,7 @@ def report_purchase(
 
 
 @router.get("/purchase", summary="A reported purchase and its reward")
+@in_thread
 def purchase(q: Annotated[schemas.PurchaseQuery, Query()], services: ServicesDep) -> Ok[schemas.PurchaseResult]:
     found = services.rewards.get(q.shopId, q.purchaseId)
     if found is None:
@@ -129,6 +135,7 @@ def purchase(q: Annotated[schemas.PurchaseQuery, Query()], services: ServicesDep
 
 
 @router.get("/shop/info", summary="3.7 A shop's settings and totals")
+@in_thread
 def shop_info(q: Annotated[schemas.ShopQuery, Query()], services: ServicesDep) -> Ok[schemas.ShopInfo]:
     shop = services.chain.shop(q.shopId)
     return Ok(
@@ -147,6 +154,7 @@ def shop_info(q: Annotated[schemas.ShopQuery, Query()], services: ServicesDep) -
 
 
 @router.get("/shop/withdrawal", summary="3.8 A shop's withdrawal in progress")
+@in_thread
 def shop_withdrawal(q: Annotated[schemas.ShopQuery, Query()], services: ServicesDep) -> Ok[schemas.ShopWithdrawal]:
     shop = services.chain.shop(q.shopId)
     return Ok(

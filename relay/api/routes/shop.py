@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from relay.api import schemas
-from relay.api.deps import ServicesDep, waiting
+from relay.api.deps import ServicesDep, in_thread, waiting
 from relay.api.schemas import Ok, error_responses
 from relay.chain import Shop
 
@@ -34,6 +34,7 @@ def shop_tx(shop: Shop, tx: str) -> schemas.ShopTx:
 
 
 @router.get("/typedData", summary="The EIP-712 document the shop owner signs for an action")
+@in_thread
 def typed_data(q: Annotated[schemas.ShopTypedDataQuery, Query()], services: ServicesDep) -> Ok[dict[str, Any]]:
     fields = {
         "shopId": q.shopId,
