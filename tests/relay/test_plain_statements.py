@@ -4,17 +4,20 @@ and statement events, and refuses what it cannot run before anything reaches the
 
 from __future__ import annotations
 
+import json
 import secrets
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, bindparam, event, insert, select
+from sqlalchemy import Engine, bindparam, event, insert, inspect, select
 from sqlalchemy.exc import IntegrityError
 
 from relay import db as database
 from relay import kiosks
-from relay.models import Notification, Payment, PaymentStatus
+from relay.models import Callback, CallbackState, Notification, Payment, PaymentStatus
+from relay.outbox import enqueue_callback, notify
 from relay.payments import _BY_ID, _INSERT, PAYMENTS, _update_payment
 
 SHOP = "0x" + "ab" * 32
@@ -77,6 +80,7 @@ def test_rows_read_and_written_as_plain_sql_are_what_the_orm_reads(db: database.
             {"status": PaymentStatus.APPROVED, "error": "e"},
         )
     assert changed is not None
+    assert inspect(changed).transient  # of no session: nothing it does can write the row
     assert (changed.status, changed.error, changed.amount) == (PaymentStatus.APPROVED, "e", "10")
     assert changed.updated_at > row["updated_at"]
     with db.session() as session:
@@ -154,3 +158,29 @@ def test_statements_run_cannot_take_as_they_are_are_refused_before_the_database(
     finally:
         event.remove(Engine, "before_cursor_execute", record)
     assert len(seen) == (1 if refusal is None else 0)
+
+
+def test_outbox_rows_written_as_plain_sql_hold_what_the_models_defaults_gave(db: database.Database) -> None:
+    """enqueue_callback and notify give every value themselves (run applies no model defaults):
+    a callback is pending, never tried, due now and unleased; a notification is still to push."""
+    row = new_payment(db)
+    before = time.time()
+    with db.session() as session:
+        callback_id = enqueue_callback(session, row["kiosk_id"], row["payment_id"], "create", 0, "ok", {"a": 1})
+        notify(session, ACCOUNT, "payment.new", row["payment_id"], {"paymentStatus": 1})
+    after = time.time()
+    with db.session() as session:
+        callback = session.get(Callback, callback_id)
+        assert callback is not None
+        assert (callback.state, callback.attempts, callback.locked_until) == (CallbackState.PENDING, 0, 0.0)
+        assert (callback.delivered_at, callback.last_error) == (None, None)
+        assert before <= callback.created_at == callback.next_attempt_at <= after
+        assert json.loads(callback.body) == {"type": "create", "code": 0, "message": "ok", "data": {"a": 1}}
+        notification = session.execute(select(Notification)).scalar_one()
+        assert (notification.account, notification.kind, notification.payment_id) == (
+            ACCOUNT,
+            "payment.new",
+            row["payment_id"],
+        )
+        assert (notification.payload, notification.pushed) == ({"paymentStatus": 1}, 0)
+        assert before <= notification.created_at <= after
