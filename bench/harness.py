@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import secrets
+import signal
 import socket
 import subprocess
 import tempfile
@@ -139,8 +140,15 @@ class System:
                     conn.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
 
 
+def _terminated(signum: int, _: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
 @contextlib.contextmanager
 def system() -> Iterator[System]:
+    """The system, stopped (anvil, relays, their databases) when the block ends, also when the
+    benchmark is terminated (SIGTERM)."""
+    previous = signal.signal(signal.SIGTERM, _terminated)
     workdir = Path(tempfile.mkdtemp(prefix="loyalty-bench-"))
     port = free_port()
     anvil = start_anvil(port, workdir / "anvil.log", accounts=20)
@@ -155,6 +163,7 @@ def system() -> Iterator[System]:
         stop([anvil])
         if "bench" in locals():
             bench.close()
+        signal.signal(signal.SIGTERM, previous)
 
 
 def check_table(rows: list[tuple[str, str]]) -> str:
