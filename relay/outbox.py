@@ -18,6 +18,12 @@ CALLBACKS = cast(Table, Callback.__table__)
 NOTIFICATIONS = cast(Table, Notification.__table__)
 
 
+def bound(values: dict[str, Any]) -> dict[str, Any]:
+    """Column values as the parameters of a statement that binds each as `v_<column>` (a bind
+    parameter may not take a column's own name in an INSERT or UPDATE)."""
+    return {f"v_{column}": value for column, value in values.items()}
+
+
 def _insert(table: Table, *generated: str) -> Insert:
     """INSERT of every column but the `generated` ones, each value bound as `v_<column>`."""
     return insert(table).values({c.name: bindparam(f"v_{c.name}") for c in table.c if c.name not in generated})
@@ -51,21 +57,21 @@ def enqueue_callback(
     callback_id = "msg_" + secrets.token_hex(16)
     t = now()
     row = {
-        "v_id": callback_id,
-        "v_kiosk_id": kiosk_id,
-        "v_payment_id": payment_id,
-        "v_type": type_,
-        "v_code": code,
-        "v_body": body,
-        "v_state": CallbackState.PENDING.value,
-        "v_attempts": 0,
-        "v_next_attempt_at": t,
-        "v_locked_until": 0.0,
-        "v_created_at": t,
-        "v_delivered_at": None,
-        "v_last_error": None,
+        "id": callback_id,
+        "kiosk_id": kiosk_id,
+        "payment_id": payment_id,
+        "type": type_,
+        "code": code,
+        "body": body,
+        "state": CallbackState.PENDING.value,
+        "attempts": 0,
+        "next_attempt_at": t,
+        "locked_until": 0.0,
+        "created_at": t,
+        "delivered_at": None,
+        "last_error": None,
     }
-    run(session, _INSERT_CALLBACK, row)
+    run(session, _INSERT_CALLBACK, bound(row))
     Database.mark(session, CALLBACK_TOPIC)
     return callback_id
 
@@ -74,12 +80,12 @@ def notify(session: Session, account: str, kind: str, payment_id: str | None, pa
     """Queues a message for the app of `account` (push and live stream), as a plain INSERT in the
     session's transaction."""
     row = {
-        "v_account": account,
-        "v_kind": kind,
-        "v_payment_id": payment_id,
-        "v_payload": payload,
-        "v_created_at": now(),
-        "v_pushed": 0,
+        "account": account,
+        "kind": kind,
+        "payment_id": payment_id,
+        "payload": payload,
+        "created_at": now(),
+        "pushed": 0,
     }
-    run(session, _INSERT_NOTIFICATION, row)
+    run(session, _INSERT_NOTIFICATION, bound(row))
     Database.mark(session, NOTIFICATION_TOPIC)

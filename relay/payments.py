@@ -16,7 +16,7 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, cast
 
 from eth_account.messages import encode_typed_data
@@ -223,7 +223,7 @@ class Payments:
             "updated_at": now(),
             **_amounts(estimate),
         }
-        payment = Payment(**row)
+        payment = _as_payment(row)
         try:
             with self.db.session() as session:
                 if address != account:
@@ -907,15 +907,18 @@ def _update_payment(session: Session, payment_id: str, where: dict[str, Any], va
 
 
 def _payment_of(result: CursorResult[Any]) -> Payment | None:
-    """The result's payment row (if any) as a Payment of no session, its attributes filled in as
-    the ORM fills in a loaded object's (straight into its __dict__, with no change events): a
-    twentieth of the cost of Payment(**row), which sets each column through its instrumented
-    attribute. It is only ever read (every change to a payment is a conditional UPDATE)."""
+    """The result's payment row (if any) as a Payment of no session."""
     row = result.one_or_none()
-    if row is None:
-        return None
+    return None if row is None else _as_payment(row._mapping)
+
+
+def _as_payment(columns: Mapping[Any, Any]) -> Payment:
+    """A Payment of no session holding a whole row's columns, filled in as the ORM fills in a loaded
+    object (straight into its __dict__, with no change events): a twentieth of the cost of
+    Payment(**columns), which sets each column through its instrumented attribute. It is only ever
+    read (every change to a payment is a conditional UPDATE)."""
     payment: Payment = _PAYMENT_MANAGER.new_instance()
-    payment.__dict__.update(row._mapping)
+    payment.__dict__.update(columns)
     return payment
 
 

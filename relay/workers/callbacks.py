@@ -10,16 +10,17 @@ import time
 from collections import Counter
 from concurrent.futures import ALL_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import UTC, datetime
-from typing import NamedTuple, cast
+from typing import Any, NamedTuple, cast
 
 import httpx
-from sqlalchemy import BindParameter, Select, Table, Update, bindparam, exists, select, update
+from sqlalchemy import BindParameter, Select, Update, bindparam, exists, select, update
 from sqlalchemy.orm import aliased
 from standardwebhooks import Webhook
 
 from relay.config import Settings
 from relay.db import Database, run
 from relay.models import Callback, CallbackState, KioskClient, now
+from relay.outbox import CALLBACKS, bound
 
 log = logging.getLogger(__name__)
 
@@ -79,10 +80,9 @@ _LEASE = (
 def _record_statement(columns: tuple[str, ...]) -> Update:
     """The update that records an attempt, for one set of changed columns (bound as `v_<column>`),
     built once: it runs after every delivery."""
-    table = cast(Table, Callback.__table__)
     return (
-        update(table)
-        .where(table.c.id == bindparam("callback"), table.c.state == CallbackState.PENDING.value)
+        update(CALLBACKS)
+        .where(CALLBACKS.c.id == bindparam("callback"), CALLBACKS.c.state == CallbackState.PENDING.value)
         .values({column: bindparam(f"v_{column}") for column in columns})
     )
 
@@ -204,7 +204,7 @@ class CallbackSender:
     def _record(self, due: Due, error: str | None) -> None:
         t = now()
         attempts = due.attempts + 1
-        values: dict[str, object] = {"attempts": attempts, "locked_until": 0.0, "last_error": error}
+        values: dict[str, Any] = {"attempts": attempts, "locked_until": 0.0, "last_error": error}
         if error is None:
             values |= {"state": CallbackState.DELIVERED.value, "delivered_at": t}
         else:
@@ -218,4 +218,4 @@ class CallbackSender:
             values["next_attempt_at"] = next_at
         statement = _record_statement(tuple(sorted(values)))
         with self.db.session() as session:
-            run(session, statement, {"callback": due.id} | {f"v_{column}": value for column, value in values.items()})
+            run(session, statement, {"callback": due.id} | bound(values))
