@@ -448,7 +448,10 @@ class Payments:
         with self.db.session() as session:
             p = self._load_for_kiosk(session, who, payment_id)
             if p.status == approved and p.chain_op is None:
-                return self._claim(session, p, {approved}, op), True
+                claimed = self._try_claim(session, p, {approved}, op)
+                if claimed is not None:
+                    return claimed, True
+                p = self._load(session, payment_id)  # a concurrent close (a retry) took it first
         return self._claim_closing(p, opening, approved, op, closed)
 
     def _claim_closing(
@@ -467,7 +470,15 @@ class Payments:
             return p, False
         self._require(p, approved, idle=True)
         with self.db.session() as session:
-            return self._claim(session, p, {approved}, op), True
+            taken = self._try_claim(session, p, {approved}, op)
+            if taken is not None:
+                return taken, True
+            p = self._load(session, p.payment_id)
+        # A concurrent close took it first: answered as a retry that came a moment later would be.
+        if p.chain_op is None and closed(p):
+            return p, False
+        self._require(p, approved, idle=True)
+        raise InvalidStatus(f"Payment {p.payment_id} changed meanwhile; reload it.")
 
     def _await_pending(self, p: Payment, then: ChainOp) -> tuple[Payment, bool]:
         """Waits (up to the receipt timeout) for the transaction of the payment's opening step,
@@ -600,10 +611,13 @@ class Payments:
         another request or instance changed or claimed it first."""
         return _update_payment(session, payment_id, {"status": set(from_statuses), "chain_op": None}, values)
 
-    def _claim(self, session: Session, p: Payment, from_statuses: set[int], op: ChainOp, **values: Any) -> Payment:
-        """Claims the payment's next on-chain operation; returns the claimed row."""
+    def _try_claim(
+        self, session: Session, p: Payment, from_statuses: set[int], op: ChainOp, **values: Any
+    ) -> Payment | None:
+        """Claims the payment's next on-chain operation; returns the claimed row, None if another
+        request or instance changed or claimed it first."""
         stamp = now()
-        claimed = self._transition(
+        return self._transition(
             session,
             p.payment_id,
             from_statuses,
@@ -613,6 +627,10 @@ class Payments:
             decided_at=stamp if "status" in values else p.decided_at,
             **values,
         )
+
+    def _claim(self, session: Session, p: Payment, from_statuses: set[int], op: ChainOp, **values: Any) -> Payment:
+        """`_try_claim`, raising InvalidStatus if the claim is lost."""
+        claimed = self._try_claim(session, p, from_statuses, op, **values)
         if claimed is None:
             # Another request or instance changed it first (a concurrent retry of the same step,
             # most often): say what it is doing now, as a request that came a moment later would hear.
