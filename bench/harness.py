@@ -19,6 +19,7 @@ import psutil
 import psycopg
 from eth_account import Account
 from web3 import Web3
+from web3.types import RPCEndpoint
 
 from relay import db as database
 from relay import kiosks
@@ -28,8 +29,10 @@ ROOT = Path(__file__).resolve().parent.parent
 ABI = ROOT / "relay" / "abi"
 UNIT = 10**18
 POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
-# anvil accounts 5.. sign for relays and the direct baseline; they get the relay roles at deployment.
-SIGNER_INDEXES = list(range(5, 13))
+# anvil accounts 5.. sign for relays and the direct baseline (one per direct client, so at most
+# len(SIGNER_INDEXES) of them); they get the relay roles at deployment.
+SIGNER_INDEXES = list(range(5, 21))
+ANVIL_ACCOUNTS = SIGNER_INDEXES[-1] + 1
 
 
 def free_port() -> int:
@@ -80,6 +83,19 @@ class System:
 
     def w3(self) -> Web3:
         return Web3(Web3.HTTPProvider(self.rpc_url, request_kwargs={"timeout": 60}))
+
+    @contextlib.contextmanager
+    def fresh_chain(self) -> Iterator[None]:
+        """Puts the chain back, afterwards, to where it was before (anvil's evm_snapshot and
+        evm_revert): anvil slows down as blocks accumulate (`python -m bench.chain_drift`), so a
+        measurement that follows others on one growing chain would measure their blocks too."""
+        w3 = self.w3()
+        snapshot = w3.provider.make_request(RPCEndpoint("evm_snapshot"), [])["result"]
+        try:
+            yield
+        finally:
+            if not w3.provider.make_request(RPCEndpoint("evm_revert"), [snapshot])["result"]:
+                raise RuntimeError(f"anvil could not revert to snapshot {snapshot}")
 
     def new_database(self, backend: str, migrate: bool = True) -> str:
         """A new empty database, migrated to this tree's schema unless `migrate` is False (a relay
@@ -151,7 +167,7 @@ def system() -> Iterator[System]:
     previous = signal.signal(signal.SIGTERM, _terminated)
     workdir = Path(tempfile.mkdtemp(prefix="loyalty-bench-"))
     port = free_port()
-    anvil = start_anvil(port, workdir / "anvil.log", accounts=20)
+    anvil = start_anvil(port, workdir / "anvil.log", accounts=ANVIL_ACCOUNTS)
     rpc_url = f"http://127.0.0.1:{port}"
     try:
         relays = [Account.from_key(anvil_key(i)).address for i in (0, *SIGNER_INDEXES)]

@@ -21,7 +21,7 @@ from sqlalchemy import select
 from bench.faults import Receiver, wait_until
 from bench.harness import SIGNER_INDEXES, UNIT, System, check_table, contract, failed, free_port, system
 from relay import db as database
-from relay.devnet import anvil_key, relay_env, start_relay
+from relay.devnet import anvil_key, relay_env, start_relay, stop
 from relay.models import Callback, Payment
 from relay.sdk import AppClient, KioskClient
 
@@ -30,14 +30,26 @@ SETTINGS = {"payment_timeout": 3, "close_timeout": 5, "worker_interval": 0.2, "r
 
 
 def run(bench: System, payments: int, clients: int) -> list[tuple[str, str]]:
-    receiver = Receiver()
+    """The load and the checks, with the two relay instances stopped afterwards (left running, they
+    would index and poll through whatever the system runs next)."""
     db_url = bench.new_database("postgresql")
+    relays = []
     urls = []
-    for index in range(2):
-        env = relay_env(db_url, bench.rpc_url, bench.deployment_file, [anvil_key(SIGNER_INDEXES[index])], **SETTINGS)
-        port = free_port()
-        bench.processes.append(start_relay(env, port, bench.workdir / f"instance-{index}.log"))
-        urls.append(f"http://127.0.0.1:{port}")
+    try:
+        for index in range(2):
+            keys = [anvil_key(SIGNER_INDEXES[index])]
+            env = relay_env(db_url, bench.rpc_url, bench.deployment_file, keys, **SETTINGS)
+            port = free_port()
+            relays.append(start_relay(env, port, bench.workdir / f"instance-{index}.log"))
+            bench.processes.append(relays[-1])  # stopped with the system if the run is cut short
+            urls.append(f"http://127.0.0.1:{port}")
+        return _load_and_check(bench, db_url, urls, payments, clients)
+    finally:
+        stop(relays)
+
+
+def _load_and_check(bench: System, db_url: str, urls: list[str], payments: int, clients: int) -> list[tuple[str, str]]:
+    receiver = Receiver()
     access_key = bench.add_kiosk(db_url, receiver.url)
     user_keys = bench.fund_users(clients, 1_000_000 * UNIT)
     kinds: dict[str, str] = {}

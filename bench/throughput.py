@@ -19,7 +19,6 @@ from typing import Any
 
 import psutil
 from eth_account import Account
-from web3.types import RPCEndpoint
 
 from bench.harness import SIGNER_INDEXES, UNIT, System, contract, cpu_seconds, system
 from relay import typed_data
@@ -135,13 +134,9 @@ def measure(payments: int, clients: int, workers: list[int], signers: int, round
     take no CPU from the baseline."""
     rows = []
     with system() as bench:
-        w3 = bench.w3()
         for count in workers:
-            snapshot = w3.provider.make_request(RPCEndpoint("evm_snapshot"), [])["result"]
-            rows.append(_row(bench, count, payments, clients, signers, rounds))
-            reverted = w3.provider.make_request(RPCEndpoint("evm_revert"), [snapshot])["result"]
-            if not reverted:
-                raise RuntimeError("anvil could not revert to the deployed chain")
+            with bench.fresh_chain():
+                rows.append(_row(bench, count, payments, clients, signers, rounds))
     return rows
 
 
@@ -270,6 +265,10 @@ def main() -> None:
     parser.add_argument("--signers", type=int, default=4, help="relay signer keys")
     parser.add_argument("--rounds", type=int, default=3, help="alternating direct and relay batches")
     args = parser.parse_args()
+    if not 1 <= args.clients <= len(SIGNER_INDEXES):
+        parser.error(f"--clients must be 1-{len(SIGNER_INDEXES)}: each direct client sends from its own key")
+    if not 1 <= args.signers <= len(SIGNER_INDEXES):
+        parser.error(f"--signers must be 1-{len(SIGNER_INDEXES)}")
     rows = measure(args.payments, args.clients, args.workers, args.signers, args.rounds)
     setup = (
         f"{args.rounds} rounds of {args.payments} payments each way, {args.clients} concurrent clients, "
