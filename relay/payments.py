@@ -116,6 +116,8 @@ _UNSENT_SIGNATURES = select(PAYMENTS.c.payment_id, PAYMENTS.c.chain_op).where(
 
 # How often the signature nonce is read around the relay's unsent signatures before giving up.
 NONCE_READS = 5
+# Openings remembered as recorded by a close (see Payments._recorded).
+RECORDED = 1024
 
 MESSAGES = {
     ("create", SUCCESS): "The payment has been approved by the user and is held in escrow.",
@@ -173,6 +175,10 @@ class Payments:
         # instead of reading the same receipt and racing for the same row.
         self._recording: dict[str, threading.Event] = {}
         self._recording_lock = threading.Lock()
+        # Openings whose outcome a close in this process recorded (it waited for the opening's
+        # transaction) before their follow-up came, oldest first, at most RECORDED: the follow-up
+        # that finds its transaction here has nothing left to do.
+        self._recorded: dict[str, None] = {}
 
     # ================================================================== KIOSK reads
 
@@ -494,6 +500,7 @@ class Payments:
                 if receipt is not None:
                     done = self._finish(p, receipt, then)
                     if done is not None:
+                        self._remember_recorded(p.chain_tx)
                         return done, done.chain_op == then
                     return self.get(p.payment_id), False
         self.settle(p.payment_id)
@@ -687,7 +694,9 @@ class Payments:
 
         def record(receipt: Mined) -> None:
             with self._recording_of(sent.payment_id) as other:
-                if other is None:  # else the KIOSK's close is recording it (and claiming the close)
+                # Else the KIOSK's close is recording it (and claiming the close), or has: that
+                # costs a read of the balance and an update that would change nothing.
+                if other is None and not self._forget_recorded(sent.chain_tx):
                     self._finish(sent, receipt)
 
         self.chain.follow(sent.chain_tx, self.settings.receipt_timeout, record)
@@ -716,6 +725,21 @@ class Payments:
         if receipt["status"] == 1:
             return self._succeeded(p, op, receipt, then)
         return self._rejected(p.payment_id, op, REVERTED, expected_tx=p.chain_tx)
+
+    def _remember_recorded(self, tx: str) -> None:
+        with self._recording_lock:
+            self._recorded[tx] = None
+            if len(self._recorded) > RECORDED:  # follow-ups that never came (dropped, or in another process)
+                del self._recorded[next(iter(self._recorded))]
+
+    def _forget_recorded(self, tx: str | None) -> bool:
+        """Whether a close in this process has recorded the outcome of transaction `tx` in place
+        of its follow-up (forgotten now: each transaction has one follow-up)."""
+        with self._recording_lock:
+            if tx is None or tx not in self._recorded:
+                return False
+            del self._recorded[tx]
+            return True
 
     def _succeeded(self, p: Payment, op: ChainOp, receipt: Mined | None, then: ChainOp | None = None) -> Payment | None:
         # The signature stays: a retry of the approval it carried is answered like the first time.
