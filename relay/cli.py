@@ -84,6 +84,20 @@ def serve(
 ) -> None:
     """Runs the relay."""
     import uvicorn
+    from sqlalchemy.engine import make_url
+
+    if workers < 1:
+        typer.echo("--workers must be at least 1", err=True)
+        raise typer.Exit(2)
+    if workers > 1 and make_url(get_settings().database_url).get_backend_name() == "sqlite":
+        # Processes on one SQLite file would migrate it at once and contend for its single
+        # writer; background work is made safe for several processes with PostgreSQL's row locks.
+        typer.echo(
+            f"--workers {workers} needs PostgreSQL (RELAY_DATABASE_URL=postgresql+psycopg://...); "
+            "a SQLite database serves one process",
+            err=True,
+        )
+        raise typer.Exit(2)
 
     # Idle keep-alive connections are kept longer than clients and load balancers keep theirs
     # (httpx 5 s, typical balancers 60 s): otherwise a client may send a request on a connection

@@ -76,3 +76,14 @@ def test_kiosk_cli__add_list_revoke(new_database, serve, shop_id, callbacks):
     listed = _loyalty(db_url, "kiosk", "list")
     assert "revoked" in listed and "active" not in listed
     assert "no active KIOSK client" in _loyalty(db_url, "kiosk", "revoke", kiosk_id, expect=1)
+
+
+def test_serve_refuses_several_workers_on_sqlite(tmp_path):
+    """Several processes on one SQLite file would migrate it at once and contend for its writer:
+    refused with a clear message before anything starts (the database is not even created)."""
+    db = tmp_path / "relay.sqlite3"
+    out = _loyalty(f"sqlite:///{db}", "serve", "--workers", "2", "--port", "1", expect=2)
+    assert "--workers 2 needs PostgreSQL" in out
+    out = _loyalty(f"sqlite:///{db}", "serve", "--workers", "0", "--port", "1", expect=2)
+    assert "--workers must be at least 1" in out
+    assert not db.exists()
