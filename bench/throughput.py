@@ -237,10 +237,11 @@ def render(rows: list[dict[str, Any]]) -> str:
     needed = TARGET_RATIO * best["direct"]
     budget = cores * 1000 / needed
     used = sum(best["relay_cpu"].values())
+    busy = best["relay"] * used / 1000 / cores  # share of the cores the relay path kept busy
     lines.append(
         f"{TARGET_RATIO} x {best['direct']:.1f} direct/s = {needed:.1f} payments/s leaves at most {budget:.1f} ms"
         f" of CPU per payment on {cores} cores; the relay path used {used:.1f} (the relay itself"
-        f" {best['relay_cpu'].get('relay', 0.0):.1f})"
+        f" {best['relay_cpu'].get('relay', 0.0):.1f}), with the cores {busy:.0%} busy at {best['relay']:.1f}/s"
     )
     lines.append("")
     lines.append("CPU time per complete payment (ms), by process:")

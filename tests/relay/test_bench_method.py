@@ -1,11 +1,12 @@
 """The throughput bench's comparison of relay and direct batches run one after another on a chain
-that slows down as it grows."""
+that slows down as it grows, and its verdict on the target."""
 
 from __future__ import annotations
 
+import psutil
 import pytest
 
-from bench.throughput import bracketed_ratios
+from bench.throughput import bracketed_ratios, render
 
 
 def test_steady_drift_cancels_out() -> None:
@@ -25,3 +26,24 @@ def test_steady_drift_cancels_out() -> None:
 def test_needs_a_direct_batch_on_both_sides() -> None:
     with pytest.raises(ValueError, match="before and after"):
         bracketed_ratios([50.0, 50.0], [100.0, 100.0])
+
+
+def _row(workers: int, direct: float, relay: float, relay_cpu_ms: float) -> dict[str, object]:
+    return {
+        "workers": workers,
+        "direct": direct,
+        "relay": relay,
+        "ratio": relay / direct,
+        "ratios": (relay / direct, relay / direct),
+        "direct_cpu": {"client": 15.0, "anvil": 5.0},
+        "relay_cpu": {"client": 4.0, "relay": relay_cpu_ms - 14.0, "postgres": 5.0, "anvil": 5.0},
+    }
+
+
+def test_verdict_takes_the_best_row_and_says_how_busy_the_cores_were() -> None:
+    cores = psutil.cpu_count()
+    below = render([_row(1, 60.0, 39.0, 40.0), _row(2, 60.0, 45.0, 40.0)])
+    assert "target relay/direct >= 0.8: NOT MET (best median 0.75, 2 worker(s))" in below
+    assert f"with the cores {45.0 * 40.0 / 1000 / cores:.0%} busy at 45.0/s" in below
+    met = render([_row(2, 60.0, 48.0, 40.0)])
+    assert "target relay/direct >= 0.8: met (best median 0.80, 2 worker(s))" in met
