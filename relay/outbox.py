@@ -8,11 +8,12 @@ import json
 import secrets
 from typing import Any, cast
 
-from sqlalchemy import Insert, Table, bindparam, insert
+from sqlalchemy import Insert, Table, bindparam, exists, insert, select
+from sqlalchemy import cast as sql_cast
 from sqlalchemy.orm import Session
 
 from relay.db import Database, run
-from relay.models import Callback, CallbackState, Notification, now
+from relay.models import Callback, CallbackState, KioskClient, Notification, now
 
 CALLBACKS = cast(Table, Callback.__table__)
 NOTIFICATIONS = cast(Table, Notification.__table__)
@@ -29,9 +30,19 @@ def _insert(table: Table, *generated: str) -> Insert:
     return insert(table).values({c.name: bindparam(f"v_{c.name}") for c in table.c if c.name not in generated})
 
 
+def _insert_if_kiosk_listens(table: Table) -> Insert:
+    """INSERT of a callback row (every column bound as `v_<column>`, typed: the values come through
+    a SELECT) only if its KIOSK has a callback URL: one that has none polls instead, and its
+    callbacks would have nowhere to go."""
+    columns = [c for c in table.c]
+    values = [sql_cast(bindparam(f"v_{c.name}"), c.type).label(c.name) for c in columns]
+    listens = exists().where(KioskClient.id == bindparam("v_kiosk_id"), KioskClient.callback_url.is_not(None))
+    return insert(table).from_select([c.name for c in columns], select(*values).where(listens))
+
+
 # Built once and run as plain SQL (relay.db.run): nearly every step of a payment queues one or
 # both. run() applies no model defaults, so every value is given here.
-_INSERT_CALLBACK = _insert(CALLBACKS)
+_INSERT_CALLBACK = _insert_if_kiosk_listens(CALLBACKS)
 _INSERT_NOTIFICATION = _insert(NOTIFICATIONS, "id")
 
 # What a commit that queued callbacks / notifications tells this process's workers (Database.on_commit).
@@ -50,9 +61,11 @@ def enqueue_callback(
     code: int,
     message: str,
     data: dict[str, Any],
-) -> str:
+) -> str | None:
     """Queues a callback; returns its id, which (as the `webhook-id` header) stays the same on every
-    retry. Written as a plain INSERT in the session's transaction: nothing reads it back there."""
+    retry. Written as a plain INSERT in the session's transaction: nothing reads it back there.
+    Nothing is queued (None) for a KIOSK without a callback URL: it learns of its payments by
+    polling, and a callback for it could only be given up at its first attempt."""
     body = json.dumps({"type": type_, "code": code, "message": message, "data": data}, separators=(",", ":"))
     callback_id = "msg_" + secrets.token_hex(16)
     t = now()
@@ -71,7 +84,8 @@ def enqueue_callback(
         "delivered_at": None,
         "last_error": None,
     }
-    run(session, _INSERT_CALLBACK, bound(row))
+    if run(session, _INSERT_CALLBACK, bound(row)).rowcount == 0:
+        return None
     Database.mark(session, CALLBACK_TOPIC)
     return callback_id
 

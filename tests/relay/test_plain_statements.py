@@ -33,13 +33,13 @@ def db(request: pytest.FixtureRequest, new_database: Callable[[str], str]) -> It
     db.engine.dispose()
 
 
-def new_payment(db: database.Database) -> dict[str, Any]:
+def new_payment(db: database.Database, callback_url: str | None = "http://127.0.0.1:9/callback") -> dict[str, Any]:
     with db.session() as session:
-        kiosk_id = kiosks.add(session, "plain", [SHOP], None).kiosk.id
+        kiosk_id = kiosks.add(session, "plain", [SHOP], callback_url).kiosk.id
     amounts = {f"{kind}_{unit}": "7" for kind in ("paid", "fee", "total") for unit in ("point", "token", "value")}
     row = dict.fromkeys(PAYMENTS.c.keys()) | {
         "payment_id": "0x" + secrets.token_hex(32),
-        "purchase_id": "P-1",
+        "purchase_id": "P-" + secrets.token_hex(4),
         "amount": "10",
         "currency": "krw",
         "shop_id": SHOP,
@@ -184,3 +184,19 @@ def test_outbox_rows_written_as_plain_sql_hold_what_the_models_defaults_gave(db:
         )
         assert (notification.payload, notification.pushed) == ({"paymentStatus": 1}, 0)
         assert before <= notification.created_at <= after
+
+
+def test_no_callback_is_queued_for_a_kiosk_without_a_callback_url(db: database.Database) -> None:
+    """A KIOSK with no callback URL polls: its callbacks are not queued (they could only be given
+    up at the first attempt, with a warning for every payment); the app's notification still is."""
+    polling = new_payment(db, callback_url=None)
+    listening = new_payment(db)
+    with db.session() as session:
+        skipped = enqueue_callback(session, polling["kiosk_id"], polling["payment_id"], "create", 0, "ok", {})
+        queued = enqueue_callback(session, listening["kiosk_id"], listening["payment_id"], "create", 0, "ok", {})
+        notify(session, ACCOUNT, "payment.approved", polling["payment_id"], {"paymentStatus": 2})
+    assert skipped is None and queued is not None
+    with db.session() as session:
+        rows = session.execute(select(Callback.id, Callback.payment_id)).all()
+        assert [tuple(r) for r in rows] == [(queued, listening["payment_id"])]
+        assert session.execute(select(Notification.payment_id)).scalars().all() == [polling["payment_id"]]
