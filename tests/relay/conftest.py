@@ -282,14 +282,16 @@ class FakeExpo:
     def __init__(self) -> None:
         self.messages: list[dict[str, Any]] = []
         self.fail = False
+        self.refused: list[dict[str, Any]] = []  # messages answered with an error while `fail`
         self.unregistered: set[str] = set()  # tokens refused as Expo refuses a device's old token
         self.http = _Server(self._handle)
 
     def _handle(self, path: str, headers: dict[str, str], body: str) -> tuple[int, dict[str, Any]]:
-        if self.fail:
-            return 500, {"errors": [{"code": "INTERNAL", "message": "down"}]}
         messages = json.loads(body)
         messages = messages if isinstance(messages, list) else [messages]
+        if self.fail:
+            self.refused.extend(messages)
+            return 500, {"errors": [{"code": "INTERNAL", "message": "down"}]}
         self.messages.extend(messages)
         return 200, {"data": [self._ticket(m["to"]) for m in messages]}
 

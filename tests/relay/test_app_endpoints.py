@@ -362,7 +362,11 @@ def test_temporary_account__signed_by_another_key__403_3002(relay, user, other, 
 
 
 def _pushed(expo, token, payment_id):
-    return [m for m in expo.messages if m.get("to") == token and m.get("data", {}).get("paymentId") == payment_id]
+    return _pushed_to(expo.messages, token, payment_id)
+
+
+def _pushed_to(messages, token, payment_id):
+    return [m for m in messages if m.get("to") == token and m.get("data", {}).get("paymentId") == payment_id]
 
 
 def test_push_token__a_new_payment_is_pushed_to_it(relay, kiosk, shop_id, expo, new_wallet):
@@ -398,13 +402,14 @@ def test_push__expo_down__the_payment_still_completes(relay, kiosk, shop_id, exp
         assert wallet.approve(payment_id).paymentStatus == S.APPROVED
         closed = ok(kiosk_post(relay.url, "closeNew", kiosk.access_key, payment_id))
 
-        def all_pushed():
+        def all_tried():
             with session_of(relay) as session:
                 rows = session.execute(select(Notification.pushed).where(Notification.payment_id == payment_id))
                 flags = list(rows.scalars())
-            return flags and all(flags)
+            # A notification is marked before it is sent: it has been tried once Expo refused it.
+            return flags and all(flags) and len(_pushed_to(expo.refused, token, payment_id)) == len(flags)
 
-        wait_until(all_pushed)  # the relay tried, and failed, to push every notification
+        wait_until(all_tried)  # the relay tried, and failed, to push every notification
     finally:
         expo.fail = False
     assert closed["paymentStatus"] == S.COMPLETED
