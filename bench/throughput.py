@@ -22,6 +22,7 @@ import psutil
 import urllib3
 from eth_account import Account
 
+from bench.faults import Receiver, wait_until
 from bench.harness import SIGNER_INDEXES, UNIT, System, contract, cpu_seconds, system
 from relay import typed_data
 from relay.devnet import anvil_key
@@ -169,9 +170,15 @@ def _run(clients: int, payments: int, client: Any) -> float:
     return payments / elapsed
 
 
-def measure(payments: int, clients: int, workers: list[int], signers: int, rounds: int = 3) -> list[dict[str, Any]]:
+def measure(
+    payments: int, clients: int, workers: list[int], signers: int, rounds: int = 3, callbacks: bool = False
+) -> list[dict[str, Any]]:
     """One row per relay worker count: payments/s both ways, their ratio, and the CPU time each
     part of the system spent per payment (ms).
+
+    The KIOSK has no callback URL (it polls, and the relay queues no callback for it) unless
+    `callbacks`: then the relay delivers each approval's callback to a receiver in this process
+    (its CPU counted with the load generator's), and the row checks that every one arrived.
 
     Each row starts from the freshly deployed chain (anvil's state is reverted to a snapshot taken
     after deployment): anvil slows down as blocks accumulate (`python -m bench.chain_drift`), so
@@ -187,17 +194,20 @@ def measure(payments: int, clients: int, workers: list[int], signers: int, round
     with system() as bench:
         for count in workers:
             with bench.fresh_chain():
-                rows.append(_row(bench, count, payments, clients, signers, rounds))
+                rows.append(_row(bench, count, payments, clients, signers, rounds, callbacks))
     return rows
 
 
-def _row(bench: System, count: int, payments: int, clients: int, signers: int, rounds: int) -> dict[str, Any]:
+def _row(
+    bench: System, count: int, payments: int, clients: int, signers: int, rounds: int, callbacks: bool
+) -> dict[str, Any]:
     anvil = bench.processes[0].pid
     direct_users = bench.fund_users(clients, 1_000_000 * UNIT)
     direct(bench, direct_users, clients * 2, clients)  # warm-up
     users = bench.fund_users(clients, 1_000_000 * UNIT)
     url, db_url, process = bench.start_relay(workers=count, signers=SIGNER_INDEXES[:signers])
-    access_key = bench.add_kiosk(db_url)
+    receiver = Receiver() if callbacks else None
+    access_key = bench.add_kiosk(db_url, receiver.url if receiver else None)
     through_relay(url, access_key, bench.shop_id, users, clients * 2, clients)  # warm-up
     direct_rates: list[float] = []
     relay_rates: list[float] = []
@@ -218,6 +228,16 @@ def _row(bench: System, count: int, payments: int, clients: int, signers: int, r
         relay_rates.append(through_relay(url, access_key, bench.shop_id, users, payments, clients))
         _add(relay_cpu, _per_payment(before, cpu_seconds(groups), payments * rounds))
         direct_batch()
+    if receiver is not None:
+        expected = clients * 2 + payments * rounds  # one approval callback per payment
+        try:
+            with contextlib.suppress(AssertionError):  # reported below
+                wait_until(lambda: len(receiver.deliveries) >= expected, 30)
+        finally:
+            receiver.server.shutdown()
+        ids = [webhook_id for _, webhook_id, _ in receiver.deliveries]
+        if len(ids) != expected or len(set(ids)) != expected:
+            raise RuntimeError(f"{len(ids)} callbacks delivered ({len(set(ids))} ids), {expected} expected")
     process.terminate()
     process.wait(15)
     ratios = bracketed_ratios(relay_rates, direct_rates)
@@ -316,15 +336,19 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--signers", type=int, default=4, help="relay signer keys")
     parser.add_argument("--rounds", type=int, default=3, help="alternating direct and relay batches")
+    parser.add_argument(
+        "--callbacks", action="store_true", help="the KIOSK has a callback URL: the relay delivers every callback"
+    )
     args = parser.parse_args()
     if not 1 <= args.clients <= len(SIGNER_INDEXES):
         parser.error(f"--clients must be 1-{len(SIGNER_INDEXES)}: each direct client sends from its own key")
     if not 1 <= args.signers <= len(SIGNER_INDEXES):
         parser.error(f"--signers must be 1-{len(SIGNER_INDEXES)}")
-    rows = measure(args.payments, args.clients, args.workers, args.signers, args.rounds)
+    rows = measure(args.payments, args.clients, args.workers, args.signers, args.rounds, args.callbacks)
+    kiosk = "callbacks delivered to the KIOSK" if args.callbacks else "the KIOSK polls (no callback URL)"
     setup = (
         f"{args.rounds} rounds of {args.payments} payments each way, {args.clients} concurrent clients, "
-        f"{args.signers} signer keys"
+        f"{args.signers} signer keys, {kiosk}"
     )
     print(f"\nComplete payments/s ({setup})")
     print(render(rows))
