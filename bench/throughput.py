@@ -249,6 +249,7 @@ def _row(
         "ratios": (min(ratios), max(ratios)),
         "direct_cpu": direct_cpu,
         "relay_cpu": relay_cpu,
+        "callbacks": callbacks,
     }
 
 
@@ -299,6 +300,10 @@ def render(rows: list[dict[str, Any]]) -> str:
         f" {r['ratios'][0]:>5.2f}-{r['ratios'][1]:.2f}"
         for r in rows
     ]
+    if any(r.get("callbacks") for r in rows):
+        lines.append("the relay delivered a callback to the KIOSK for every approval")
+    else:
+        lines.append("the KIOSK polls (no callback URL, so no callbacks); with callbacks: --callbacks")
     best = max(rows, key=lambda r: r["ratio"])
     verdict = "met" if best["ratio"] >= TARGET_RATIO else "NOT MET"
     best_of = f"best median {best['ratio']:.2f}, {best['workers']} worker(s)"
@@ -345,10 +350,9 @@ def main() -> None:
     if not 1 <= args.signers <= len(SIGNER_INDEXES):
         parser.error(f"--signers must be 1-{len(SIGNER_INDEXES)}")
     rows = measure(args.payments, args.clients, args.workers, args.signers, args.rounds, args.callbacks)
-    kiosk = "callbacks delivered to the KIOSK" if args.callbacks else "the KIOSK polls (no callback URL)"
     setup = (
         f"{args.rounds} rounds of {args.payments} payments each way, {args.clients} concurrent clients, "
-        f"{args.signers} signer keys, {kiosk}"
+        f"{args.signers} signer keys"
     )
     print(f"\nComplete payments/s ({setup})")
     print(render(rows))

@@ -47,3 +47,11 @@ def test_verdict_takes_the_best_row_and_says_how_busy_the_cores_were() -> None:
     assert f"with the cores {45.0 * 40.0 / 1000 / cores:.0%} busy at 45.0/s" in below
     met = render([_row(2, 60.0, 48.0, 40.0)])
     assert "target relay/direct >= 0.8: met (best median 0.80, 2 worker(s))" in met
+
+
+def test_the_table_says_whether_the_kiosk_had_callbacks() -> None:
+    polled = render([_row(2, 60.0, 48.0, 40.0)])
+    assert "the KIOSK polls (no callback URL, so no callbacks)" in polled
+    called = render([_row(2, 60.0, 48.0, 40.0) | {"callbacks": True}])
+    assert "the relay delivered a callback to the KIOSK for every approval" in called
+    assert "polls" not in called
