@@ -126,7 +126,9 @@ def db_upgrade() -> None:
 def kiosk_add(
     name: Annotated[str, typer.Option(help="A name for operators")],
     shop: Annotated[list[str], typer.Option(help="Shop id the KIOSK may act for (repeatable)")],
-    callback_url: Annotated[str | None, typer.Option(help="Where callbacks are POSTed")] = None,
+    callback_url: Annotated[
+        str | None, typer.Option(help="Where callbacks are POSTed (without one the KIOSK polls and is sent none)")
+    ] = None,
     access_key: Annotated[str | None, typer.Option(help="Use this key instead of a random one")] = None,
 ) -> None:
     """Creates a KIOSK client and prints its access key and callback secret (shown once)."""
