@@ -107,9 +107,9 @@ class Shopper:
         result: dict[str, Any] = answer["data"]
         return result
 
-    def pay(self, shop_id: str) -> int:
-        """openNew, the wallet's approval (item, then create/confirm), closeNew; the payment's
-        final status."""
+    def pay(self, shop_id: str) -> dict[str, Any]:
+        """openNew, the wallet's approval (item, then create/confirm), closeNew; the payment as
+        closeNew answers it."""
         opened = self._call(
             "POST",
             "/v1/payment/openNew",
@@ -128,18 +128,16 @@ class Shopper:
             raise RuntimeError(f"payment {payment_id} is not for {self.user.address}: {typed['message']}")
         signature = typed_data.sign(self.user.key, typed)
         self._call("POST", "/v1/payment/create/confirm", {"paymentId": payment_id, "signature": signature})
-        closed = self._call(
+        return self._call(
             "POST", "/v1/payment/closeNew", {"accessKey": self.access_key, "paymentId": payment_id, "confirm": True}
         )
-        status: int = closed["paymentStatus"]
-        return status
 
 
 def through_relay(url: str, access_key: str, shop_id: str, user_keys: list[str], payments: int, clients: int) -> float:
     def client(index: int, count: int) -> None:
         shopper = Shopper(url, access_key, user_keys[index])
         for _ in range(count):
-            status = shopper.pay(shop_id)
+            status = shopper.pay(shop_id)["paymentStatus"]
             if status != 4:
                 raise RuntimeError(f"a payment ended in status {status}, not 4 (completed)")
 
