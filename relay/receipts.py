@@ -6,7 +6,8 @@ hands the hash to the process's
 `ReceiptWatcher` and sleeps. The watcher asks the node for the newest block number at growing
 intervals (RECEIPT_POLL_FIRST up to RECEIPT_POLL_MAX, from the first again after each new block),
 and asks for receipts only when there is a new block, for every hash waiting then, in one batch
-request; a hash handed over since its last round is asked for at once, whatever the block. So a
+request; a hash handed over since its last round is asked for at once, whatever the block (and
+when every hash waiting is such a one, without asking for the block number). So a
 chain with blocks seconds apart costs the node about a dozen calls per block, however many
 requests wait, instead of a few per second for each of them.
 
@@ -140,12 +141,17 @@ class ReceiptWatcher:
                 unasked, self._unasked = self._unasked, set()
                 watched = list(self._waiters)
             try:
-                block = int(self.rpc.result("eth_blockNumber", []), 16)
-                if block != last_block:
-                    last_block, interval = block, self.first
+                if len(unasked) == len(watched):
+                    # Every hash waiting was just handed over (unasked is a subset of watched):
+                    # they are asked for anyway, so the block number would decide nothing.
                     ask = watched
                 else:
-                    ask = [tx for tx in watched if tx in unasked]
+                    block = int(self.rpc.result("eth_blockNumber", []), 16)
+                    if block != last_block:
+                        last_block, interval = block, self.first
+                        ask = watched
+                    else:
+                        ask = [tx for tx in watched if tx in unasked]
                 self._deliver(self._receipts(ask))
             except Exception as exc:  # the node failed: every wait under way ends with the error
                 self._fail(watched, exc if isinstance(exc, ConnectionError | TimeoutError) else ConnectionError(exc))

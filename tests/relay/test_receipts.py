@@ -195,3 +195,17 @@ def test_follow__runs_once_mined_on_the_watcher_s_threads__dropped_when_time_is_
     assert at < chain.start + chain.mined["0x01"] * BLOCK_TIME + RECEIPT_POLL_MAX
     time.sleep(0.7)
     assert watcher.waiting() == 0 and len(done) == 1
+
+
+def test_follow__a_hash_handed_to_an_idle_watcher_is_asked_for_without_a_block_number(chain):
+    """The node mines on arrival (the common case): a follow-up's receipt is asked for at once, and
+    with nothing older waiting the block number would decide nothing, so it is not asked."""
+    watcher = ReceiptWatcher(NodeRpc(chain.url, 5))
+    chain.mined["0x01"] = chain.block()
+    done = threading.Event()
+
+    watcher.follow("0x01", 5, lambda receipt: done.set())
+
+    assert done.wait(3)
+    assert chain.requests["eth_blockNumber"] == 0
+    assert chain.asked["0x01"] == 1
