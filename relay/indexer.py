@@ -18,7 +18,6 @@ from sqlalchemy import Table, insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
-from web3.types import LogReceipt
 
 from relay.calls import Event, checksum
 from relay.chain import CONNECTION_ERRORS, Chain
@@ -32,6 +31,8 @@ CURSOR = "events"
 CHAIN_EVENTS = cast(Table, ChainEvent.__table__)
 SHOP_EVENTS = {"ShopAdded", "ShopUpdated", "ProvisionRecorded", "WithdrawalOpened", "WithdrawalClosed"}
 PAYMENT_TOTAL_EVENTS = {"PaymentClosed", "CancelOpened"}  # change a shop's used total
+# A log as eth_getLogs answers it: addresses, hashes, topics, data and numbers as hex strings.
+RawLog = dict[str, Any]
 
 
 def _plain(value: Any) -> Any:
@@ -63,7 +64,7 @@ class Indexer:
     def run_once(self) -> int:
         """Indexes the next block range, if any is confirmed; returns the number of events stored."""
         try:
-            head = self.chain.w3.eth.block_number
+            head = int(self.chain.rpc.result("eth_blockNumber", []), 16)
         except CONNECTION_ERRORS as exc:
             raise ChainUnavailable() from exc
         safe = head - self.confirmations
@@ -85,8 +86,11 @@ class Indexer:
             if start > safe:
                 return 0
             end = min(safe, start + self.batch - 1)
+            # The logs as the node sends them (hex strings): the events are decoded by their own
+            # decoders, so web3.py's formatting of every field would be work thrown away.
+            query = {"fromBlock": hex(start), "toBlock": hex(end), "address": self.addresses}
             try:
-                logs = self.chain.w3.eth.get_logs({"fromBlock": start, "toBlock": end, "address": self.addresses})
+                logs: list[RawLog] = self.chain.rpc.result("eth_getLogs", [query])
             except CONNECTION_ERRORS as exc:
                 raise ChainUnavailable() from exc
             # Events already stored (a step that read them and then failed to commit its cursor
@@ -119,21 +123,21 @@ class Indexer:
     def _store(
         self,
         session: Session,
-        entry: LogReceipt,
+        entry: RawLog,
         seen: set[tuple[str, int]],
         touched_shops: set[str],
         shop_of_payment: dict[str, str],
     ) -> dict[str, Any] | None:
         """The row of a log to store (None for a log of no known event, or one already stored),
         and what it changes: the shops it touches, an opened or closed withdrawal."""
-        topic = bytes(entry["topics"][0]) if entry["topics"] else b""
-        known = self.events.get((str(entry["address"]).lower(), topic))
+        topic = bytes.fromhex(entry["topics"][0][2:]) if entry["topics"] else b""
+        known = self.events.get((entry["address"].lower(), topic))
         if known is None:
             return None
         contract, decoder = known
         name = decoder.name
-        tx_hash = "0x" + bytes(entry["transactionHash"]).hex()
-        log_index = int(entry["logIndex"])
+        tx_hash = entry["transactionHash"].lower()
+        log_index = int(entry["logIndex"], 16)
         if (tx_hash, log_index) in seen:
             return None
         args = {key: _plain(value) for key, value in decoder.decode(entry).items()}
@@ -144,7 +148,7 @@ class Indexer:
         if shop_id is None and name in PAYMENT_TOTAL_EVENTS and payment_id is not None:
             shop_id = shop_of_payment.get(payment_id) or self._shop_of_payment(session, payment_id)
         account = args.get("account")
-        block = int(entry["blockNumber"])
+        block = int(entry["blockNumber"], 16)
         row = {
             "block_number": block,
             "log_index": log_index,
