@@ -459,7 +459,10 @@ def test_receipt_wait__polls_at_growing_intervals_and_answers_soon_after_mining(
     start = time.monotonic()
     assert chain.wait("0x" + "ab" * 32, 2.0) is None  # never mined
     assert 2.0 <= time.monotonic() - start < 2.5
-    assert len(polls) <= 15  # a fixed 10 ms interval polls ~200 times
+    # The request's own two asks, the watcher's ask when the hash is handed over, then block
+    # numbers at growing intervals (and the receipt again when the first one is new to the
+    # watcher): 16; a fixed 10 ms interval polls ~200 times.
+    assert len(polls) <= 20
     assert max(b - a for a, b in itertools.pairwise(polls)) <= RECEIPT_POLL_MAX + 0.1
 
     rpc = _Rpc(anvil)
