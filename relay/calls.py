@@ -49,7 +49,7 @@ def checksum(address: str) -> ChecksumAddress:
     return to_checksum_address(address)
 
 
-def _raw(value: Any) -> bytes:
+def log_bytes(value: Any) -> bytes:
     """A log's topic or data as bytes, whether formatted by web3.py (HexBytes) or raw JSON (hex)."""
     return bytes.fromhex(value[2:]) if isinstance(value, str) else bytes(value)
 
@@ -82,7 +82,7 @@ class Event:
     def decode(self, log: Mapping[str, Any]) -> dict[str, Any]:
         """The log's arguments. ValueError if the log is not this event (another topic, or
         topics or data that do not fit its types)."""
-        topics = [_raw(t) for t in log["topics"]]
+        topics = [log_bytes(t) for t in log["topics"]]
         if not topics or topics[0] != self.topic or len(topics) != len(self.indexed) + 1:
             raise ValueError(f"the log is not a {self.name} event")
         try:
@@ -90,7 +90,7 @@ class Event:
                 name: _output(kind, abi_decode([kind], topic)[0])
                 for (name, kind), topic in zip(self.indexed, topics[1:], strict=True)
             }
-            values = abi_decode(self.data_types, _raw(log["data"]))
+            values = abi_decode(self.data_types, log_bytes(log["data"]))
         except (DecodingError, UnicodeDecodeError) as exc:  # short or malformed data, a string not UTF-8
             raise ValueError(f"the log does not decode as {self.name}: {exc}") from exc
         outputs = zip(self.data_names, self.data_types, values, strict=True)
@@ -187,7 +187,9 @@ class FastContract:
         return [
             event.decode(entry)
             for entry in receipt["logs"]
-            if str(entry["address"]).lower() == address and entry["topics"] and _raw(entry["topics"][0]) == event.topic
+            if str(entry["address"]).lower() == address
+            and entry["topics"]
+            and log_bytes(entry["topics"][0]) == event.topic
         ]
 
     def encode(self, name: str, *args: Any) -> Call:

@@ -19,7 +19,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from relay.calls import Event, checksum
+from relay.calls import Event, checksum, log_bytes
 from relay.chain import CONNECTION_ERRORS, Chain
 from relay.db import Database, is_postgres
 from relay.errors import ChainUnavailable
@@ -130,7 +130,7 @@ class Indexer:
     ) -> dict[str, Any] | None:
         """The row of a log to store (None for a log of no known event, or one already stored),
         and what it changes: the shops it touches, an opened or closed withdrawal."""
-        topic = bytes.fromhex(entry["topics"][0][2:]) if entry["topics"] else b""
+        topic = log_bytes(entry["topics"][0]) if entry["topics"] else b""
         known = self.events.get((entry["address"].lower(), topic))
         if known is None:
             return None

@@ -34,7 +34,7 @@ def _insert_if_kiosk_listens(table: Table) -> Insert:
     """INSERT of a callback row (every column bound as `v_<column>`, typed: the values come through
     a SELECT) only if its KIOSK has a callback URL: one that has none polls instead, and its
     callbacks would have nowhere to go."""
-    columns = [c for c in table.c]
+    columns = list(table.c)
     values = [sql_cast(bindparam(f"v_{c.name}"), c.type).label(c.name) for c in columns]
     listens = exists().where(KioskClient.id == bindparam("v_kiosk_id"), KioskClient.callback_url.is_not(None))
     return insert(table).from_select([c.name for c in columns], select(*values).where(listens))
