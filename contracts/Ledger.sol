@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.28;
 
-import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
+import {AccessControlDefaultAdminRules} from "@openzeppelin/contracts/access/extensions/AccessControlDefaultAdminRules.sol";
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
 import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
@@ -16,12 +16,15 @@ import {SignedActions} from "./utils/SignedActions.sol";
 /// - The payment controller, fixed at deployment, moves balances into, within and out of escrow.
 ///   It is the only way loyalty leaves a user's account without the user calling this contract;
 ///   no role can be granted to do the same.
-/// - `PROVIDER_ROLE` (the relay) credits purchase rewards and grants.
-/// - `RELAY_ROLE` submits user-signed switches to tokens.
-/// - The default admin manages roles and may move the foundation reserve and token fees out.
+/// - `PROVIDER_ROLE` (the relay) credits purchase rewards, at most the reward cap per period and
+///   within each shop's credit limit.
+/// - `GRANTER_ROLE` (the operator) credits grants, at most the grant cap per period.
+/// - `RELAY_ROLE` submits user-signed switches to tokens; the user signs the minimum it accepts.
+/// - The default admin (moved only by a delayed two-step transfer) manages roles and caps and may
+///   move the foundation reserve and token fees out.
 /// Invariants (PROPERTIES.md): the escrow equals the sum of payments held in escrow; token
 /// balances, escrow, fees and reserve add up to the tokens this contract holds.
-contract Ledger is ILedger, AccessControl, SignedActions {
+contract Ledger is ILedger, AccessControlDefaultAdminRules, SignedActions {
     using SafeERC20 for IERC20;
 
     /*//////////////////////////////////////////////////////////////
@@ -29,11 +32,15 @@ contract Ledger is ILedger, AccessControl, SignedActions {
     //////////////////////////////////////////////////////////////*/
 
     bytes32 public constant PROVIDER_ROLE = keccak256("PROVIDER_ROLE");
+    bytes32 public constant GRANTER_ROLE = keccak256("GRANTER_ROLE");
     bytes32 public constant RELAY_ROLE = keccak256("RELAY_ROLE");
 
     bytes32 public constant SWITCH_TO_TOKEN_TYPEHASH = keccak256(
-        "SwitchToToken(address account,uint256 nonce,uint256 deadline)"
+        "SwitchToToken(address account,uint256 minToken,uint256 nonce,uint256 deadline)"
     );
+
+    /// @notice Length of a cap window; windows are aligned to UTC days.
+    uint256 public constant CAP_PERIOD = 1 days;
 
     IERC20 public immutable token;
     ICurrencyRate public immutable rates;
@@ -58,26 +65,43 @@ contract Ledger is ILedger, AccessControl, SignedActions {
         uint128 fees;
     }
 
+    /// @dev A limit per window and what the current window has used; one slot.
+    struct PeriodCap {
+        uint96 limit;
+        uint96 used;
+        uint64 window;
+    }
+
     mapping(address account => Account) private _accounts;
     SystemBalances private _pointSystem;
     SystemBalances private _tokenSystem;
     uint256 private _reserve;
+    PeriodCap private _rewardCap;
+    PeriodCap private _grantCap;
 
-    /// @param admin Receives the default admin role.
+    /// @param admin Receives the default admin and granter roles.
+    /// @param adminDelay How long a transfer of the default admin role waits before it can be accepted.
+    /// @param relays Receive the relay and provider roles.
     /// @param paymentController_ The payment controller (deployed after this contract: its address
     /// is computed in advance and checked by its constructor).
     constructor(
         address admin,
+        uint48 adminDelay,
+        address[] memory relays,
         IERC20 token_,
         ICurrencyRate rates_,
         IShopRegistry shops_,
         address paymentController_
-    ) SignedActions("Ledger", "1") {
+    ) AccessControlDefaultAdminRules(adminDelay, admin) SignedActions("Ledger", "1") {
         token = token_;
         rates = rates_;
         shops = shops_;
         paymentController = paymentController_;
-        _grantRole(DEFAULT_ADMIN_ROLE, admin);
+        _grantRole(GRANTER_ROLE, admin);
+        for (uint256 i = 0; i < relays.length; ++i) {
+            _grantRole(RELAY_ROLE, relays[i]);
+            _grantRole(PROVIDER_ROLE, relays[i]);
+        }
     }
 
     modifier onlyPaymentController() {
@@ -110,15 +134,24 @@ contract Ledger is ILedger, AccessControl, SignedActions {
         return _reserve;
     }
 
+    /// @inheritdoc ILedger
+    function rewardCap() external view returns (uint256 limit, uint256 remaining) {
+        return _capOf(_rewardCap);
+    }
+
+    /// @inheritdoc ILedger
+    function grantCap() external view returns (uint256 limit, uint256 remaining) {
+        return _capOf(_grantCap);
+    }
+
     /*//////////////////////////////////////////////////////////////
                               PAYMENT ESCROW
     //////////////////////////////////////////////////////////////*/
 
     /// @inheritdoc ILedger
     function holdInEscrow(address account, LoyaltyType loyaltyType, uint256 total) external onlyPaymentController {
-        Account storage a = _accounts[account];
-        if (a.loyaltyType != loyaltyType) revert WrongLoyaltyType(account, a.loyaltyType);
-        _debit(account, a, total);
+        // The controller read `loyaltyType` from this ledger in the same call.
+        _debit(account, _accounts[account], total);
         SystemBalances storage sys = _system(loyaltyType);
         sys.escrow = SafeCast.toUint128(sys.escrow + total);
     }
@@ -176,13 +209,19 @@ contract Ledger is ILedger, AccessControl, SignedActions {
         if (account == address(0)) revert InvalidAmount(0);
         uint256 rewardPoint = shops.recordProvision(shopId, rates.toPoint(amount, currency));
         if (rewardPoint == 0) revert InvalidAmount(amount);
+        (uint256 limit, uint256 remaining) = _capOf(_rewardCap);
+        if (rewardPoint > remaining) revert RewardCapExceeded(rewardPoint, remaining);
+        _useCap(_rewardCap, limit, remaining - rewardPoint);
         (LoyaltyType loyaltyType, uint256 credited) = _creditPoints(account, rewardPoint);
         emit LoyaltyProvided(account, shopId, purchaseId, loyaltyType, credited, rewardPoint);
     }
 
     /// @inheritdoc ILedger
-    function grant(address account, uint256 point) external onlyRole(PROVIDER_ROLE) {
+    function grant(address account, uint256 point) external onlyRole(GRANTER_ROLE) {
         if (account == address(0) || point == 0) revert InvalidAmount(point);
+        (uint256 limit, uint256 remaining) = _capOf(_grantCap);
+        if (point > remaining) revert GrantCapExceeded(point, remaining);
+        _useCap(_grantCap, limit, remaining - point);
         (LoyaltyType loyaltyType, uint256 credited) = _creditPoints(account, point);
         emit LoyaltyGranted(account, loyaltyType, credited, point);
     }
@@ -192,19 +231,22 @@ contract Ledger is ILedger, AccessControl, SignedActions {
     //////////////////////////////////////////////////////////////*/
 
     /// @inheritdoc ILedger
-    function switchToToken() external {
-        _switchToToken(msg.sender);
+    function switchToToken(uint256 minToken) external {
+        _switchToToken(msg.sender, minToken);
     }
 
     /// @inheritdoc ILedger
     function switchToTokenFor(
         address account,
+        uint256 minToken,
         uint256 deadline,
         bytes calldata signature
     ) external onlyRole(RELAY_ROLE) {
-        bytes32 structHash = keccak256(abi.encode(SWITCH_TO_TOKEN_TYPEHASH, account, _useNonce(account), deadline));
+        bytes32 structHash = keccak256(
+            abi.encode(SWITCH_TO_TOKEN_TYPEHASH, account, minToken, _useNonce(account), deadline)
+        );
         _verifySignature(account, structHash, deadline, signature);
-        _switchToToken(account);
+        _switchToToken(account, minToken);
     }
 
     /// @inheritdoc ILedger
@@ -259,9 +301,42 @@ contract Ledger is ILedger, AccessControl, SignedActions {
         token.safeTransfer(to, amount);
     }
 
+    /// @inheritdoc ILedger
+    function setRewardCap(uint256 limit) external onlyRole(DEFAULT_ADMIN_ROLE) {
+        _rewardCap.limit = _toCapLimit(limit);
+        emit RewardCapSet(limit);
+    }
+
+    /// @inheritdoc ILedger
+    function setGrantCap(uint256 limit) external onlyRole(DEFAULT_ADMIN_ROLE) {
+        _grantCap.limit = _toCapLimit(limit);
+        emit GrantCapSet(limit);
+    }
+
     /*//////////////////////////////////////////////////////////////
                                  INTERNAL
     //////////////////////////////////////////////////////////////*/
+
+    /// @dev A cap's limit and what it still allows in the current window (a new window starts unused;
+    /// a limit lowered below what the window used allows nothing more).
+    function _capOf(PeriodCap storage cap) private view returns (uint256 limit, uint256 remaining) {
+        PeriodCap memory c = cap;
+        uint256 used = c.window == block.timestamp / CAP_PERIOD ? c.used : 0;
+        limit = c.limit;
+        remaining = limit > used ? limit - used : 0;
+    }
+
+    /// @dev Records the current window's use as `limit - remaining`, in one slot write.
+    function _useCap(PeriodCap storage cap, uint256 limit, uint256 remaining) private {
+        // Both fit: limit < 2^96 and remaining <= limit; the window index is far below 2^64.
+        cap.used = uint96(limit - remaining);
+        cap.window = uint64(block.timestamp / CAP_PERIOD);
+    }
+
+    function _toCapLimit(uint256 limit) private pure returns (uint96) {
+        if (limit > type(uint96).max) revert InvalidCap(limit);
+        return uint96(limit);
+    }
 
     function _system(LoyaltyType loyaltyType) private view returns (SystemBalances storage) {
         return loyaltyType == LoyaltyType.Point ? _pointSystem : _tokenSystem;
@@ -296,17 +371,20 @@ contract Ledger is ILedger, AccessControl, SignedActions {
         Account storage a = _accounts[account];
         if (a.loyaltyType != loyaltyType) {
             // Only Point -> Token can differ: switching is one way.
-            amount = rates.pointToToken(amount);
+            uint256 point = amount;
+            amount = rates.pointToToken(point);
             _takeFromReserve(amount);
+            emit RefundConverted(account, point, amount);
         }
         a.balance = SafeCast.toUint248(a.balance + amount);
     }
 
-    function _switchToToken(address account) private {
+    function _switchToToken(address account, uint256 minToken) private {
         Account storage a = _accounts[account];
         if (a.loyaltyType != LoyaltyType.Point) revert WrongLoyaltyType(account, a.loyaltyType);
         uint256 point = a.balance;
         uint256 amount = point == 0 ? 0 : rates.pointToToken(point);
+        if (amount < minToken) revert SwitchBelowMinimum(account, amount, minToken);
         _takeFromReserve(amount);
         a.loyaltyType = LoyaltyType.Token;
         a.balance = SafeCast.toUint248(amount);

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.28;
 
-import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
+import {AccessControlDefaultAdminRules} from "@openzeppelin/contracts/access/extensions/AccessControlDefaultAdminRules.sol";
 import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 import {ICurrencyRate} from "./interfaces/ICurrencyRate.sol";
 import {ILedger} from "./interfaces/ILedger.sol";
@@ -13,15 +13,17 @@ import {SignedActions} from "./utils/SignedActions.sol";
 /// @notice The payment controller: opens, closes and cancels payments with loyalty at shops.
 /// @dev Trust model:
 /// - `RELAY_ROLE` submits every state change and pays the gas. It cannot move a user's loyalty
-///   without the user's `NewPayment` signature, nor cancel a payment without the shop owner's
-///   `CancelPayment` signature. Closing (escrow -> shop, or refund) is the relay's decision.
+///   without the user's `NewPayment` signature, which bounds the charge (`maxTotal`), nor cancel
+///   a payment without the shop owner's `CancelPayment` signature. Closing (escrow -> shop, or
+///   refund) is the relay's decision until the escrow expires; after that only a refund is possible.
 /// - Anyone may return a payment to its user once it has sat in escrow past the timeout, so
 ///   loyalty cannot be stuck if the relay disappears.
-/// - The default admin sets the fee rate (capped), the cancel period and the escrow timeout.
+/// - The default admin (moved only by a delayed two-step transfer) sets the fee rate (capped), the
+///   cancel period and the escrow timeout.
 /// This contract holds no balances: the ledger does, and trusts this contract (and only it) for
 /// escrow movements, as the shop registry does for used totals. That wiring is fixed at deployment
 /// and checked by the constructor.
-contract LoyaltyPayment is ILoyaltyPayment, AccessControl, SignedActions {
+contract LoyaltyPayment is ILoyaltyPayment, AccessControlDefaultAdminRules, SignedActions {
     /*//////////////////////////////////////////////////////////////
                                  CONSTANTS
     //////////////////////////////////////////////////////////////*/
@@ -29,7 +31,7 @@ contract LoyaltyPayment is ILoyaltyPayment, AccessControl, SignedActions {
     bytes32 public constant RELAY_ROLE = keccak256("RELAY_ROLE");
 
     bytes32 public constant NEW_PAYMENT_TYPEHASH = keccak256(
-        "NewPayment(bytes32 paymentId,string purchaseId,uint256 amount,string currency,bytes32 shopId,address account,uint256 nonce,uint256 deadline)"
+        "NewPayment(bytes32 paymentId,string purchaseId,uint256 amount,string currency,bytes32 shopId,address account,uint8 loyaltyType,uint256 maxTotal,uint256 nonce,uint256 deadline)"
     );
     bytes32 public constant CANCEL_PAYMENT_TYPEHASH = keccak256(
         "CancelPayment(bytes32 paymentId,string purchaseId,bytes32 shopId,address account,uint256 nonce,uint256 deadline)"
@@ -77,12 +79,16 @@ contract LoyaltyPayment is ILoyaltyPayment, AccessControl, SignedActions {
     mapping(bytes32 paymentId => Payment) private _payments;
 
     /// @param admin Receives the default admin role.
+    /// @param adminDelay How long a transfer of the default admin role waits before it can be accepted.
+    /// @param relays Receive the relay role.
     constructor(
         address admin,
+        uint48 adminDelay,
+        address[] memory relays,
         ILedger ledger_,
         IShopRegistry shops_,
         ICurrencyRate rates_
-    ) SignedActions("LoyaltyPayment", "1") {
+    ) AccessControlDefaultAdminRules(adminDelay, admin) SignedActions("LoyaltyPayment", "1") {
         if (ledger_.paymentController() != address(this) || shops_.paymentController() != address(this)) {
             revert MisconfiguredDeployment();
         }
@@ -96,7 +102,9 @@ contract LoyaltyPayment is ILoyaltyPayment, AccessControl, SignedActions {
         shops = shops_;
         rates = rates_;
         _settings = Settings({feeRate: 500, cancelPeriod: 7 days, escrowTimeout: 1 days});
-        _grantRole(DEFAULT_ADMIN_ROLE, admin);
+        for (uint256 i = 0; i < relays.length; ++i) {
+            _grantRole(RELAY_ROLE, relays[i]);
+        }
     }
 
     /*//////////////////////////////////////////////////////////////
@@ -122,6 +130,8 @@ contract LoyaltyPayment is ILoyaltyPayment, AccessControl, SignedActions {
             settings.feeRate
         );
         if (paid == 0) revert InvalidAmount(data.amount);
+        if (loyaltyType != data.loyaltyType) revert LoyaltyTypeMismatch(account, loyaltyType);
+        if (paid + fee > data.maxTotal) revert ChargeExceedsMaxTotal(paymentId, paid + fee, data.maxTotal);
 
         _payments[paymentId] = Payment({
             account: account,
@@ -142,6 +152,8 @@ contract LoyaltyPayment is ILoyaltyPayment, AccessControl, SignedActions {
         Payment storage p = _payments[paymentId];
         _requireStatus(paymentId, p.status, PaymentStatus.Open);
         if (confirm) {
+            uint256 expiresAt = p.deadline;
+            if (block.timestamp > expiresAt) revert EscrowExpired(paymentId, expiresAt);
             p.status = PaymentStatus.Closed;
             p.deadline = SafeCast.toUint32(block.timestamp + _settings.cancelPeriod);
             _releaseToShop(paymentId, p);
@@ -194,6 +206,8 @@ contract LoyaltyPayment is ILoyaltyPayment, AccessControl, SignedActions {
         if (confirm) {
             _refund(paymentId, p, PaymentStatus.Cancelled);
         } else {
+            uint256 expiresAt = uint256(p.deadline) + _settings.escrowTimeout;
+            if (block.timestamp > expiresAt) revert EscrowExpired(paymentId, expiresAt);
             // Back to a completed payment; its cancel period still ends when it did.
             p.status = PaymentStatus.Closed;
             emit CancelReverted(paymentId);
@@ -330,6 +344,8 @@ contract LoyaltyPayment is ILoyaltyPayment, AccessControl, SignedActions {
                     keccak256(bytes(data.currency)),
                     data.shopId,
                     data.account,
+                    data.loyaltyType,
+                    data.maxTotal,
                     nonce,
                     data.deadline
                 )

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.28;
 
-import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
+import {AccessControlDefaultAdminRules} from "@openzeppelin/contracts/access/extensions/AccessControlDefaultAdminRules.sol";
 import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 import {IShopRegistry} from "./interfaces/IShopRegistry.sol";
 import {SignedActions} from "./utils/SignedActions.sol";
@@ -10,13 +10,15 @@ import {SignedActions} from "./utils/SignedActions.sol";
 /// @notice Shops, their reward settings, accumulated totals and withdrawals (settlement).
 /// @dev Trust model:
 /// - `RELAY_ROLE` submits actions the shop owner signed (EIP-712): register, update, open and
-///   close a withdrawal. The relay pays the gas; it cannot act without the owner's signature.
+///   close a withdrawal, transfer the shop (and the new owner's acceptance). The relay pays the
+///   gas; it cannot act without the owner's signature.
 /// - The ledger (purchase rewards) and the payment controller (payments, cancels) update the
-///   provided and used totals. Both addresses are fixed at deployment: no role can be granted to
-///   move a shop's totals.
-/// - The default admin manages roles.
+///   provided and used totals, within each shop's credit limit. Both addresses are fixed at
+///   deployment: no role can be granted to record rewards or payments.
+/// - The default admin (moved only by a delayed two-step transfer) manages roles, sets credit
+///   limits and may correct a shop's provided and withdrawn totals, which emits an event.
 /// Withdrawals are paid off-chain by the operator; this contract only accounts for them.
-contract ShopRegistry is IShopRegistry, AccessControl, SignedActions {
+contract ShopRegistry is IShopRegistry, AccessControlDefaultAdminRules, SignedActions {
     /*//////////////////////////////////////////////////////////////
                                  CONSTANTS
     //////////////////////////////////////////////////////////////*/
@@ -25,6 +27,9 @@ contract ShopRegistry is IShopRegistry, AccessControl, SignedActions {
 
     /// @notice providePercent is a percentage times 100 (1 % = 100), so 10000 is 100 %.
     uint256 public constant PERCENT_DENOMINATOR = 10_000;
+
+    /// @notice Credit limits are whole points (18 decimals), stored as a count of points.
+    uint256 public constant CREDIT_UNIT = 1e18;
 
     bytes32 public constant ADD_SHOP_TYPEHASH = keccak256(
         "AddShop(bytes32 shopId,string name,uint256 provideWaitTime,uint256 providePercent,address account,uint256 nonce,uint256 deadline)"
@@ -38,18 +43,26 @@ contract ShopRegistry is IShopRegistry, AccessControl, SignedActions {
     bytes32 public constant CLOSE_WITHDRAWAL_TYPEHASH = keccak256(
         "CloseWithdrawal(bytes32 shopId,address account,uint256 nonce,uint256 deadline)"
     );
+    bytes32 public constant TRANSFER_SHOP_TYPEHASH = keccak256(
+        "TransferShop(bytes32 shopId,address newOwner,address account,uint256 nonce,uint256 deadline)"
+    );
+    bytes32 public constant ACCEPT_SHOP_TYPEHASH = keccak256(
+        "AcceptShop(bytes32 shopId,address account,uint256 nonce,uint256 deadline)"
+    );
 
     /*//////////////////////////////////////////////////////////////
                                   STORAGE
     //////////////////////////////////////////////////////////////*/
 
-    /// @dev Laid out so each hot operation touches one slot: a payment writes `usedPoint`, a
-    /// reward writes `providedPoint` (same slot), a withdrawal writes slot 2.
+    /// @dev Laid out so each hot operation writes one slot: a payment writes `usedPoint`, a
+    /// reward writes `providedPoint` (same slot), a withdrawal writes slot 2. The credit limit sits
+    /// beside the owner and reward rate, which rewards and cancels read anyway.
     struct Shop {
         // slot 0
         address owner;
         uint32 provideWaitTime;
         uint16 providePercent;
+        uint48 creditLimit; // whole points
         // slot 1
         uint128 providedPoint;
         uint128 usedPoint;
@@ -70,14 +83,26 @@ contract ShopRegistry is IShopRegistry, AccessControl, SignedActions {
     Shop[] private _shops;
     /// @dev shop index + 1, so that zero means "not registered".
     mapping(bytes32 shopId => uint256) private _positions;
+    mapping(bytes32 shopId => address) private _pendingOwners;
+    uint48 private _defaultCreditLimit; // whole points
 
     /// @param admin Receives the default admin role.
+    /// @param adminDelay How long a transfer of the default admin role waits before it can be accepted.
+    /// @param relays Receive the relay role.
     /// @param ledger_ The ledger contract (deployed after this one: its address is computed in advance).
     /// @param paymentController_ The payment controller contract (likewise).
-    constructor(address admin, address ledger_, address paymentController_) SignedActions("ShopRegistry", "1") {
+    constructor(
+        address admin,
+        uint48 adminDelay,
+        address[] memory relays,
+        address ledger_,
+        address paymentController_
+    ) AccessControlDefaultAdminRules(adminDelay, admin) SignedActions("ShopRegistry", "1") {
         ledger = ledger_;
         paymentController = paymentController_;
-        _grantRole(DEFAULT_ADMIN_ROLE, admin);
+        for (uint256 i = 0; i < relays.length; ++i) {
+            _grantRole(RELAY_ROLE, relays[i]);
+        }
     }
 
     modifier onlyFrom(address caller) {
@@ -119,6 +144,7 @@ contract ShopRegistry is IShopRegistry, AccessControl, SignedActions {
         shop.owner = account;
         shop.provideWaitTime = provideWaitTime;
         shop.providePercent = providePercent;
+        shop.creditLimit = _defaultCreditLimit;
         shop.shopId = shopId;
         shop.name = name;
         _positions[shopId] = _shops.length;
@@ -191,12 +217,74 @@ contract ShopRegistry is IShopRegistry, AccessControl, SignedActions {
 
         uint128 amount = shop.withdrawAmount;
         if (amount == 0) revert NoOpenWithdrawal(shopId);
-        // Cannot overflow: withdrawnPoint + amount <= settledPoint <= usedPoint < 2**128 when opened,
-        // and withdrawnPoint only grows here.
+        // Checked: fits while withdrawnPoint + amount <= usedPoint; only an admin correction could break that.
         uint128 withdrawn = shop.withdrawnPoint + amount;
         shop.withdrawnPoint = withdrawn;
         shop.withdrawAmount = 0;
         emit WithdrawalClosed(shopId, owner, amount, withdrawn);
+    }
+
+    /// @inheritdoc IShopRegistry
+    function transferShop(
+        bytes32 shopId,
+        address newOwner,
+        uint256 deadline,
+        bytes calldata signature
+    ) external onlyRole(RELAY_ROLE) {
+        address owner = _shopById(shopId).owner;
+        bytes32 structHash = keccak256(
+            abi.encode(TRANSFER_SHOP_TYPEHASH, shopId, newOwner, owner, _useNonce(owner), deadline)
+        );
+        _verifySignature(owner, structHash, deadline, signature);
+
+        _pendingOwners[shopId] = newOwner;
+        emit ShopTransferStarted(shopId, owner, newOwner);
+    }
+
+    /// @inheritdoc IShopRegistry
+    function acceptShop(bytes32 shopId, uint256 deadline, bytes calldata signature) external onlyRole(RELAY_ROLE) {
+        Shop storage shop = _shopById(shopId);
+        address newOwner = _pendingOwners[shopId];
+        if (newOwner == address(0)) revert NoPendingTransfer(shopId);
+        bytes32 structHash = keccak256(
+            abi.encode(ACCEPT_SHOP_TYPEHASH, shopId, newOwner, _useNonce(newOwner), deadline)
+        );
+        _verifySignature(newOwner, structHash, deadline, signature);
+
+        address previousOwner = shop.owner;
+        shop.owner = newOwner;
+        delete _pendingOwners[shopId];
+        emit ShopTransferred(shopId, previousOwner, newOwner);
+    }
+
+    /*//////////////////////////////////////////////////////////////
+                                  ADMIN
+    //////////////////////////////////////////////////////////////*/
+
+    /// @inheritdoc IShopRegistry
+    function setCreditLimit(bytes32 shopId, uint256 creditLimit) external onlyRole(DEFAULT_ADMIN_ROLE) {
+        _shopById(shopId).creditLimit = _toCreditUnits(creditLimit);
+        emit CreditLimitSet(shopId, creditLimit);
+    }
+
+    /// @inheritdoc IShopRegistry
+    function setDefaultCreditLimit(uint256 creditLimit) external onlyRole(DEFAULT_ADMIN_ROLE) {
+        _defaultCreditLimit = _toCreditUnits(creditLimit);
+        emit DefaultCreditLimitSet(creditLimit);
+    }
+
+    /// @inheritdoc IShopRegistry
+    function correctShopTotals(
+        bytes32 shopId,
+        uint256 providedPoint,
+        uint256 withdrawnPoint
+    ) external onlyRole(DEFAULT_ADMIN_ROLE) {
+        Shop storage shop = _shopById(shopId);
+        uint256 previousProvided = shop.providedPoint;
+        uint256 previousWithdrawn = shop.withdrawnPoint;
+        shop.providedPoint = SafeCast.toUint128(providedPoint);
+        shop.withdrawnPoint = SafeCast.toUint128(withdrawnPoint);
+        emit ShopTotalsCorrected(shopId, providedPoint, withdrawnPoint, previousProvided, previousWithdrawn);
     }
 
     /*//////////////////////////////////////////////////////////////
@@ -210,8 +298,9 @@ contract ShopRegistry is IShopRegistry, AccessControl, SignedActions {
     ) external onlyFrom(ledger) returns (uint256 rewardPoint) {
         Shop storage shop = _shopById(shopId);
         rewardPoint = (purchasePoint * shop.providePercent) / PERCENT_DENOMINATOR;
-        uint128 provided = SafeCast.toUint128(shop.providedPoint + rewardPoint);
-        shop.providedPoint = provided;
+        uint256 provided = shop.providedPoint + rewardPoint;
+        _checkCredit(shopId, shop, provided, shop.usedPoint);
+        shop.providedPoint = SafeCast.toUint128(provided);
         emit ProvisionRecorded(shopId, rewardPoint, provided);
     }
 
@@ -225,7 +314,9 @@ contract ShopRegistry is IShopRegistry, AccessControl, SignedActions {
     function recordCancellation(uint32 shopIndex, uint256 point) external onlyFrom(paymentController) {
         Shop storage shop = _shops[shopIndex];
         // Checked subtraction: a cancellation only ever removes a value an earlier payment added.
-        shop.usedPoint = SafeCast.toUint128(shop.usedPoint - point);
+        uint256 used = shop.usedPoint - point;
+        _checkCredit(shop.shopId, shop, shop.providedPoint, used);
+        shop.usedPoint = uint128(used);
     }
 
     /*//////////////////////////////////////////////////////////////
@@ -257,11 +348,18 @@ contract ShopRegistry is IShopRegistry, AccessControl, SignedActions {
         info.withdrawnPoint = shop.withdrawnPoint;
         info.withdrawAmount = shop.withdrawAmount;
         info.withdrawOpen = shop.withdrawAmount != 0;
+        info.creditLimit = uint256(shop.creditLimit) * CREDIT_UNIT;
+        info.pendingOwner = _pendingOwners[shopId];
     }
 
     /// @inheritdoc IShopRegistry
     function shopCount() external view returns (uint256) {
         return _shops.length;
+    }
+
+    /// @inheritdoc IShopRegistry
+    function defaultCreditLimit() external view returns (uint256) {
+        return uint256(_defaultCreditLimit) * CREDIT_UNIT;
     }
 
     /*//////////////////////////////////////////////////////////////
@@ -278,6 +376,22 @@ contract ShopRegistry is IShopRegistry, AccessControl, SignedActions {
         unchecked {
             return _shops[_positionOf(shopId) - 1];
         }
+    }
+
+    /// @dev Reverts unless the shop's debt with these totals is within its credit limit.
+    function _checkCredit(bytes32 shopId, Shop storage shop, uint256 provided, uint256 used) private view {
+        uint256 owed = provided + shop.withdrawnPoint + shop.withdrawAmount;
+        if (owed > used) {
+            uint256 limit = uint256(shop.creditLimit) * CREDIT_UNIT;
+            if (owed - used > limit) revert CreditLimitExceeded(shopId, owed - used, limit);
+        }
+    }
+
+    function _toCreditUnits(uint256 creditLimit) private pure returns (uint48) {
+        if (creditLimit % CREDIT_UNIT != 0 || creditLimit / CREDIT_UNIT > type(uint48).max) {
+            revert InvalidCreditLimit(creditLimit);
+        }
+        return uint48(creditLimit / CREDIT_UNIT);
     }
 
     function _settled(Shop storage shop) private view returns (uint256) {

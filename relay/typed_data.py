@@ -27,6 +27,8 @@ TYPES: dict[str, list[tuple[str, str]]] = {
         ("currency", "string"),
         ("shopId", "bytes32"),
         ("account", "address"),
+        ("loyaltyType", "uint8"),
+        ("maxTotal", "uint256"),
         ("nonce", "uint256"),
         ("deadline", "uint256"),
     ],
@@ -76,8 +78,21 @@ TYPES: dict[str, list[tuple[str, str]]] = {
         ("nonce", "uint256"),
         ("deadline", "uint256"),
     ],
+    "TransferShop": [
+        ("shopId", "bytes32"),
+        ("newOwner", "address"),
+        ("account", "address"),
+        ("nonce", "uint256"),
+        ("deadline", "uint256"),
+    ],
+    "AcceptShop": [("shopId", "bytes32"), ("account", "address"), ("nonce", "uint256"), ("deadline", "uint256")],
     # Verified by Ledger.
-    "SwitchToToken": [("account", "address"), ("nonce", "uint256"), ("deadline", "uint256")],
+    "SwitchToToken": [
+        ("account", "address"),
+        ("minToken", "uint256"),
+        ("nonce", "uint256"),
+        ("deadline", "uint256"),
+    ],
 }
 
 DOMAIN_FIELDS = [

@@ -55,8 +55,8 @@ def cli(deployment):
 
         token.approve(ledger, RESERVE + TOKEN_USER_BALANCE, sender=admin)
         ledger.fundReserve(RESERVE, sender=admin)
-        ledger.grant(point_user, POINT_USER_BALANCE, sender=relay)
-        ledger.switchToToken(sender=token_user)
+        ledger.grant(point_user, POINT_USER_BALANCE, sender=admin)
+        ledger.switchToToken(0, sender=token_user)
         ledger.deposit(token_user, TOKEN_USER_BALANCE, sender=admin)
 
     data["demo"] = {

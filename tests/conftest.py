@@ -126,9 +126,9 @@ def shop_id(create_shop):
 
 
 @ape.fixture(scope="session", chain_isolation=False)
-def give_points(ledger, relay):
+def give_points(ledger, admin):
     def give_points(account, amount):
-        ledger.grant(account, amount, sender=relay)
+        ledger.grant(account, amount, sender=admin)
 
     return give_points
 
@@ -136,16 +136,29 @@ def give_points(ledger, relay):
 @ape.fixture(scope="session", chain_isolation=False)
 def make_token_user(ledger, token, admin):
     def make_token_user(account, tokens=0):
-        ledger.switchToToken(sender=account)
+        ledger.switchToToken(0, sender=account)
         if tokens:
             ledger.deposit(account, tokens, sender=admin)
 
     return make_token_user
 
 
+def charge_bound(payment, ledger, account, amount, currency):
+    """The loyalty type and `maxTotal` a wallet signs: the account's type and the contract's own
+    estimate of the total (what the relay fills in with no tolerance); a total of 0 when the
+    estimate reverts (unknown currency), so the test sees the open's own error."""
+    loyalty_type = int(ledger.accountOf(account)[0])
+    try:
+        e = payment.estimate(account, amount, currency)
+    except ape.exceptions.ContractLogicError:
+        return loyalty_type, 0
+    return loyalty_type, e.totalToken if loyalty_type == TOKEN else e.totalPoint
+
+
 @ape.fixture(scope="session", chain_isolation=False)
-def sign_new_payment(payment):
+def sign_new_payment(payment, ledger):
     def sign_new_payment(account, payment_id, shop_id, amount, currency="krw", purchase_id="P000001", **overrides):
+        loyalty_type, max_total = charge_bound(payment, ledger, account, amount, currency)
         fields = dict(
             paymentId=payment_id,
             purchaseId=purchase_id,
@@ -153,11 +166,23 @@ def sign_new_payment(payment):
             currency=currency,
             shopId=shop_id,
             account=account.address,
+            loyaltyType=loyalty_type,
+            maxTotal=max_total,
             nonce=payment.nonces(account),
             deadline=deadline(),
         )
         fields.update(overrides)
-        data = (payment_id, purchase_id, amount, currency, shop_id, account.address, fields["deadline"])
+        data = (
+            payment_id,
+            purchase_id,
+            amount,
+            currency,
+            shop_id,
+            account.address,
+            fields["loyaltyType"],
+            fields["maxTotal"],
+            fields["deadline"],
+        )
         return data, sign(account, payment, "NewPayment", **fields)
 
     return sign_new_payment

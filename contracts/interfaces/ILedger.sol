@@ -16,6 +16,11 @@ import {ISignedActions} from "./ISignedActions.sol";
 /// circulation when spent at a shop (the shop is paid off-chain through settlement) or converted to
 /// tokens. Tokens are ERC-20 tokens the ledger holds: `token.balanceOf(ledger)` covers every
 /// account, the escrow, the fee account and the foundation reserve.
+///
+/// Loyalty created outside payments is capped per period (`CAP_PERIOD`, windows aligned to UTC
+/// days): purchase rewards (`provide`, counted in reward points) and grants (`grant`, in points)
+/// each have an admin-set limit per window. A stolen provider or granter key can create at most
+/// that much per day, and a reward also stays within its shop's credit limit (IShopRegistry).
 interface ILedger is ISignedActions {
     enum LoyaltyType {
         Point,
@@ -40,6 +45,20 @@ interface ILedger is ISignedActions {
     /// @notice Thrown for a zero amount or the zero address where a real one is required.
     error InvalidAmount(uint256 amount);
 
+    /// @notice Thrown when a purchase reward would exceed this period's reward cap.
+    /// @param rewardPoint The reward asked for, in points.
+    /// @param remaining What the cap still allows in this period.
+    error RewardCapExceeded(uint256 rewardPoint, uint256 remaining);
+
+    /// @notice Thrown when a grant would exceed this period's grant cap.
+    error GrantCapExceeded(uint256 point, uint256 remaining);
+
+    /// @notice Thrown when a cap is set above 2^96 - 1 points.
+    error InvalidCap(uint256 limit);
+
+    /// @notice Thrown when a switch to tokens would credit less than the account signed for.
+    error SwitchBelowMinimum(address account, uint256 token, uint256 minToken);
+
     /// @notice Emitted after an account is credited a purchase reward.
     /// @param amount Credited amount in the account's loyalty type.
     /// @param rewardPoint The reward's value in points (what the shop's `providedPoint` grew by).
@@ -57,6 +76,16 @@ interface ILedger is ISignedActions {
 
     /// @notice Emitted after an account switches from points to tokens.
     event SwitchedToToken(address indexed account, uint256 point, uint256 token);
+
+    /// @notice Emitted after a point payment is refunded to an account that has switched to tokens
+    /// since: `point` left the point escrow and `token` was credited from the reserve.
+    event RefundConverted(address indexed account, uint256 point, uint256 token);
+
+    /// @notice Emitted after the admin sets the per-period cap of purchase rewards, in points.
+    event RewardCapSet(uint256 limit);
+
+    /// @notice Emitted after the admin sets the per-period cap of grants, in points.
+    event GrantCapSet(uint256 limit);
 
     /// @notice Emitted after tokens are deposited into a token account.
     event Deposited(address indexed account, address indexed from, uint256 amount);
@@ -81,6 +110,12 @@ interface ILedger is ISignedActions {
 
     function reserve() external view returns (uint256);
 
+    /// @notice The per-period cap of purchase rewards and what it still allows in this period, in points.
+    function rewardCap() external view returns (uint256 limit, uint256 remaining);
+
+    /// @notice The per-period cap of grants and what it still allows in this period, in points.
+    function grantCap() external view returns (uint256 limit, uint256 remaining);
+
     /// @notice The payment controller, the only caller of the escrow functions.
     function paymentController() external view returns (address);
 
@@ -92,7 +127,7 @@ interface ILedger is ISignedActions {
 
     /*  Payment controller only  */
 
-    /// @notice Moves `total` from `account` into escrow.
+    /// @notice Moves `total` from `account`, whose loyalty type is `loyaltyType`, into escrow.
     function holdInEscrow(address account, LoyaltyType loyaltyType, uint256 total) external;
 
     /// @notice Completes a payment: `paid + fee` leave escrow; `fee` goes to the fee account;
@@ -105,9 +140,10 @@ interface ILedger is ISignedActions {
     /// @notice Reverses {releaseToShop} for a cancel: `paid + fee` go back into escrow.
     function returnToEscrow(LoyaltyType loyaltyType, uint256 paid, uint256 fee) external;
 
-    /*  Provider (PROVIDER_ROLE)  */
+    /*  Provider (PROVIDER_ROLE) and granter (GRANTER_ROLE)  */
 
     /// @notice Credits `account` the reward of shop `shopId` for a purchase of `amount` `currency`.
+    /// Provider role; within the reward cap and the shop's credit limit.
     function provide(
         address account,
         bytes32 shopId,
@@ -116,16 +152,19 @@ interface ILedger is ISignedActions {
         string calldata currency
     ) external;
 
-    /// @notice Credits `account` loyalty worth `point` points outside a purchase.
+    /// @notice Credits `account` loyalty worth `point` points outside a purchase. Granter role;
+    /// within the grant cap.
     function grant(address account, uint256 point) external;
 
     /*  Account holders  */
 
-    /// @notice Switches the caller from points to tokens, converting its points at the current rate.
-    function switchToToken() external;
+    /// @notice Switches the caller from points to tokens, converting its points at the current rate;
+    /// reverts with {SwitchBelowMinimum} if that credits fewer than `minToken` tokens.
+    function switchToToken(uint256 minToken) external;
 
-    /// @notice Same as {switchToToken} for `account`, submitted by the relay with its `SwitchToToken` signature.
-    function switchToTokenFor(address account, uint256 deadline, bytes calldata signature) external;
+    /// @notice Same as {switchToToken} for `account`, submitted by the relay with its
+    /// `SwitchToToken(address account,uint256 minToken,uint256 nonce,uint256 deadline)` signature.
+    function switchToTokenFor(address account, uint256 minToken, uint256 deadline, bytes calldata signature) external;
 
     /// @notice Deposits `amount` tokens from the caller into token account `account`.
     function deposit(address account, uint256 amount) external;
@@ -143,4 +182,10 @@ interface ILedger is ISignedActions {
 
     /// @notice Sends `amount` token fees to `to`. Admin.
     function withdrawFees(address to, uint256 amount) external;
+
+    /// @notice Sets the per-period cap of purchase rewards, in points. Admin.
+    function setRewardCap(uint256 limit) external;
+
+    /// @notice Sets the per-period cap of grants, in points. Admin.
+    function setGrantCap(uint256 limit) external;
 }

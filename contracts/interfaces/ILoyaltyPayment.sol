@@ -17,10 +17,17 @@ import {ILedger} from "./ILedger.sol";
 ///                         CancelOpen-> Cancelled   anyone, once the escrow timeout has passed after
 ///                                                  the end of the cancel period
 ///
-/// Every transition checks the exact prior state, so nothing is refunded or paid twice.
+/// Every transition checks the exact prior state, so nothing is refunded or paid twice. Once a
+/// payment's escrow has expired (Open: `deadline`; CancelOpen: end of the cancel period + escrow
+/// timeout) only a refund is possible: `closeNewPayment(confirm)` and `closeCancelPayment(refuse)`
+/// revert with {EscrowExpired}.
+///
+/// The user's signature fixes what the payment may cost: the loyalty type it is paid in and
+/// `maxTotal`, the most (paid + fee, in that type) it may take from the account. Whatever the
+/// rates or the fee rate do between signing and execution, the open charges at most `maxTotal`.
 ///
 /// EIP-712 types in this contract's domain (name "LoyaltyPayment", version "1"). Verified on chain:
-///     NewPayment(bytes32 paymentId,string purchaseId,uint256 amount,string currency,bytes32 shopId,address account,uint256 nonce,uint256 deadline)
+///     NewPayment(bytes32 paymentId,string purchaseId,uint256 amount,string currency,bytes32 shopId,address account,uint8 loyaltyType,uint256 maxTotal,uint256 nonce,uint256 deadline)
 ///     CancelPayment(bytes32 paymentId,string purchaseId,bytes32 shopId,address account,uint256 nonce,uint256 deadline)
 /// Verified off chain by the relay (same domain, so a signature can only ever mean one thing):
 ///     DenyPayment(bytes32 paymentId,address account,uint256 deadline)
@@ -44,6 +51,8 @@ interface ILoyaltyPayment is ISignedActions {
         string currency;
         bytes32 shopId;
         address account;
+        ILedger.LoyaltyType loyaltyType;
+        uint256 maxTotal;
         uint256 deadline;
     }
 
@@ -96,6 +105,18 @@ interface ILoyaltyPayment is ISignedActions {
     /// @notice Thrown when a payment amount is zero or converts to zero loyalty.
     error InvalidAmount(uint256 amount);
 
+    /// @notice Thrown when the account pays in another loyalty type than the user signed for.
+    error LoyaltyTypeMismatch(address account, ILedger.LoyaltyType loyaltyType);
+
+    /// @notice Thrown when a payment would cost more than the user signed for (rates or the fee
+    /// rate moved since the user signed).
+    /// @param total What the payment would take (paid + fee), in the signed loyalty type.
+    error ChargeExceedsMaxTotal(bytes32 paymentId, uint256 total, uint256 maxTotal);
+
+    /// @notice Thrown when a payment whose escrow has expired is completed or has its cancel reversed.
+    /// @param expiresAt The last moment (unix seconds) it could have been.
+    error EscrowExpired(bytes32 paymentId, uint256 expiresAt);
+
     /// @notice Thrown by the constructor when the ledger or shop registry does not point back at
     /// this contract (their addresses are computed before deployment), the registry does not trust
     /// the ledger, or the ledger uses another registry or rate table than this contract.
@@ -141,9 +162,10 @@ interface ILoyaltyPayment is ISignedActions {
     event EscrowTimeoutSet(uint256 escrowTimeout);
 
     /// @notice Opens a payment. Relay role; `data.account` signs `NewPayment` with its current nonce.
+    /// Reverts unless the account pays in `data.loyaltyType` and the payment costs at most `data.maxTotal`.
     function openNewPayment(NewPayment calldata data, bytes calldata signature) external;
 
-    /// @notice Completes (`confirm`) or refunds an open payment. Relay role.
+    /// @notice Completes (`confirm`, until the escrow expires) or refunds an open payment. Relay role.
     function closeNewPayment(bytes32 paymentId, bool confirm) external;
 
     /// @notice Opens the cancel of a completed payment. Relay role; the shop owner signs `CancelPayment`.
@@ -154,7 +176,8 @@ interface ILoyaltyPayment is ISignedActions {
         bytes calldata signature
     ) external;
 
-    /// @notice Completes (`confirm`: refund the user) or reverts an opened cancel. Relay role.
+    /// @notice Completes (`confirm`: refund the user) or reverts (until the escrow expires) an
+    /// opened cancel. Relay role.
     function closeCancelPayment(bytes32 paymentId, bool confirm) external;
 
     /// @notice Returns a payment stuck in escrow to its user once the escrow timeout has passed. Anyone.

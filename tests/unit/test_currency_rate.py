@@ -8,21 +8,33 @@ from eth_utils import keccak
 from tests.utils.checks import assert_event, logs_of, reverts
 from tests.utils.constants import DEFAULT_RATES, UNIT
 
+HOUR = 3_600
+
 
 @ape.fixture(scope="module", autouse=True, chain_isolation=True)
 def bare_rates(admin):
     """A rate table without any rate, not even the token's."""
-    return admin.deploy(project.CurrencyRate, admin, "the9")
+    return admin.deploy(project.CurrencyRate, admin, 86_400, admin, "the9")
+
+
+@pytest.fixture
+def an_hour_later(chain):
+    """Moves the clock past the rate update interval since the deployment's rates were set."""
+    chain.pending_timestamp += HOUR
 
 
 # ---------------------------------------------------------------- constructor and views
 
 
-def test_constructor__grants_admin_and_rate_setter_roles(bare_rates, admin, stranger):
-    assert bare_rates.hasRole(bare_rates.DEFAULT_ADMIN_ROLE(), admin)
-    assert bare_rates.hasRole(bare_rates.RATE_SETTER_ROLE(), admin)
-    assert not bare_rates.hasRole(bare_rates.RATE_SETTER_ROLE(), stranger)
-    assert bare_rates.RATE_SETTER_ROLE() == keccak(text="RATE_SETTER_ROLE")
+def test_constructor__grants_admin_and_rate_setter_roles(admin, other_user, stranger):
+    rates = admin.deploy(project.CurrencyRate, admin, 86_400, other_user, "the9")
+    assert rates.hasRole(rates.DEFAULT_ADMIN_ROLE(), admin)
+    assert rates.defaultAdmin() == admin.address
+    assert rates.defaultAdminDelay() == 86_400
+    assert rates.hasRole(rates.RATE_SETTER_ROLE(), other_user)
+    assert not rates.hasRole(rates.RATE_SETTER_ROLE(), admin)
+    assert not rates.hasRole(rates.RATE_SETTER_ROLE(), stranger)
+    assert rates.RATE_SETTER_ROLE() == keccak(text="RATE_SETTER_ROLE")
 
 
 def test_constants__point_code_and_unit(rates):
@@ -119,7 +131,7 @@ def test_pointToToken__without_token_rate__reverts(bare_rates, admin):
 # ---------------------------------------------------------------- setRates
 
 
-def test_setRates__sets_each_rate_and_emits_RateSet(rates, admin):
+def test_setRates__sets_each_rate_and_emits_RateSet(rates, admin, an_hour_later):
     receipt = rates.setRates(["eur", "usd"], [1_500 * UNIT, 1_400 * UNIT], sender=admin)
     assert rates.rateOf("eur") == 1_500 * UNIT
     assert rates.rateOf("usd") == 1_400 * UNIT
@@ -128,11 +140,11 @@ def test_setRates__sets_each_rate_and_emits_RateSet(rates, admin):
     assert [bytes(log.currencyHash) for log in logs] == [keccak(text="eur"), keccak(text="usd")]
 
 
-def test_setRates__token_rate__changes_token_conversions(rates, admin):
-    receipt = rates.setRates(["the9"], [200 * UNIT], sender=admin)
-    assert_event(receipt, rates.RateSet, currencyHash=keccak(text="the9"), currency="the9", rate=200 * UNIT)
-    assert rates.pointToToken(1_000 * UNIT) == 5 * UNIT
-    assert rates.toToken(10 * UNIT, "usd") == 135 * UNIT // 2
+def test_setRates__token_rate__changes_token_conversions(rates, admin, an_hour_later):
+    receipt = rates.setRates(["the9"], [110 * UNIT], sender=admin)
+    assert_event(receipt, rates.RateSet, currencyHash=keccak(text="the9"), currency="the9", rate=110 * UNIT)
+    assert rates.pointToToken(1_000 * UNIT) == 1_000 * UNIT * UNIT // (110 * UNIT)
+    assert rates.toToken(10 * UNIT, "usd") == 13_500 * UNIT * UNIT // (110 * UNIT)
 
 
 def test_setRates__by_granted_rate_setter(rates, admin, stranger):
@@ -163,3 +175,58 @@ def test_setRates__point__reverts(rates, admin):
     with reverts(rates.InvalidRate, currency="point"):
         rates.setRates(["point"], [2 * UNIT], sender=admin)
     assert rates.rateOf("point") == UNIT
+
+
+def test_setRates__above_192_bits__reverts(bare_rates, admin):
+    with reverts(bare_rates.InvalidRate, currency="eur"):
+        bare_rates.setRates(["eur"], [2**192], sender=admin)
+    bare_rates.setRates(["eur"], [2**192 - 1], sender=admin)
+    assert bare_rates.rateOf("eur") == 2**192 - 1
+
+
+# ---------------------------------------------------------------- bounded updates
+
+
+def test_setRates__first_rate_of_a_currency__is_free(bare_rates, admin, chain):
+    bare_rates.setRates(["eur"], [1], sender=admin)
+    assert bare_rates.rateOf("eur") == 1
+    assert bare_rates.rateUpdatedAt("eur") == chain.blocks.head.timestamp
+    assert bare_rates.rateUpdatedAt("gbp") == 0
+
+
+@pytest.mark.parametrize("new_rate", [1_215 * UNIT, 1_485 * UNIT, 1_350 * UNIT])
+def test_setRates__within_ten_percent_an_hour_later__sets(rates, admin, an_hour_later, new_rate):
+    rates.setRates(["usd"], [new_rate], sender=admin)
+    assert rates.rateOf("usd") == new_rate
+
+
+@pytest.mark.parametrize("new_rate", [1_215 * UNIT - 1, 1_485 * UNIT + 1, 1, 10**40])
+def test_setRates__more_than_ten_percent__reverts(rates, admin, an_hour_later, new_rate):
+    with reverts(rates.RateChangeTooLarge, currency="usd", rate=1_350 * UNIT, newRate=new_rate):
+        rates.setRates(["usd"], [new_rate], sender=admin)
+    assert rates.rateOf("usd") == 1_350 * UNIT
+
+
+def test_setRates__sooner_than_an_hour__reverts_then_accepted_at_the_hour(rates, admin, chain):
+    updated = rates.rateUpdatedAt("usd")
+    chain.pending_timestamp = updated + HOUR - 1
+    with reverts(rates.RateUpdateTooSoon, currency="usd", nextUpdateAt=updated + HOUR):
+        rates.setRates(["usd"], [1_400 * UNIT], sender=admin)
+    chain.pending_timestamp = updated + HOUR
+    rates.setRates(["usd"], [1_400 * UNIT], sender=admin)
+    assert (rates.rateOf("usd"), rates.rateUpdatedAt("usd")) == (1_400 * UNIT, updated + HOUR)
+
+
+def test_setRates__same_currency_twice_in_one_call__reverts(rates, admin, an_hour_later, chain):
+    with reverts(rates.RateUpdateTooSoon, currency="usd", nextUpdateAt=chain.pending_timestamp + HOUR):
+        rates.setRates(["usd", "usd"], [1_400 * UNIT, 1_450 * UNIT], sender=admin)
+
+
+def test_setRates__hourly_updates__each_moves_at_most_ten_percent(rates, admin, chain):
+    # The bound compounds: a stolen rate-setter key moves a rate by at most 1.1x per hour.
+    rate = 1_350 * UNIT
+    for _ in range(3):
+        chain.pending_timestamp += HOUR
+        rate = rate * 11 // 10
+        rates.setRates(["usd"], [rate], sender=admin)
+    assert rates.rateOf("usd") == rate

@@ -24,7 +24,17 @@ from tests.utils.checks import changes, reverts
 from tests.utils.constants import CANCEL_OPEN, POINT, UNIT, ZERO_ADDRESS
 from tests.utils.signing import deadline, domain_of, malleable, sign_in_domain
 
-ACTIONS = ["NewPayment", "CancelPayment", "AddShop", "UpdateShop", "OpenWithdrawal", "CloseWithdrawal", "SwitchToToken"]
+ACTIONS = [
+    "NewPayment",
+    "CancelPayment",
+    "AddShop",
+    "UpdateShop",
+    "OpenWithdrawal",
+    "CloseWithdrawal",
+    "TransferShop",
+    "AcceptShop",
+    "SwitchToToken",
+]
 OTHER_ADDRESS = "0x000000000000000000000000000000000000dEaD"
 
 
@@ -90,11 +100,14 @@ def make(
             currency="krw",
             shopId=shop_id,
             account=user.address,
+            loyaltyType=POINT,
+            maxTotal=105 * UNIT // 10,
             nonce=payment.nonces(user),
             deadline=deadline(),
         )
         message.update(fields)
-        data = tuple(message[k] for k in ("paymentId", "purchaseId", "amount", "currency", "shopId", "account"))
+        keys = ("paymentId", "purchaseId", "amount", "currency", "shopId", "account", "loyaltyType", "maxTotal")
+        data = tuple(message[k] for k in keys)
         return Action(
             "NewPayment",
             payment,
@@ -196,15 +209,59 @@ def make(
             lambda sig: shops.closeWithdrawal(shop_id, message["deadline"], sig, sender=relay),
         )
 
+    def transfer_shop(**fields):
+        message = dict(
+            shopId=shop_id,
+            newOwner=other_user.address,
+            account=shop_owner.address,
+            nonce=shops.nonces(shop_owner),
+            deadline=deadline(),
+        )
+        message.update(fields)
+        return Action(
+            "TransferShop",
+            shops,
+            shop_owner,
+            message,
+            lambda sig: shops.transferShop(shop_id, message["newOwner"], message["deadline"], sig, sender=relay),
+        )
+
+    def accept_shop(**fields):
+        # The current owner names the other of the two as the next owner, who then accepts.
+        owner, successor = (
+            (shop_owner, other_user) if shops.shopOf(shop_id).account == shop_owner.address else (other_user, shop_owner)
+        )
+        dl = deadline()
+        sig = sign_in_domain(
+            owner,
+            domain_of(shops),
+            "TransferShop",
+            shopId=shop_id,
+            newOwner=successor.address,
+            account=owner.address,
+            nonce=shops.nonces(owner),
+            deadline=dl,
+        )
+        shops.transferShop(shop_id, successor, dl, sig, sender=relay)
+        message = dict(shopId=shop_id, account=successor.address, nonce=shops.nonces(successor), deadline=deadline())
+        message.update(fields)
+        return Action(
+            "AcceptShop",
+            shops,
+            successor,
+            message,
+            lambda sig: shops.acceptShop(shop_id, message["deadline"], sig, sender=relay),
+        )
+
     def switch_to_token(**fields):
-        message = dict(account=other_user.address, nonce=ledger.nonces(other_user), deadline=deadline())
+        message = dict(account=other_user.address, minToken=0, nonce=ledger.nonces(other_user), deadline=deadline())
         message.update(fields)
         return Action(
             "SwitchToToken",
             ledger,
             other_user,
             message,
-            lambda sig: ledger.switchToTokenFor(other_user, message["deadline"], sig, sender=relay),
+            lambda sig: ledger.switchToTokenFor(other_user, message["minToken"], message["deadline"], sig, sender=relay),
         )
 
     builders = {
@@ -214,6 +271,8 @@ def make(
         "UpdateShop": update_shop,
         "OpenWithdrawal": open_withdrawal_,
         "CloseWithdrawal": close_withdrawal_,
+        "TransferShop": transfer_shop,
+        "AcceptShop": accept_shop,
         "SwitchToToken": switch_to_token,
     }
     return lambda name, **fields: builders[name](**fields)
@@ -302,6 +361,8 @@ ALTERED_FIELDS = [
     ("NewPayment", "currency", "usd"),
     ("NewPayment", "shopId", new_id()),
     ("NewPayment", "account", OTHER_ADDRESS),
+    ("NewPayment", "loyaltyType", 1),
+    ("NewPayment", "maxTotal", 11 * UNIT),
     ("CancelPayment", "paymentId", new_id()),
     ("CancelPayment", "purchaseId", "P999999"),
     ("CancelPayment", "shopId", new_id()),
@@ -320,7 +381,13 @@ ALTERED_FIELDS = [
     ("OpenWithdrawal", "account", OTHER_ADDRESS),
     ("CloseWithdrawal", "shopId", new_id()),
     ("CloseWithdrawal", "account", OTHER_ADDRESS),
+    ("TransferShop", "shopId", new_id()),
+    ("TransferShop", "newOwner", OTHER_ADDRESS),
+    ("TransferShop", "account", OTHER_ADDRESS),
+    ("AcceptShop", "shopId", new_id()),
+    ("AcceptShop", "account", OTHER_ADDRESS),
     ("SwitchToToken", "account", OTHER_ADDRESS),
+    ("SwitchToToken", "minToken", 1),
 ]
 
 
@@ -391,6 +458,8 @@ def test_signature__NewPayment_for_zero_account__reverts(make, stranger):
         ("shops", "UPDATE_SHOP_TYPEHASH", "UpdateShop"),
         ("shops", "OPEN_WITHDRAWAL_TYPEHASH", "OpenWithdrawal"),
         ("shops", "CLOSE_WITHDRAWAL_TYPEHASH", "CloseWithdrawal"),
+        ("shops", "TRANSFER_SHOP_TYPEHASH", "TransferShop"),
+        ("shops", "ACCEPT_SHOP_TYPEHASH", "AcceptShop"),
         ("ledger", "SWITCH_TO_TOKEN_TYPEHASH", "SwitchToToken"),
     ],
 )
