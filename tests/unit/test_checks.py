@@ -44,8 +44,8 @@ def test_panics__other_code__fails(shops):
         shops.shopAt(shops.shopCount())
 
 
-def test_assert_event__wrong_or_missing_argument__fails(ledger, relay, user):
-    receipt = ledger.grant(user, UNIT, sender=relay)
+def test_assert_event__wrong_or_missing_argument__fails(ledger, admin, user):
+    receipt = ledger.grant(user, UNIT, sender=admin)
     assert_event(receipt, ledger.LoyaltyGranted, account=user, loyaltyType=0, amount=UNIT, point=UNIT)
     with pytest.raises(AssertionError):
         assert_event(receipt, ledger.LoyaltyGranted, account=user, loyaltyType=0, amount=UNIT, point=UNIT + 1)

@@ -6,10 +6,11 @@ sender); test_payment.py and test_payment_flows.py drive them through real payme
 import pytest
 
 from tests.utils.checks import assert_event, changes, ledger_tokens_balance, panics, reverts
-from tests.utils.constants import POINT, TOKEN, UNIT, ZERO_ADDRESS
+from tests.utils.constants import DAY, POINT, TOKEN, UNIT, ZERO_ADDRESS
 from tests.utils.signing import deadline, sign
 
 RESERVE = 10_000_000 * UNIT  # funded by the `system` fixture
+ZERO_ROLE = "0x" + "00" * 32
 
 
 def drain_reserve(ledger, admin, leave=0):
@@ -23,8 +24,10 @@ def test_constructor__wires_contracts_and_roles(ledger, token, rates, shops, pay
     assert (ledger.token(), ledger.rates(), ledger.shops()) == (token.address, rates.address, shops.address)
     assert ledger.paymentController() == payment.address
     assert ledger.hasRole(ledger.DEFAULT_ADMIN_ROLE(), admin)
+    assert ledger.hasRole(ledger.GRANTER_ROLE(), admin)
     assert ledger.hasRole(ledger.PROVIDER_ROLE(), relay)
     assert ledger.hasRole(ledger.RELAY_ROLE(), relay)
+    assert not ledger.hasRole(ledger.GRANTER_ROLE(), relay)
 
 
 def test_accountOf__unknown_account__is_point_account_with_nothing(ledger, stranger):
@@ -55,11 +58,6 @@ def test_holdInEscrow__more_than_balance__reverts(ledger, as_controller, give_po
         ledger.holdInEscrow(user, POINT, 10 * UNIT + 1, sender=as_controller)
 
 
-@pytest.mark.parametrize("loyalty_type", [POINT, TOKEN], ids=["point", "token"])
-def test_holdInEscrow__other_loyalty_type__reverts(ledger, as_controller, fund, user, loyalty_type):
-    fund(user, loyalty_type, 100 * UNIT)
-    with reverts(ledger.WrongLoyaltyType, account=user, loyaltyType=loyalty_type):
-        ledger.holdInEscrow(user, 1 - loyalty_type, UNIT, sender=as_controller)
 
 
 def test_releaseToShop__point__keeps_fee_and_redeems_paid(ledger, as_controller, give_points, user, state):
@@ -102,7 +100,7 @@ def test_refundFromEscrow__point_escrow_to_switched_account__pays_tokens_from_re
 ):
     give_points(user, 1_000 * UNIT)
     ledger.holdInEscrow(user, POINT, 210 * UNIT, sender=as_controller)
-    ledger.switchToToken(sender=user)  # the remaining 790 points become 7.9 tokens
+    ledger.switchToToken(0, sender=user)  # the remaining 790 points become 7.9 tokens
     before = state(user=user)
     ledger.refundFromEscrow(user, POINT, 210 * UNIT, sender=as_controller)
     assert changes(before, state(user=user)) == {
@@ -119,7 +117,7 @@ def test_refundFromEscrow__to_switched_account_with_reserve_too_small__reverts(
 ):
     give_points(user, 1_000 * UNIT)
     ledger.holdInEscrow(user, POINT, 210 * UNIT, sender=as_controller)
-    ledger.switchToToken(sender=user)
+    ledger.switchToToken(0, sender=user)
     drain_reserve(ledger, admin, leave=UNIT)
     with reverts(ledger.InsufficientReserve, reserve=UNIT, required=21 * UNIT // 10):
         ledger.refundFromEscrow(user, POINT, 210 * UNIT, sender=as_controller)
@@ -271,60 +269,131 @@ def test_provide__not_provider__reverts(ledger, user, shop_id):
         ledger.provide(user, shop_id, "R1", 1_000 * UNIT, "krw", sender=user)
 
 
-def test_provide__overflowing_shop_total__reverts(ledger, relay, user, create_shop):
-    shop = create_shop(percent=10_000)
-    # Raised by ShopRegistry.recordProvision; Ape decodes it with the ledger's ABI (same error).
-    with reverts(ledger.SafeCastOverflowedUintDowncast, bits=128, value=2**128):
-        ledger.provide(user, shop, "R1", 2**128, "krw", sender=relay)
+def test_provide__beyond_the_shops_credit_limit__reverts(ledger, shops, relay, user, create_shop, admin):
+    # A 25 % shop with a 100-point credit limit: a 400-point purchase earns exactly the limit.
+    shop = create_shop(percent=2_500)
+    shops.setCreditLimit(shop, 100 * UNIT, sender=admin)
+    ledger.provide(user, shop, "R1", 400 * UNIT, "krw", sender=relay)
+    with reverts(shops.CreditLimitExceeded, shopId=shop, debt=100 * UNIT + 1, creditLimit=100 * UNIT):
+        ledger.provide(user, shop, "R2", 4, "krw", sender=relay)
+    assert ledger.accountOf(user) == (POINT, 100 * UNIT)
+
+
+# ---------------------------------------------------------------- reward and grant caps
+
+
+@pytest.mark.parametrize("kind", ["reward", "grant"])
+def test_cap__exactly_the_limit_in_a_day__allowed_then_one_more__reverts(
+    ledger, relay, admin, user, shop_id, kind, chain
+):
+    chain.pending_timestamp = (chain.pending_timestamp // DAY + 1) * DAY  # start of a UTC day
+    if kind == "reward":
+        ledger.setRewardCap(10 * UNIT, sender=admin)
+        ledger.provide(user, shop_id, "R1", 600 * UNIT, "krw", sender=relay)  # 6 points
+        assert ledger.rewardCap() == (10 * UNIT, 4 * UNIT)
+        ledger.provide(user, shop_id, "R2", 400 * UNIT, "krw", sender=relay)  # 4 more: the limit
+        with reverts(ledger.RewardCapExceeded, rewardPoint=UNIT // 100, remaining=0):
+            ledger.provide(user, shop_id, "R3", UNIT, "krw", sender=relay)
+    else:
+        ledger.setGrantCap(10 * UNIT, sender=admin)
+        ledger.grant(user, 6 * UNIT, sender=admin)
+        assert ledger.grantCap() == (10 * UNIT, 4 * UNIT)
+        ledger.grant(user, 4 * UNIT, sender=admin)
+        with reverts(ledger.GrantCapExceeded, point=1, remaining=0):
+            ledger.grant(user, 1, sender=admin)
+    assert ledger.accountOf(user) == (POINT, 10 * UNIT)
+
+
+@pytest.mark.parametrize("kind", ["reward", "grant"])
+def test_cap__next_day__starts_unused(ledger, relay, admin, user, shop_id, kind, chain):
+    day = chain.pending_timestamp // DAY + 1
+    chain.pending_timestamp = day * DAY + DAY - 2  # the last seconds of a day
+    cap = ledger.rewardCap if kind == "reward" else ledger.grantCap
+    (ledger.setRewardCap if kind == "reward" else ledger.setGrantCap)(5 * UNIT, sender=admin)
+    if kind == "reward":
+        ledger.provide(user, shop_id, "R1", 500 * UNIT, "krw", sender=relay)
+    else:
+        ledger.grant(user, 5 * UNIT, sender=admin)
+    assert cap() == (5 * UNIT, 0)
+    chain.pending_timestamp = (day + 1) * DAY
+    chain.mine()
+    assert cap() == (5 * UNIT, 5 * UNIT)
+    if kind == "reward":
+        ledger.provide(user, shop_id, "R2", 500 * UNIT, "krw", sender=relay)
+    else:
+        ledger.grant(user, 5 * UNIT, sender=admin)
+    assert ledger.accountOf(user) == (POINT, 10 * UNIT)
+
+
+def test_cap__lowered_below_this_days_use__allows_nothing_more(ledger, admin, user):
+    ledger.setGrantCap(10 * UNIT, sender=admin)
+    ledger.grant(user, 8 * UNIT, sender=admin)
+    ledger.setGrantCap(5 * UNIT, sender=admin)
+    assert ledger.grantCap() == (5 * UNIT, 0)
+    with reverts(ledger.GrantCapExceeded, point=1, remaining=0):
+        ledger.grant(user, 1, sender=admin)
+
+
+@pytest.mark.parametrize("kind", ["reward", "grant"])
+def test_setCap__sets_and_emits(ledger, admin, kind):
+    setter, event, view = {
+        "reward": (ledger.setRewardCap, ledger.RewardCapSet, ledger.rewardCap),
+        "grant": (ledger.setGrantCap, ledger.GrantCapSet, ledger.grantCap),
+    }[kind]
+    receipt = setter(2**96 - 1, sender=admin)
+    assert_event(receipt, event, limit=2**96 - 1)
+    assert view()[0] == 2**96 - 1
+    with reverts(ledger.InvalidCap, limit=2**96):
+        setter(2**96, sender=admin)
+
+
+@pytest.mark.parametrize("setter", ["setRewardCap", "setGrantCap"])
+def test_setCap__not_admin__reverts(ledger, relay, setter):
+    with reverts(ledger.AccessControlUnauthorizedAccount, account=relay, neededRole=ZERO_ROLE):
+        getattr(ledger, setter)(1, sender=relay)
 
 
 # ---------------------------------------------------------------- grant
 
 
-def test_grant__point_account__credits_points(ledger, relay, user, state):
+def test_grant__point_account__credits_points(ledger, admin, user, state):
     before = state(user=user)
-    receipt = ledger.grant(user, 25 * UNIT, sender=relay)
+    receipt = ledger.grant(user, 25 * UNIT, sender=admin)
     assert changes(before, state(user=user)) == {"user": 25 * UNIT}
     assert_event(receipt, ledger.LoyaltyGranted, account=user, loyaltyType=POINT, amount=25 * UNIT, point=25 * UNIT)
 
 
-def test_grant__token_account__credits_tokens_from_reserve(ledger, relay, user, state, make_token_user):
+def test_grant__token_account__credits_tokens_from_reserve(ledger, admin, user, state, make_token_user):
     make_token_user(user)
     before = state(user=user)
-    receipt = ledger.grant(user, 250 * UNIT, sender=relay)
+    receipt = ledger.grant(user, 250 * UNIT, sender=admin)
     assert changes(before, state(user=user)) == {"user": 25 * UNIT // 10, "reserve": -25 * UNIT // 10}
     assert_event(
         receipt, ledger.LoyaltyGranted, account=user, loyaltyType=TOKEN, amount=25 * UNIT // 10, point=250 * UNIT
     )
 
 
-def test_grant__token_account_with_reserve_too_small__reverts(ledger, relay, user, make_token_user, admin):
+def test_grant__token_account_with_reserve_too_small__reverts(ledger, user, make_token_user, admin):
     make_token_user(user)
     drain_reserve(ledger, admin)
     with reverts(ledger.InsufficientReserve, reserve=0, required=25 * UNIT // 10):
-        ledger.grant(user, 250 * UNIT, sender=relay)
+        ledger.grant(user, 250 * UNIT, sender=admin)
 
 
-def test_grant__zero_points__reverts(ledger, relay, user):
+def test_grant__zero_points__reverts(ledger, admin, user):
     with reverts(ledger.InvalidAmount, amount=0):
-        ledger.grant(user, 0, sender=relay)
+        ledger.grant(user, 0, sender=admin)
 
 
-def test_grant__zero_address__reverts(ledger, relay):
+def test_grant__zero_address__reverts(ledger, admin):
     with reverts(ledger.InvalidAmount, amount=5 * UNIT):
-        ledger.grant(ZERO_ADDRESS, 5 * UNIT, sender=relay)
+        ledger.grant(ZERO_ADDRESS, 5 * UNIT, sender=admin)
 
 
-def test_grant__balance_beyond_uint248__reverts(ledger, relay, user):
-    ledger.grant(user, 2**247, sender=relay)
-    with reverts(ledger.SafeCastOverflowedUintDowncast, bits=248, value=2**248):
-        ledger.grant(user, 2**247, sender=relay)
-
-
-def test_grant__not_provider__reverts(ledger, admin, user):
-    # Not even the admin: granting needs the provider role.
-    with reverts(ledger.AccessControlUnauthorizedAccount, account=admin, neededRole=ledger.PROVIDER_ROLE()):
-        ledger.grant(user, UNIT, sender=admin)
+def test_grant__not_granter__reverts(ledger, relay, user):
+    # Not the relay: rewards (provider) and grants (granter) are separate roles.
+    with reverts(ledger.AccessControlUnauthorizedAccount, account=relay, neededRole=ledger.GRANTER_ROLE()):
+        ledger.grant(user, UNIT, sender=relay)
 
 
 # ---------------------------------------------------------------- switch to tokens
@@ -333,7 +402,7 @@ def test_grant__not_provider__reverts(ledger, admin, user):
 def test_switchToToken__converts_points_at_the_token_rate(ledger, give_points, user, state, token):
     give_points(user, 1_000 * UNIT)
     before = state(user=user)
-    receipt = ledger.switchToToken(sender=user)
+    receipt = ledger.switchToToken(0, sender=user)
     assert changes(before, state(user=user)) == {
         "user": 10 * UNIT - 1_000 * UNIT,
         "user.type": TOKEN,
@@ -346,56 +415,80 @@ def test_switchToToken__converts_points_at_the_token_rate(ledger, give_points, u
 
 def test_switchToToken__rounds_down(ledger, give_points, user):
     give_points(user, 199)
-    ledger.switchToToken(sender=user)
+    ledger.switchToToken(0, sender=user)
     assert ledger.accountOf(user) == (TOKEN, 1)
 
 
 def test_switchToToken__without_points__switches(ledger, user):
-    receipt = ledger.switchToToken(sender=user)
+    receipt = ledger.switchToToken(0, sender=user)
     assert ledger.accountOf(user) == (TOKEN, 0)
     assert_event(receipt, ledger.SwitchedToToken, account=user, point=0, token=0)
 
 
 def test_switchToToken__twice__reverts(ledger, user):
-    ledger.switchToToken(sender=user)
+    ledger.switchToToken(0, sender=user)
     with reverts(ledger.WrongLoyaltyType, account=user, loyaltyType=TOKEN):
-        ledger.switchToToken(sender=user)
+        ledger.switchToToken(0, sender=user)
+
+
+@pytest.mark.parametrize("min_token", [10 * UNIT, 10 * UNIT + 1])
+def test_switchToToken__minimum__switches_at_it_and_reverts_above(ledger, give_points, user, min_token):
+    give_points(user, 1_000 * UNIT)  # 10 THE9 at the deployed rate
+    if min_token > 10 * UNIT:
+        with reverts(ledger.SwitchBelowMinimum, account=user, token=10 * UNIT, minToken=min_token):
+            ledger.switchToToken(min_token, sender=user)
+        assert ledger.accountOf(user) == (POINT, 1_000 * UNIT)
+    else:
+        ledger.switchToToken(min_token, sender=user)
+        assert ledger.accountOf(user) == (TOKEN, 10 * UNIT)
 
 
 def test_switchToToken__reserve_too_small__reverts(ledger, give_points, user, admin):
     give_points(user, 1_000 * UNIT)
     drain_reserve(ledger, admin, leave=9 * UNIT)
     with reverts(ledger.InsufficientReserve, reserve=9 * UNIT, required=10 * UNIT):
-        ledger.switchToToken(sender=user)
+        ledger.switchToToken(0, sender=user)
     assert ledger.accountOf(user) == (POINT, 1_000 * UNIT)
 
 
 def sign_switch(ledger, signer, account, **overrides):
-    fields = dict(account=account.address, nonce=ledger.nonces(account), deadline=deadline())
+    fields = dict(account=account.address, minToken=0, nonce=ledger.nonces(account), deadline=deadline())
     fields.update(overrides)
     return fields["deadline"], sign(signer, ledger, "SwitchToToken", **fields)
 
 
 def test_switchToTokenFor__with_user_signature__switches(ledger, relay, give_points, user):
     give_points(user, 500 * UNIT)
-    dl, sig = sign_switch(ledger, user, user)
-    receipt = ledger.switchToTokenFor(user, dl, sig, sender=relay)
+    dl, sig = sign_switch(ledger, user, user, minToken=5 * UNIT)
+    receipt = ledger.switchToTokenFor(user, 5 * UNIT, dl, sig, sender=relay)
     assert ledger.accountOf(user) == (TOKEN, 5 * UNIT)
     assert ledger.nonces(user) == 1
     assert_event(receipt, ledger.SwitchedToToken, account=user, point=500 * UNIT, token=5 * UNIT)
 
 
 def test_switchToTokenFor__already_switched__reverts(ledger, relay, user):
-    ledger.switchToToken(sender=user)
+    ledger.switchToToken(0, sender=user)
     dl, sig = sign_switch(ledger, user, user)
     with reverts(ledger.WrongLoyaltyType, account=user, loyaltyType=TOKEN):
-        ledger.switchToTokenFor(user, dl, sig, sender=relay)
+        ledger.switchToTokenFor(user, 0, dl, sig, sender=relay)
+
+
+def test_switchToTokenFor__rate_moved_below_the_signed_minimum__reverts(ledger, rates, relay, admin, give_points, user, chain):
+    # The user signed for at least 10 THE9; the token rate rises 10 % before the relay submits.
+    give_points(user, 1_000 * UNIT)
+    dl, sig = sign_switch(ledger, user, user, minToken=10 * UNIT)
+    chain.pending_timestamp += 3_600
+    rates.setRates(["the9"], [110 * UNIT], sender=admin)
+    now = 1_000 * UNIT * UNIT // (110 * UNIT)
+    with reverts(ledger.SwitchBelowMinimum, account=user, token=now, minToken=10 * UNIT):
+        ledger.switchToTokenFor(user, 10 * UNIT, dl, sig, sender=relay)
+    assert ledger.nonces(user) == 0
 
 
 def test_switchToTokenFor__not_relay__reverts(ledger, user, stranger):
     dl, sig = sign_switch(ledger, user, user)
     with reverts(ledger.AccessControlUnauthorizedAccount, account=stranger, neededRole=ledger.RELAY_ROLE()):
-        ledger.switchToTokenFor(user, dl, sig, sender=stranger)
+        ledger.switchToTokenFor(user, 0, dl, sig, sender=stranger)
 
 
 # ---------------------------------------------------------------- deposit and withdraw

@@ -178,10 +178,11 @@ def test_estimate__point_user__any_currency(payment, user, currency, paid):
     assert (e.paidToken, e.feeToken, e.totalToken) == (0, 0, 0)
 
 
-def test_estimate__follows_rate_changes(payment, rates, admin, user, make_token_user):
+def test_estimate__follows_rate_changes(payment, rates, admin, user, make_token_user, chain):
     make_token_user(user)
-    rates.setRates(["usd", "the9"], [1_400 * UNIT, 200 * UNIT], sender=admin)
-    assert payment.estimate(user, 10 * UNIT, "usd").paidToken == 70 * UNIT
+    chain.pending_timestamp += 3_600
+    rates.setRates(["usd", "the9"], [1_400 * UNIT, 110 * UNIT], sender=admin)
+    assert payment.estimate(user, 10 * UNIT, "usd").paidToken == 14_000 * UNIT * UNIT // (110 * UNIT)
 
 
 @pytest.mark.parametrize("rate", [0, 1_000])
@@ -338,12 +339,70 @@ def test_openNewPayment__amount_beyond_uint128__reverts(payment, relay, user, sh
         payment.openNewPayment(data, sig, sender=relay)
 
 
-def test_openNewPayment__escrow_beyond_uint128__reverts(payment, relay, user, give_points, shop_id, sign_new_payment):
-    give_points(user, 2**130)
-    amount = 2**128 - 1  # fits the payment record, but paid + fee does not fit the escrow
-    data, sig = sign_new_payment(user, new_id(), shop_id, amount)
-    # Raised by Ledger.holdInEscrow; Ape decodes it with the payment's ABI (same error).
-    with reverts(payment.SafeCastOverflowedUintDowncast, bits=128, value=amount + fee_of(amount)):
+# ---------------------------------------------------------------- what the user signed bounds the charge
+
+
+def test_openNewPayment__max_total_above_the_charge__charges_only_the_charge(
+    payment, relay, user, give_points, shop_id, sign_new_payment, state
+):
+    give_points(user, 100 * UNIT)
+    data, sig = sign_new_payment(user, new_id(), shop_id, 10 * UNIT, maxTotal=50 * UNIT)
+    before = state(user=user)
+    payment.openNewPayment(data, sig, sender=relay)
+    assert changes(before, state(user=user)) == {"user": -105 * UNIT // 10, "escrow.point": 105 * UNIT // 10}
+
+
+def test_openNewPayment__max_total_exactly_the_charge__opens(payment, relay, user, give_points, shop_id, sign_new_payment):
+    give_points(user, 100 * UNIT)
+    payment_id = new_id()
+    data, sig = sign_new_payment(user, payment_id, shop_id, 10 * UNIT, maxTotal=105 * UNIT // 10)
+    payment.openNewPayment(data, sig, sender=relay)
+    assert payment.paymentOf(payment_id).status == OPEN
+
+
+@pytest.mark.parametrize("moved", ["fee rate", "currency rate", "token rate"])
+def test_openNewPayment__rates_moved_after_signing__reverts_with_the_charge(
+    payment, rates, relay, admin, payer, loyalty_type, shop_id, sign_new_payment, chain, moved
+):
+    # The wallet signed the estimate of 1 USD; the rate setter or the admin moves before the relay submits.
+    payment_id = new_id()
+    data, sig = sign_new_payment(payer, payment_id, shop_id, UNIT, currency="usd")
+    signed_total = data[7]
+    chain.pending_timestamp += 3_600
+    if moved == "fee rate":
+        payment.setFeeRate(1_000, sender=admin)
+    elif moved == "currency rate":
+        rates.setRates(["usd"], [1_485 * UNIT], sender=admin)
+    else:
+        rates.setRates(["the9"], [91 * UNIT], sender=admin)
+    e = payment.estimate(payer, UNIT, "usd")
+    total = e.totalToken if loyalty_type == TOKEN else e.totalPoint
+    if total <= signed_total:  # the token rate does not move a point payment
+        payment.openNewPayment(data, sig, sender=relay)
+        assert (moved, loyalty_type) == ("token rate", POINT)
+        return
+    with reverts(payment.ChargeExceedsMaxTotal, paymentId=payment_id, total=total, maxTotal=signed_total):
+        payment.openNewPayment(data, sig, sender=relay)
+    assert payment.nonces(payer) == 0
+
+
+@pytest.mark.parametrize("signed", [TOKEN, POINT])
+def test_openNewPayment__other_loyalty_type_than_signed__reverts(
+    payment, relay, user, fund, shop_id, sign_new_payment, signed
+):
+    # The account's type is the other one (it switched, or the wallet signed the wrong one).
+    fund(user, 1 - signed, 100 * UNIT)
+    payment_id = new_id()
+    data, sig = sign_new_payment(user, payment_id, shop_id, 10 * UNIT, loyaltyType=signed, maxTotal=10**30)
+    with reverts(payment.LoyaltyTypeMismatch, account=user, loyaltyType=1 - signed):
+        payment.openNewPayment(data, sig, sender=relay)
+
+
+def test_openNewPayment__zero_max_total__reverts(payment, relay, user, give_points, shop_id, sign_new_payment):
+    give_points(user, 100 * UNIT)
+    payment_id = new_id()
+    data, sig = sign_new_payment(user, payment_id, shop_id, 10 * UNIT, maxTotal=0)
+    with reverts(payment.ChargeExceedsMaxTotal, paymentId=payment_id, total=105 * UNIT // 10, maxTotal=0):
         payment.openNewPayment(data, sig, sender=relay)
 
 
@@ -406,17 +465,31 @@ def test_closeNewPayment__refuse__refunds_user(payment, relay, payer, loyalty_ty
     assert_no_event(receipt, payment.PaymentClosed)
 
 
-def test_closeNewPayment__shop_used_total_overflowing__reverts_and_refund_still_possible(
-    payment, relay, user, give_points, open_payment
+def test_closeNewPayment__confirm_at_escrow_expiry__completes(payment, relay, user, give_points, open_payment, chain):
+    give_points(user, 100 * UNIT)
+    payment_id = open_payment(user)
+    chain.pending_timestamp = payment.paymentOf(payment_id).deadline
+    payment.closeNewPayment(payment_id, True, sender=relay)
+    assert payment.paymentOf(payment_id).status == CLOSED
+
+
+def test_closeNewPayment__confirm_after_escrow_expiry__reverts_and_refund_still_possible(
+    payment, relay, user, give_points, open_payment, chain
 ):
-    give_points(user, 2**129)
-    payment.closeNewPayment(open_payment(user, amount=2**127), True, sender=relay)
-    payment_id = open_payment(user, amount=2**127)
-    # Raised by ShopRegistry.recordPayment; Ape decodes it with the payment's ABI (same error).
-    with reverts(payment.SafeCastOverflowedUintDowncast, bits=128, value=2**128):
+    # After the timeout the payment belongs back to the user: the relay can no longer complete it.
+    give_points(user, 100 * UNIT)
+    payment_id = open_payment(user)
+    expires_at = payment.paymentOf(payment_id).deadline
+    chain.pending_timestamp = expires_at + 1
+    with reverts(payment.EscrowExpired, paymentId=payment_id, expiresAt=expires_at):
         payment.closeNewPayment(payment_id, True, sender=relay)
     payment.closeNewPayment(payment_id, False, sender=relay)
     assert payment.paymentOf(payment_id).status == REFUNDED
+    assert ledger_balance(payment, user) == 100 * UNIT
+
+
+def ledger_balance(payment, account):
+    return ape.project.Ledger.at(payment.ledger()).accountOf(account)[1]
 
 
 @pytest.mark.parametrize("confirm", [True, False])
@@ -544,6 +617,27 @@ def test_closeCancelPayment__refuse__completes_payment_again(
     assert event_names(receipt, payment) == ["CancelReverted", "PaymentClosed"]
     assert_event(receipt, payment.CancelReverted, paymentId=payment_id)
     assert_event(receipt, payment.PaymentClosed, paymentId=payment_id, paid=paid, fee=fee_of(paid))
+
+
+@pytest.mark.parametrize("offset", [0, 1])
+def test_closeCancelPayment__refuse_around_escrow_expiry__only_until_it(
+    payment, relay, user, give_points, completed_payment, open_cancel, chain, offset
+):
+    # An opened cancel expires escrowTimeout after the end of the cancel period; after that the
+    # relay cannot reverse the cancel the owner approved, only complete it (refund the user).
+    give_points(user, 100 * UNIT)
+    payment_id = completed_payment(user)
+    open_cancel(payment_id)
+    expires_at = payment.paymentOf(payment_id).deadline + payment.escrowTimeout()
+    chain.pending_timestamp = expires_at + offset
+    if offset:
+        with reverts(payment.EscrowExpired, paymentId=payment_id, expiresAt=expires_at):
+            payment.closeCancelPayment(payment_id, False, sender=relay)
+        payment.closeCancelPayment(payment_id, True, sender=relay)
+        assert payment.paymentOf(payment_id).status == CANCELLED
+    else:
+        payment.closeCancelPayment(payment_id, False, sender=relay)
+        assert payment.paymentOf(payment_id).status == CLOSED
 
 
 @pytest.mark.parametrize("confirm", [True, False])

@@ -4,7 +4,7 @@ that switched to tokens while their point payment was held in escrow."""
 import ape
 import pytest
 
-from tests.utils.checks import changes, ledger_tokens_balance, reverts
+from tests.utils.checks import assert_event, changes, ledger_tokens_balance, reverts
 from tests.utils.constants import (
     CANCEL_OPEN,
     CANCELLED,
@@ -284,7 +284,7 @@ def test_openNewPayment__id_of_payment_in_any_status__reverts(
 def _switch_with_points_held(user, give_points, ledger, open_payment, payment_in_state, status):
     give_points(user, 10_000 * UNIT)
     payment_id = payment_in_state(user, status, amount=AMOUNT)  # 2,100 points held
-    ledger.switchToToken(sender=user)  # the other 7,900 points become 79 THE9
+    ledger.switchToToken(0, sender=user)  # the other 7,900 points become 79 THE9
     assert ledger.accountOf(user) == (TOKEN, 79 * UNIT)
     return payment_id
 
@@ -316,13 +316,14 @@ def test_refund__account_switched_to_tokens_meanwhile__paid_in_tokens(
 
     if finish == "expire":
         chain.pending_timestamp = (info.deadline if status == OPEN else info.deadline + DAY) + 1
-        payment.refundExpired(payment_id, sender=relay)
+        receipt = payment.refundExpired(payment_id, sender=relay)
     elif status == OPEN:
-        payment.closeNewPayment(payment_id, False, sender=relay)
+        receipt = payment.closeNewPayment(payment_id, False, sender=relay)
     else:
-        payment.closeCancelPayment(payment_id, True, sender=relay)
+        receipt = payment.closeCancelPayment(payment_id, True, sender=relay)
 
     # 2,100 points leave the point escrow; the account gets 21 THE9 from the reserve.
+    assert_event(receipt, ledger.RefundConverted, account=user, point=2_100 * UNIT, token=21 * UNIT)
     assert changes(before, state(user=user)) == {
         "user": 21 * UNIT,
         "escrow.point": -2_100 * UNIT,

@@ -5,7 +5,7 @@ import secrets
 import pytest
 
 from tests.utils.checks import assert_event, panics, reverts
-from tests.utils.constants import UNIT, ZERO_BYTES32
+from tests.utils.constants import UNIT, ZERO_ADDRESS, ZERO_BYTES32
 from tests.utils.signing import deadline, sign, sign_next
 
 
@@ -42,6 +42,7 @@ def test_constructor__fixes_ledger_and_payment_controller(shops, ledger, payment
     assert shops.hasRole(shops.DEFAULT_ADMIN_ROLE(), admin)
     assert shops.hasRole(shops.RELAY_ROLE(), relay)
     assert shops.PERCENT_DENOMINATOR() == 10_000
+    assert shops.CREDIT_UNIT() == UNIT
 
 
 # ---------------------------------------------------------------- addShop
@@ -239,10 +240,13 @@ def test_recordProvision__unknown_shop__reverts(shops, as_ledger):
         shops.recordProvision(shop, UNIT, sender=as_ledger)
 
 
-def test_recordProvision__overflowing_provided_total__reverts(shops, as_ledger, create_shop):
+def test_recordProvision__beyond_credit_limit__reverts(shops, as_ledger, create_shop, admin):
     shop = create_shop(percent=10_000)
-    with reverts(shops.SafeCastOverflowedUintDowncast, bits=128, value=2**128):
-        shops.recordProvision(shop, 2**128, sender=as_ledger)
+    shops.setCreditLimit(shop, 5 * UNIT, sender=admin)
+    with reverts(shops.CreditLimitExceeded, shopId=shop, debt=5 * UNIT + 1, creditLimit=5 * UNIT):
+        shops.recordProvision(shop, 5 * UNIT + 1, sender=as_ledger)
+    shops.recordProvision(shop, 5 * UNIT, sender=as_ledger)
+    assert shops.shopOf(shop).providedPoint == 5 * UNIT
 
 
 def test_recordPayment_and_recordCancellation__from_controller__move_used_total(shops, as_controller, shop_id):
@@ -281,3 +285,164 @@ def test_record__not_payment_controller__reverts(shops, shop_id, function, calle
     caller = request.getfixturevalue(caller_name)
     with reverts(shops.UnauthorizedCaller, caller=caller):
         getattr(shops, function)(shops.indexOf(shop_id), UNIT, sender=caller)
+
+
+# ---------------------------------------------------------------- credit limits
+
+
+def test_addShop__starts_with_the_default_credit_limit(shops, admin, create_shop):
+    shops.setDefaultCreditLimit(42 * UNIT, sender=admin)
+    assert shops.defaultCreditLimit() == 42 * UNIT
+    assert shops.shopOf(create_shop()).creditLimit == 42 * UNIT
+
+
+def test_setCreditLimit__sets_and_emits(shops, admin, shop_id):
+    receipt = shops.setCreditLimit(shop_id, 7 * UNIT, sender=admin)
+    assert shops.shopOf(shop_id).creditLimit == 7 * UNIT
+    assert_event(receipt, shops.CreditLimitSet, shopId=shop_id, creditLimit=7 * UNIT)
+    receipt = shops.setDefaultCreditLimit(0, sender=admin)
+    assert_event(receipt, shops.DefaultCreditLimitSet, creditLimit=0)
+
+
+@pytest.mark.parametrize("limit", [UNIT + 1, UNIT // 2, 2**48 * UNIT])
+def test_setCreditLimit__not_whole_points_or_too_large__reverts(shops, admin, shop_id, limit):
+    with reverts(shops.InvalidCreditLimit, creditLimit=limit):
+        shops.setCreditLimit(shop_id, limit, sender=admin)
+    with reverts(shops.InvalidCreditLimit, creditLimit=limit):
+        shops.setDefaultCreditLimit(limit, sender=admin)
+
+
+def test_setCreditLimit__largest__accepted(shops, admin, shop_id):
+    shops.setCreditLimit(shop_id, (2**48 - 1) * UNIT, sender=admin)
+    assert shops.shopOf(shop_id).creditLimit == (2**48 - 1) * UNIT
+
+
+@pytest.mark.parametrize("call", ["setCreditLimit", "setDefaultCreditLimit", "correctShopTotals"])
+def test_admin_functions__not_admin__reverts(shops, relay, shop_id, call):
+    args = {"setCreditLimit": (shop_id, 0), "setDefaultCreditLimit": (0,), "correctShopTotals": (shop_id, 0, 0)}[call]
+    with reverts(shops.AccessControlUnauthorizedAccount, account=relay, neededRole="0x" + "00" * 32):
+        getattr(shops, call)(*args, sender=relay)
+
+
+def test_setCreditLimit__unknown_shop__reverts(shops, admin):
+    shop = new_id()
+    with reverts(shops.UnknownShop, shopId=shop):
+        shops.setCreditLimit(shop, 0, sender=admin)
+
+
+def test_credit__debt_counts_withdrawn_and_open_withdrawals(
+    shops, as_ledger, as_controller, shop_id, admin, open_withdrawal
+):
+    # used 100, withdrawn 60 and 30 open: the shop has 10 points of room before its 5-point limit.
+    index = shops.indexOf(shop_id)
+    shops.recordPayment(index, 100 * UNIT, sender=as_controller)
+    shops.correctShopTotals(shop_id, 0, 60 * UNIT, sender=admin)
+    open_withdrawal(shop_id, 30 * UNIT)
+    shops.setCreditLimit(shop_id, 5 * UNIT, sender=admin)
+    shops.recordProvision(shop_id, 1_500 * UNIT, sender=as_ledger)  # 15 points at 1 %: debt 0 -> 5
+    with reverts(shops.CreditLimitExceeded, shopId=shop_id, debt=5 * UNIT + UNIT // 100, creditLimit=5 * UNIT):
+        shops.recordProvision(shop_id, UNIT, sender=as_ledger)
+    # A cancel raises the debt the same way.
+    with reverts(shops.CreditLimitExceeded, shopId=shop_id, debt=6 * UNIT, creditLimit=5 * UNIT):
+        shops.recordCancellation(index, UNIT, sender=as_controller)
+
+
+# ---------------------------------------------------------------- corrections
+
+
+def test_correctShopTotals__sets_both_and_emits_previous_values(shops, as_ledger, admin, shop_id):
+    shops.recordProvision(shop_id, 1_000 * UNIT, sender=as_ledger)  # 10 points provided
+    receipt = shops.correctShopTotals(shop_id, 4 * UNIT, 3 * UNIT, sender=admin)
+    info = shops.shopOf(shop_id)
+    assert (info.providedPoint, info.withdrawnPoint) == (4 * UNIT, 3 * UNIT)
+    assert_event(
+        receipt,
+        shops.ShopTotalsCorrected,
+        shopId=shop_id,
+        providedPoint=4 * UNIT,
+        withdrawnPoint=3 * UNIT,
+        previousProvidedPoint=10 * UNIT,
+        previousWithdrawnPoint=0,
+    )
+
+
+def test_correctShopTotals__unknown_shop__reverts(shops, admin):
+    shop = new_id()
+    with reverts(shops.UnknownShop, shopId=shop):
+        shops.correctShopTotals(shop, 0, 0, sender=admin)
+
+
+# ---------------------------------------------------------------- two-step shop transfer
+
+
+def sign_transfer(shops, owner, shop_id, new_owner, **overrides):
+    dl = deadline()
+    fields = dict(shopId=shop_id, newOwner=new_owner, account=owner.address, nonce=shops.nonces(owner), deadline=dl)
+    fields.update(overrides)
+    return dl, sign(owner, shops, "TransferShop", **fields)
+
+
+def sign_accept(shops, new_owner, shop_id):
+    dl = deadline()
+    return dl, sign_next(new_owner, shops, "AcceptShop", dl, shopId=shop_id)
+
+
+def test_transferShop_then_acceptShop__moves_ownership(shops, relay, shop_owner, other_user, shop_id):
+    dl, sig = sign_transfer(shops, shop_owner, shop_id, other_user.address)
+    receipt = shops.transferShop(shop_id, other_user, dl, sig, sender=relay)
+    assert_event(receipt, shops.ShopTransferStarted, shopId=shop_id, account=shop_owner, newOwner=other_user)
+    info = shops.shopOf(shop_id)
+    assert (info.account, info.pendingOwner) == (shop_owner.address, other_user.address)
+
+    dl, sig = sign_accept(shops, other_user, shop_id)
+    receipt = shops.acceptShop(shop_id, dl, sig, sender=relay)
+    assert_event(receipt, shops.ShopTransferred, shopId=shop_id, previousOwner=shop_owner, newOwner=other_user)
+    info = shops.shopOf(shop_id)
+    assert (info.account, info.pendingOwner) == (other_user.address, ZERO_ADDRESS)
+    assert shops.shopAt(shops.indexOf(shop_id))[1] == other_user.address
+
+
+def test_transferShop__to_zero__withdraws_a_pending_transfer(shops, relay, shop_owner, other_user, shop_id):
+    dl, sig = sign_transfer(shops, shop_owner, shop_id, other_user.address)
+    shops.transferShop(shop_id, other_user, dl, sig, sender=relay)
+    dl, sig = sign_transfer(shops, shop_owner, shop_id, ZERO_ADDRESS)
+    shops.transferShop(shop_id, ZERO_ADDRESS, dl, sig, sender=relay)
+    dl, sig = sign_accept(shops, other_user, shop_id)
+    with reverts(shops.NoPendingTransfer, shopId=shop_id):
+        shops.acceptShop(shop_id, dl, sig, sender=relay)
+
+
+def test_transferShop__signed_by_the_new_owner__reverts(shops, relay, shop_owner, other_user, shop_id):
+    # Only the current owner can name a successor.
+    dl, sig = sign_transfer(shops, other_user, shop_id, other_user.address, account=shop_owner.address)
+    with reverts(shops.InvalidSignature, signer=shop_owner):
+        shops.transferShop(shop_id, other_user, dl, sig, sender=relay)
+
+
+def test_acceptShop__signed_by_someone_else__reverts(shops, relay, shop_owner, other_user, stranger, shop_id):
+    dl, sig = sign_transfer(shops, shop_owner, shop_id, other_user.address)
+    shops.transferShop(shop_id, other_user, dl, sig, sender=relay)
+    dl, sig = sign_accept(shops, stranger, shop_id)
+    with reverts(shops.InvalidSignature, signer=other_user):
+        shops.acceptShop(shop_id, dl, sig, sender=relay)
+
+
+def test_new_owner__signs_withdrawals_and_cancels__old_owner_no_longer(
+    shops, payment, relay, shop_owner, other_user, shop_id, settle, open_withdrawal
+):
+    dl, sig = sign_transfer(shops, shop_owner, shop_id, other_user.address)
+    shops.transferShop(shop_id, other_user, dl, sig, sender=relay)
+    dl, sig = sign_accept(shops, other_user, shop_id)
+    shops.acceptShop(shop_id, dl, sig, sender=relay)
+    settle(shop_id, 100 * UNIT)
+    with reverts(shops.InvalidSignature, signer=other_user):
+        open_withdrawal(shop_id, UNIT, owner=shop_owner)
+    open_withdrawal(shop_id, UNIT, owner=other_user)
+    assert shops.shopOf(shop_id).withdrawAmount == UNIT
+
+
+@pytest.mark.parametrize("call", ["transferShop", "acceptShop"])
+def test_transfer__not_relay__reverts(shops, shop_owner, shop_id, call):
+    args = (shop_id, shop_owner, deadline(), b"") if call == "transferShop" else (shop_id, deadline(), b"")
+    with reverts(shops.AccessControlUnauthorizedAccount, account=shop_owner, neededRole=shops.RELAY_ROLE()):
+        getattr(shops, call)(*args, sender=shop_owner)

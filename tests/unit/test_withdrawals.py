@@ -216,3 +216,40 @@ def test_cancel_while_withdrawal_open__closing_still_records_it(
     close_withdrawal(shop_id)
     info = shops.shopOf(shop_id)
     assert (info.settledPoint, info.withdrawnPoint, info.withdrawOpen) == (SETTLED, SETTLED + 500 * UNIT, False)
+
+
+# ---------------------------------------------------------------- the operator's exposure is bounded
+
+
+@ape.fixture(scope="module", chain_isolation=False)
+def withdrawn_then_cancel(
+    shops, payment, relay, admin, shop_id, user, give_points, completed_payment, open_withdrawal, close_withdrawal
+):
+    """A shop withdraws everything, including a 500-point payment, then its owner cancels that
+    payment: the cancel would leave a 500-point debt. Returns the payment and the limit setter."""
+
+    def setup(limit):
+        shops.setCreditLimit(shop_id, limit, sender=admin)
+        give_points(user, 1_000 * UNIT)
+        payment_id = completed_payment(user, amount=500 * UNIT)
+        open_withdrawal(shop_id, SETTLED + 500 * UNIT)
+        close_withdrawal(shop_id)
+        return payment_id
+
+    return setup
+
+
+def test_cancel_after_withdrawal__debt_beyond_credit_limit__reverts(
+    shops, payment, shop_id, withdrawn_then_cancel, open_cancel
+):
+    payment_id = withdrawn_then_cancel(499 * UNIT)
+    with reverts(shops.CreditLimitExceeded, shopId=shop_id, debt=500 * UNIT, creditLimit=499 * UNIT):
+        open_cancel(payment_id)
+    assert payment.paymentOf(payment_id).status == 2  # still completed
+
+
+def test_cancel_after_withdrawal__debt_at_credit_limit__opens(shops, payment, shop_id, withdrawn_then_cancel, open_cancel):
+    payment_id = withdrawn_then_cancel(500 * UNIT)
+    open_cancel(payment_id)
+    info = shops.shopOf(shop_id)
+    assert info.withdrawnPoint - info.settledPoint == 500 * UNIT == info.creditLimit
