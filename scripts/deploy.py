@@ -47,13 +47,36 @@ def resolve_roles(
 @account_option(prompt=False)
 @click.option("--admin", help="Default admin and granter (required on a live network). Local default: the deployer.")
 @click.option(
-    "--relay", "relays", multiple=True, help="Relay signer (repeatable; required on a live network). Local default: the deployer."
+    "--relay",
+    "relays",
+    multiple=True,
+    help="Relay signer (repeatable; required on a live network). Local default: the deployer.",
 )
 @click.option("--rate-setter", help="Holder of the rate-setter role. Default: the admin.")
-@click.option("--admin-delay", type=int, default=ADMIN_DELAY, show_default=True, help="Seconds an admin transfer waits.")
-@click.option("--reward-cap", type=int, default=DEFAULT_LIMITS.reward_cap // UNIT, show_default=True, help="Purchase rewards per day, in points.")
-@click.option("--grant-cap", type=int, default=DEFAULT_LIMITS.grant_cap // UNIT, show_default=True, help="Grants per day, in points.")
-@click.option("--credit-limit", type=int, default=DEFAULT_LIMITS.credit_limit // UNIT, show_default=True, help="Each new shop's credit limit, in points.")
+@click.option(
+    "--admin-delay", type=int, default=ADMIN_DELAY, show_default=True, help="Seconds an admin transfer waits."
+)
+@click.option(
+    "--reward-cap",
+    type=int,
+    default=DEFAULT_LIMITS.reward_cap // UNIT,
+    show_default=True,
+    help="Purchase rewards per day, in points.",
+)
+@click.option(
+    "--grant-cap",
+    type=int,
+    default=DEFAULT_LIMITS.grant_cap // UNIT,
+    show_default=True,
+    help="Grants per day, in points.",
+)
+@click.option(
+    "--credit-limit",
+    type=int,
+    default=DEFAULT_LIMITS.credit_limit // UNIT,
+    show_default=True,
+    help="Each new shop's credit limit, in points.",
+)
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation on a live network.")
 @click.option("--out", type=click.Path(dir_okay=False), help="Write the deployment here instead.")
 def cli(account, admin, relays, rate_setter, admin_delay, reward_cap, grant_cap, credit_limit, yes, out):

@@ -23,6 +23,9 @@ TRANSITIONS = {
 FEE_DENOMINATOR = 10_000
 PERCENT_DENOMINATOR = 10_000
 TOKEN_CURRENCY = "the9"
+DAY = 86_400
+RATE_UPDATE_INTERVAL = 3_600
+MAX_RATE_CHANGE = 1_000  # basis points
 
 
 @dataclass
@@ -49,10 +52,12 @@ class Shop:
     shop_id: bytes
     owner: str
     percent: int
+    credit_limit: int
     provided: int = 0
     used: int = 0
     withdrawn: int = 0
     open_amount: int = 0  # non-zero while a withdrawal is open
+    pending_owner: str | None = None
 
     @property
     def settled(self) -> int:
@@ -61,6 +66,29 @@ class Shop:
     @property
     def available(self) -> int:
         return max(0, self.settled - self.withdrawn)
+
+    def debt(self, provided: int | None = None, used: int | None = None) -> int:
+        """What the shop owes the operator (IShopRegistry): provided, withdrawn and open withdrawals
+        beyond what its customers spent; optionally with another provided or used total."""
+        owed = (self.provided if provided is None else provided) + self.withdrawn + self.open_amount
+        return max(0, owed - (self.used if used is None else used))
+
+
+@dataclass
+class Cap:
+    """Ledger's per-day cap: the limit and what the window `window` (day number) has used."""
+
+    limit: int
+    used: int = 0
+    window: int = -1
+
+    def remaining(self, ts: int) -> int:
+        used = self.used if self.window == ts // DAY else 0
+        return max(0, self.limit - used)
+
+    def use(self, ts: int, amount: int) -> None:
+        self.used = (self.used if self.window == ts // DAY else 0) + amount
+        self.window = ts // DAY
 
 
 @dataclass
@@ -73,6 +101,8 @@ class Model:
     fee_rate: int
     cancel_period: int
     escrow_timeout: int
+    rate_updated: dict[str, int]  # when each currency's rate was last set
+    caps: dict[str, Cap]  # "reward" and "grant"
     types: dict[str, int]
     balances: dict[str, int]
     wallets: dict[str, int]  # users' own ERC-20 balances
@@ -102,6 +132,18 @@ class Model:
 
     def rate(self, currency: str) -> int | None:
         return UNIT if currency == "point" else self.rates.get(currency)
+
+    def rate_error(self, currency: str, value: int) -> tuple | None:
+        """CurrencyRate._setRate's refusal of `value` at the next block, as (error, *args), or None."""
+        current = self.rates[currency]
+        next_update = self.rate_updated[currency] + RATE_UPDATE_INTERVAL
+        if value == 0 or value >= 2**192:
+            return ("InvalidRate", currency)
+        if self.next_ts < next_update:
+            return ("RateUpdateTooSoon", currency, next_update)
+        if abs(value - current) * 10_000 > current * MAX_RATE_CHANGE:
+            return ("RateChangeTooLarge", currency, current, value)
+        return None
 
     def to_point(self, amount: int, currency: str) -> int:
         return amount * self.rate(currency) // UNIT

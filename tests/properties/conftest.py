@@ -1,7 +1,9 @@
 """Hypothesis profiles, the property tests' own deployment, and the run counters.
 
-Profiles (select with HYPOTHESIS_PROFILE): `default` is quick enough for every `ape test`;
-`medium` takes a few minutes; `long` (`make properties`) runs >= 1,000 random sequences of 50 steps.
+Profiles (select with HYPOTHESIS_PROFILE): `default` runs in `make test` (about two minutes,
+derandomized so every run takes the same paths, and checked to reach every rule a minimum number of
+times); `medium` takes a few minutes; `long` (`make properties`) runs >= 1,000 random sequences of
+50 steps.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from ape import chain
 from hypothesis import HealthCheck, settings
 
 from scripts._system import UNIT, deploy_system
+from tests.properties._events import EventDecoder, Rebuilt
 from tests.properties._rpc import Contract, Rpc
 from tests.utils.signing import deadline, sign
 
@@ -23,7 +26,7 @@ _COMMON = dict(
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
 )
-settings.register_profile("default", max_examples=12, stateful_step_count=20, **_COMMON)
+settings.register_profile("default", max_examples=200, stateful_step_count=50, derandomize=True, **_COMMON)
 settings.register_profile("medium", max_examples=100, stateful_step_count=50, **_COMMON)
 settings.register_profile("long", max_examples=1_000, stateful_step_count=50, **_COMMON)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
@@ -34,6 +37,10 @@ WALLET = 20_000 * UNIT  # tokens in each user's own wallet, for deposits
 TOKEN_USER_DEPOSIT = 500 * UNIT  # the last user starts as a token account with this balance
 STARTING_POINTS = 30_000 * UNIT  # granted to each of the other users
 SHOP_PERCENTS = (100, 2_500)  # purchase rewards of 1 % and 25 %
+CREDIT_LIMITS = (5_000 * UNIT, 3_000 * UNIT)  # each shop's credit limit
+REWARD_CAP = 2_000 * UNIT  # purchase rewards per day
+GRANT_CAP = 60_000 * UNIT  # grants per day
+DAY = 86_400
 
 
 # ---------------------------------------------------------------- run counters
@@ -98,6 +105,8 @@ class World:
     keys: dict[str, str]
     shop_ids: list[bytes]
     token_users: list[str]
+    decoder: EventDecoder
+    rebuilt: Rebuilt  # the state rebuilt from every event up to the start of each sequence
 
 
 @pytest.fixture(scope="module")
@@ -105,6 +114,7 @@ def world(accounts, admin, relay):
     owners = [accounts[2], accounts[7]]
     users = [accounts[3], accounts[4], accounts[5], accounts[6]]
     stranger, treasury = accounts[9], accounts[8]
+    start_block = chain.blocks.head.number
     system = deploy_system(admin, [relay])
     token, ledger, shops = system.token, system.ledger, system.shops
 
@@ -123,11 +133,26 @@ def world(accounts, admin, relay):
         shop_ids.append(shop_id)
     token_user = users[-1]
     for u in users[:-1]:
-        ledger.grant(u, STARTING_POINTS, sender=relay)
-    ledger.switchToToken(sender=token_user)
+        ledger.grant(u, STARTING_POINTS, sender=admin)
+    ledger.switchToToken(0, sender=token_user)
     ledger.deposit(token_user, TOKEN_USER_DEPOSIT, sender=token_user)
+    for shop_id, limit in zip(shop_ids, CREDIT_LIMITS, strict=True):
+        shops.setCreditLimit(shop_id, limit, sender=admin)
+    ledger.setRewardCap(REWARD_CAP, sender=admin)
+    ledger.setGrantCap(GRANT_CAP, sender=admin)
+    # Sequences start on a new UTC day: nothing of it is used by the set-up's grants.
+    chain.pending_timestamp = (chain.pending_timestamp // DAY + 1) * DAY
+    chain.mine()
 
     rpc = Rpc(chain.provider.uri)
+    decoder = EventDecoder(list(system.contracts().values()))
+    rebuilt = Rebuilt()
+    logs = rpc.request(
+        "eth_getLogs", [{"fromBlock": hex(start_block), "toBlock": "latest", "address": decoder.addresses}]
+    )
+    for log in logs:
+        if (event := decoder.decode(log)) is not None:
+            rebuilt.apply(*event)
     return World(
         rpc=rpc,
         token=Contract(rpc, token),
@@ -145,6 +170,8 @@ def world(accounts, admin, relay):
         keys={a.address: a.private_key for a in [*users, *owners, stranger]},
         shop_ids=shop_ids,
         token_users=[token_user.address],
+        decoder=decoder,
+        rebuilt=rebuilt,
     )
 
 

@@ -52,7 +52,9 @@ def test_domain__each_contract__has_its_own_separator(payment, shops, ledger, ch
     for contract in (payment, shops, ledger):
         domain = domain_of(contract)
         assert (domain["chainId"], domain["verifyingContract"]) == (chain.chain_id, contract.address)
-        typed = typed_data.build("SwitchToToken", domain, {"account": contract.address, "nonce": 0, "deadline": 0})
+        typed = typed_data.build(
+            "SwitchToToken", domain, {"account": contract.address, "minToken": 0, "nonce": 0, "deadline": 0}
+        )
         separator = encode_typed_data(full_message=typed).header
         assert contract.DOMAIN_SEPARATOR() == separator
         separators.add(separator)

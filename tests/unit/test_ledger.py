@@ -58,8 +58,6 @@ def test_holdInEscrow__more_than_balance__reverts(ledger, as_controller, give_po
         ledger.holdInEscrow(user, POINT, 10 * UNIT + 1, sender=as_controller)
 
 
-
-
 def test_releaseToShop__point__keeps_fee_and_redeems_paid(ledger, as_controller, give_points, user, state):
     give_points(user, 100 * UNIT)
     ledger.holdInEscrow(user, POINT, 21 * UNIT, sender=as_controller)
@@ -473,7 +471,9 @@ def test_switchToTokenFor__already_switched__reverts(ledger, relay, user):
         ledger.switchToTokenFor(user, 0, dl, sig, sender=relay)
 
 
-def test_switchToTokenFor__rate_moved_below_the_signed_minimum__reverts(ledger, rates, relay, admin, give_points, user, chain):
+def test_switchToTokenFor__rate_moved_below_the_signed_minimum__reverts(
+    ledger, rates, relay, admin, give_points, user, chain
+):
     # The user signed for at least 10 THE9; the token rate rises 10 % before the relay submits.
     give_points(user, 1_000 * UNIT)
     dl, sig = sign_switch(ledger, user, user, minToken=10 * UNIT)

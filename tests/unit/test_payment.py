@@ -352,7 +352,9 @@ def test_openNewPayment__max_total_above_the_charge__charges_only_the_charge(
     assert changes(before, state(user=user)) == {"user": -105 * UNIT // 10, "escrow.point": 105 * UNIT // 10}
 
 
-def test_openNewPayment__max_total_exactly_the_charge__opens(payment, relay, user, give_points, shop_id, sign_new_payment):
+def test_openNewPayment__max_total_exactly_the_charge__opens(
+    payment, relay, user, give_points, shop_id, sign_new_payment
+):
     give_points(user, 100 * UNIT)
     payment_id = new_id()
     data, sig = sign_new_payment(user, payment_id, shop_id, 10 * UNIT, maxTotal=105 * UNIT // 10)

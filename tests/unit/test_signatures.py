@@ -229,7 +229,9 @@ def make(
     def accept_shop(**fields):
         # The current owner names the other of the two as the next owner, who then accepts.
         owner, successor = (
-            (shop_owner, other_user) if shops.shopOf(shop_id).account == shop_owner.address else (other_user, shop_owner)
+            (shop_owner, other_user)
+            if shops.shopOf(shop_id).account == shop_owner.address
+            else (other_user, shop_owner)
         )
         dl = deadline()
         sig = sign_in_domain(
@@ -261,7 +263,9 @@ def make(
             ledger,
             other_user,
             message,
-            lambda sig: ledger.switchToTokenFor(other_user, message["minToken"], message["deadline"], sig, sender=relay),
+            lambda sig: ledger.switchToTokenFor(
+                other_user, message["minToken"], message["deadline"], sig, sender=relay
+            ),
         )
 
     builders = {

@@ -248,7 +248,9 @@ def test_cancel_after_withdrawal__debt_beyond_credit_limit__reverts(
     assert payment.paymentOf(payment_id).status == 2  # still completed
 
 
-def test_cancel_after_withdrawal__debt_at_credit_limit__opens(shops, payment, shop_id, withdrawn_then_cancel, open_cancel):
+def test_cancel_after_withdrawal__debt_at_credit_limit__opens(
+    shops, payment, shop_id, withdrawn_then_cancel, open_cancel
+):
     payment_id = withdrawn_then_cancel(500 * UNIT)
     open_cancel(payment_id)
     info = shops.shopOf(shop_id)
