@@ -9,7 +9,7 @@ import click
 from ape import accounts
 from ape.cli import ConnectedProviderCommand
 
-from scripts._gas import CASES, measure
+from scripts._gas import CASES, REFERENCE, measure
 from scripts._system import UNIT, deploy_system
 
 OUTPUT = Path(__file__).resolve().parent.parent / "GAS.md"
@@ -31,7 +31,8 @@ def render(gas: dict[tuple[str, str], int]) -> str:
     ]
     for c in CASES:
         used = gas[(c.operation, c.case)]
-        ref = f"{c.reference:,} ({c.reference / used:.1f}x)" if c.reference else "—"
+        reference = REFERENCE.get(c.operation)
+        ref = f"{reference:,} ({reference / used:.1f}x ours)" if reference else "—"
         lines.append(f"| {c.operation} | {c.case} | {used:,} | {c.budget:,} | {ref} |")
     return "\n".join(lines) + "\n"
 
