@@ -1,7 +1,9 @@
-"""Registers or updates a shop: the owner signs the EIP-712 action, a relay account submits it.
+"""Registers, updates or hands over a shop: the owner signs the EIP-712 action, a relay account submits it.
 
     ape run shop add --network ethereum:local:node --owner TEST::1 --name "My Shop" --percent 100 --wait 0
     ape run shop update --network ethereum:local:node --owner TEST::1 --shop-id 0x.. --name "My Shop" --percent 200
+    ape run shop transfer --network ethereum:local:node --owner TEST::1 --shop-id 0x.. --new-owner 0x..
+    ape run shop accept --network ethereum:local:node --owner NEW_OWNER_ALIAS --shop-id 0x..
 
 On a local network the relay account defaults to test account 0; elsewhere pass --relay-account.
 The shop id defaults to keccak256(abi.encode(name, owner)).
@@ -114,3 +116,44 @@ def update(owner, relay_account, shop_id, name, percent, wait, deployment):
     signature = _sign(owner, shops, "UpdateShop", message)
     shops.updateShop(shop_id, name, wait, percent, deadline, signature, sender=_sender(relay_account))
     click.echo(f"Shop {shop_id} updated")
+
+
+@cli.command(cls=ConnectedProviderCommand)
+@owner_option
+@relay_option
+@click.option("--shop-id", required=True)
+@click.option("--new-owner", required=True, help="The next owner's address (the zero address withdraws a transfer)")
+@click.option("--deployment", type=click.Path(dir_okay=False), help="Deployment file")
+def transfer(owner, relay_account, shop_id, new_owner, deployment):
+    """Names the shop's next owner; the shop moves when that owner accepts (`accept`)."""
+    if owner is None:
+        raise click.UsageError("--owner is required (the current owner)")
+    shops = _registry(deployment)
+    deadline = int(time.time()) + 600
+    message = {
+        "shopId": shop_id,
+        "newOwner": new_owner,
+        "account": owner.address,
+        "nonce": shops.nonces(owner),
+        "deadline": deadline,
+    }
+    signature = _sign(owner, shops, "TransferShop", message)
+    shops.transferShop(shop_id, new_owner, deadline, signature, sender=_sender(relay_account))
+    click.echo(f"Shop {shop_id}: {new_owner} may now accept it")
+
+
+@cli.command(cls=ConnectedProviderCommand)
+@owner_option
+@relay_option
+@click.option("--shop-id", required=True)
+@click.option("--deployment", type=click.Path(dir_okay=False), help="Deployment file")
+def accept(owner, relay_account, shop_id, deployment):
+    """Accepts a shop the current owner handed over to --owner."""
+    if owner is None:
+        raise click.UsageError("--owner is required (the new owner)")
+    shops = _registry(deployment)
+    deadline = int(time.time()) + 600
+    message = {"shopId": shop_id, "account": owner.address, "nonce": shops.nonces(owner), "deadline": deadline}
+    signature = _sign(owner, shops, "AcceptShop", message)
+    shops.acceptShop(shop_id, deadline, signature, sender=_sender(relay_account))
+    click.echo(f"Shop {shop_id} now belongs to {owner.address}")
