@@ -29,6 +29,7 @@ from relay.devnet import anvil_key
 from relay.rpc import FIRST_PAUSE
 
 AMOUNT = 10 * UNIT
+MAX_TOTAL = AMOUNT + AMOUNT * 500 // 10_000  # krw at 1 point, and the 5 % fee
 TARGET_RATIO = 0.8
 RESUMED_SETTLE = 2 * FIRST_PAUSE  # seconds, see `paused`
 JSON_HEADERS = {"Content-Type": "application/json"}
@@ -73,12 +74,24 @@ def direct(bench: System, user_keys: list[str], payments: int, clients: int) -> 
                 "currency": "krw",
                 "shopId": bench.shop_id,
                 "account": user.address,
+                "loyaltyType": 0,
+                "maxTotal": MAX_TOTAL,
                 "nonce": user_nonce,
                 "deadline": deadline,
             }
             signature = typed_data.sign(user.key, typed_data.build("NewPayment", domain, message))
             user_nonce += 1
-            data = (payment_id, message["purchaseId"], AMOUNT, "krw", bench.shop_id, user.address, deadline)
+            data = (
+                payment_id,
+                message["purchaseId"],
+                AMOUNT,
+                "krw",
+                bench.shop_id,
+                user.address,
+                0,
+                MAX_TOTAL,
+                deadline,
+            )
             send(payment.functions.openNewPayment(data, signature))
             send(payment.functions.closeNewPayment(payment_id, True))
 

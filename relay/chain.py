@@ -31,7 +31,7 @@ from web3.types import BlockIdentifier, Nonce, Wei
 from relay import typed_data
 from relay.calls import Call, FastContract
 from relay.db import Database, is_postgres, run
-from relay.errors import ChainRejected, ChainUnavailable, ShopNotFound, UnknownCurrency
+from relay.errors import ERRORS, ChainRejected, ChainUnavailable, ShopNotFound, UnknownCurrency
 from relay.models import Signer
 from relay.receipts import ReceiptWatcher
 from relay.rpc import NodeProvider, NodeRpc
@@ -45,6 +45,8 @@ NONE, OPEN, CLOSED, REFUNDED, CANCEL_OPEN, CANCELLED = range(6)
 ERC1271_MAGIC = bytes.fromhex("1626ba7e")  # isValidSignature(bytes32,bytes)
 # Empty transactions a signer sends at most per repair_nonces call to fill lost nonces.
 FILL_AT_ONCE = 64
+# The contract errors the relay explains, by name.
+REJECTIONS = {cls.reverts: cls for cls in ERRORS if issubclass(cls, ChainRejected) and cls.reverts}
 # What relay.rpc raises when the node cannot be reached.
 CONNECTION_ERRORS = (ConnectionError, TimeoutError)
 
@@ -90,7 +92,9 @@ class OnChainPayment:
 
 
 class ErrorDecoder:
-    """Turns revert data into `ErrorName(arg=value, ...)` using every contract's ABI."""
+    """Turns revert data into the relay's error for it: the ChainRejected subclass that explains a
+    contract error a client can act on, else ChainRejected("ErrorName(arg=value, ...)"), using
+    every contract's ABI."""
 
     def __init__(self, abis: list[list[dict[str, Any]]]) -> None:
         self.errors: dict[bytes, tuple[str, list[str], list[str]]] = {}
@@ -101,17 +105,21 @@ class ErrorDecoder:
                     selector = keccak(text=f"{item['name']}({','.join(types)})")[:4]
                     self.errors[selector] = (item["name"], [i["name"] for i in item["inputs"]], types)
 
-    def decode(self, data: str | bytes | None) -> str:
+    def rejection(self, data: str | bytes | None) -> ChainRejected:
         raw = bytes.fromhex(data[2:] if data.startswith("0x") else data) if isinstance(data, str) else data
         if not raw or len(raw) < 4 or raw[:4] not in self.errors:
-            return "execution reverted"
+            return ChainRejected("execution reverted")
         name, names, types = self.errors[raw[:4]]
         try:
             values = abi_decode(types, raw[4:])
         except Exception:
-            return name
-        args = ", ".join(f"{n}={v.hex() if isinstance(v, bytes) else v}" for n, v in zip(names, values, strict=True))
-        return f"{name}({args})"
+            return ChainRejected(name)
+        args = {n: "0x" + v.hex() if isinstance(v, bytes) else v for n, v in zip(names, values, strict=True)}
+        text = f"{name}({', '.join(f'{n}={v}' for n, v in args.items())})"
+        explained = REJECTIONS.get(name)
+        if explained is None:
+            return ChainRejected(text)
+        return explained(f"{explained.explains.format(**args)} [{text}]")
 
 
 class Chain:
@@ -144,7 +152,7 @@ class Chain:
         self._locks = {s.address: threading.Lock() for s in self.signers}
         self._turn = 0
         self._turn_lock = threading.Lock()
-        self._owners: dict[str, str] = {}
+        self._shops: set[str] = set()
 
     # ------------------------------------------------------------------ domains
 
@@ -162,7 +170,7 @@ class Chain:
         except CONNECTION_ERRORS as exc:
             raise ChainUnavailable() from exc
         except ContractCustomError as exc:
-            raise ChainRejected(self.decoder.decode(exc.data if isinstance(exc.data, str) else None)) from exc
+            raise self.decoder.rejection(exc.data if isinstance(exc.data, str) else None) from exc
 
     def account_of(self, account: str) -> tuple[int, int]:
         loyalty_type, balance = self._call(self.ledger.functions.accountOf(account))
@@ -183,12 +191,15 @@ class Chain:
     def shop_nonce(self, account: str) -> int:
         return int(self._call(self.shops.functions.nonces(account)))
 
+    def require_shop(self, shop_id: str) -> None:
+        """ShopNotFound unless the shop is registered. Shops are never removed, so a shop found
+        once is not asked for again (its owner may change: shop_owner reads it each time)."""
+        if shop_id not in self._shops:
+            self.shop(shop_id)
+            self._shops.add(shop_id)
+
     def shop_owner(self, shop_id: str) -> str:
-        """The owner of a shop. Owners never change and shops are never removed, so it is cached."""
-        owner = self._owners.get(shop_id)
-        if owner is None:
-            owner = self._owners[shop_id] = self.shop(shop_id).account
-        return owner
+        return self.shop(shop_id).account
 
     def shop(self, shop_id: str) -> Shop:
         try:
@@ -253,6 +264,19 @@ class Chain:
 
     # ------------------------------------------------------------------ transactions
 
+    def rejection(self, fn: Call, otherwise: str) -> ChainRejected:
+        """Why the contract refuses `fn` now, from a call of it by a relay signer on the pending
+        state (ChainRejected(`otherwise`) if the call goes through)."""
+        try:
+            fn.simulate(self.signers[0].address)
+        except CONNECTION_ERRORS as exc:
+            raise ChainUnavailable() from exc
+        except ContractCustomError as exc:
+            return self.decoder.rejection(exc.data if isinstance(exc.data, str) else None)
+        except (ContractLogicError, Web3RPCError) as exc:
+            return ChainRejected(str(exc))
+        return ChainRejected(otherwise)
+
     def _next_signer(self, signed_by: str | None) -> LocalAccount:
         if not self.signers:
             raise ChainUnavailable("The relay has no signer key configured (RELAY_SIGNER_KEYS).")
@@ -292,7 +316,7 @@ class Chain:
             except CONNECTION_ERRORS as exc:
                 raise ChainUnavailable() from exc
             except ContractCustomError as exc:
-                raise ChainRejected(self.decoder.decode(exc.data if isinstance(exc.data, str) else None)) from exc
+                raise self.decoder.rejection(exc.data if isinstance(exc.data, str) else None) from exc
             except (ContractLogicError, Web3RPCError) as exc:
                 raise ChainRejected(str(exc)) from exc
         with self._locks[signer.address]:

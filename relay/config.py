@@ -38,6 +38,11 @@ class Settings(BaseSettings):
     payment_timeout: int = 45  # no decision after openNew / openCancel
     close_timeout: int = 600  # approved but never closed by the KIOSK: closed with a refund
     signature_ttl: int = 600  # deadline of the typed data handed to the app
+    # The maxTotal the user signs for a new payment: the contract's estimate at openNew, in the
+    # account's loyalty type, raised by this many basis points (rounded down). With 0 the payment
+    # fails (status 10, code 3007) if rates or the fee rate rise at all before it is executed;
+    # a tolerance lets it through a small move, and is all the user may be charged beyond the estimate.
+    charge_tolerance_bps: int = Field(default=0, ge=0, le=10_000)
     temporary_account_ttl: int = 60
 
     # Callbacks to KIOSKs: retried with exponential backoff for this long.

@@ -16,6 +16,11 @@
 | 3004 | 422 | the account's balance does not cover the payment |
 | 3005 | 409 | this purchase id was already used for a different payment |
 | 3006 | 422 | the amount is more than the shop may withdraw (settled - withdrawn) |
+| 3007 | 409 | rates or the fee moved past what the user signed (`maxTotal`); the payment fails (status 10) |
+| 3008 | 409 | the account switched loyalty type since the user signed; the payment fails (status 10) |
+| 3009 | 409 | the escrow expired on chain: only a refund (`closeNew` / `closeCancel` returning the loyalty) |
+| 3010 | 409 | the shop's credit limit: the cancel (or a purchase reward) would take its debt beyond it |
+| 3011 | 409 | purchase rewards only (their `error`): the day's reward cap is reached; retried after 00:00 UTC |
 | 4001 | 503 | the chain node is unreachable |
 | 4002 | 409 | the chain rejected the operation (the payment is marked failed) |
 | 4003 | 503 | the database is unreachable or busy (a record the request needs stayed locked) |
@@ -106,6 +111,60 @@ class StorageUnavailable(RelayError):
 
 class ChainRejected(RelayError):
     code, http_status, default_message = 4002, 409, "The chain rejected the operation."
+    # The contract error this class stands for, and its explanation (formatted with the error's
+    # arguments): the subclasses below are the contract refusals a client can act on.
+    reverts: ClassVar[str | None] = None
+    explains: ClassVar[str] = ""
+
+
+class ChargeExceedsMaxTotal(ChainRejected):
+    code, http_status = 3007, 409
+    default_message = "Rates or the fee moved since the user signed: the payment would cost more than its maxTotal."
+    reverts = "ChargeExceedsMaxTotal"
+    explains = (
+        "Rates or the fee moved past what the user signed: the payment would now take {total} "
+        "(paid + fee), more than the maxTotal {maxTotal} the user signed. The payment has failed."
+    )
+
+
+class LoyaltyTypeMismatch(ChainRejected):
+    code, http_status = 3008, 409
+    default_message = "The account pays in another loyalty type than the user signed."
+    reverts = "LoyaltyTypeMismatch"
+    explains = (
+        "The account {account} now pays in loyalty type {loyaltyType} (0 point, 1 token), not in the one "
+        "the user signed: it switched since. The payment has failed."
+    )
+
+
+class EscrowExpired(ChainRejected):
+    code, http_status = 3009, 409
+    default_message = "The payment's escrow has expired: only a refund is possible."
+    reverts = "EscrowExpired"
+    explains = (
+        "The escrow of payment {paymentId} expired at {expiresAt} (unix seconds): only a refund to the user "
+        "is possible (closeNew with confirm false, or closeCancel with confirm true)."
+    )
+
+
+class CreditLimitExceeded(ChainRejected):
+    code, http_status = 3010, 409
+    default_message = "The shop's credit limit does not allow this."
+    reverts = "CreditLimitExceeded"
+    explains = (
+        "Shop {shopId} would owe {debt} points, beyond its credit limit of {creditLimit}: the operator must "
+        "raise the shop's credit limit first."
+    )
+
+
+class RewardCapExceeded(ChainRejected):
+    code, http_status = 3011, 409
+    default_message = "The day's cap of purchase rewards is reached."
+    reverts = "RewardCapExceeded"
+    explains = (
+        "The day's cap of purchase rewards is reached (this reward is {rewardPoint} points, {remaining} are "
+        "left today); the cap resets at 00:00 UTC."
+    )
 
 
 ERRORS: list[type[RelayError]] = [
@@ -123,6 +182,11 @@ ERRORS: list[type[RelayError]] = [
     InsufficientBalance,
     DuplicatePurchase,
     AmountNotAvailable,
+    ChargeExceedsMaxTotal,
+    LoyaltyTypeMismatch,
+    EscrowExpired,
+    CreditLimitExceeded,
+    RewardCapExceeded,
     ChainUnavailable,
     ChainRejected,
     StorageUnavailable,

@@ -29,8 +29,17 @@ log = logging.getLogger(__name__)
 
 CURSOR = "events"
 CHAIN_EVENTS = cast(Table, ChainEvent.__table__)
-SHOP_EVENTS = {"ShopAdded", "ShopUpdated", "ProvisionRecorded", "WithdrawalOpened", "WithdrawalClosed"}
-PAYMENT_TOTAL_EVENTS = {"PaymentClosed", "CancelOpened"}  # change a shop's used total
+# Events that change a shop's row (settings, owner, totals): the shop is read again at their block.
+SHOP_EVENTS = {
+    "ShopAdded",
+    "ShopUpdated",
+    "ProvisionRecorded",
+    "WithdrawalOpened",
+    "WithdrawalClosed",
+    "ShopTotalsCorrected",
+    "ShopTransferred",
+}
+PAYMENT_TOTAL_EVENTS = {"PaymentClosed", "CancelOpened"}  # change a shop's used total (a reverted cancel closes again)
 # A log as eth_getLogs answers it: addresses, hashes, topics, data and numbers as hex strings.
 RawLog = dict[str, Any]
 

@@ -47,6 +47,9 @@ The relay between shop KIOSKs, the wallet app and the loyalty payment contracts.
   `Authorization: Bearer <key>`.
 * The app signs EIP-712 typed data (`eth_signTypedData_v4`). `GET /v1/payment/item` hands out the
   exact documents for a pending decision; confirm/deny bodies carry only `paymentId` and `signature`.
+  Every integer of a typed-data `message` is a decimal string (`JSON.parse` keeps it exact): sign
+  the document as served. A `NewPayment`'s `loyaltyType` and `maxTotal` bound what it may take:
+  the estimate at `openNew` plus the relay's configured tolerance (`RELAY_CHARGE_TOLERANCE_BPS`).
 * Callbacks to the KIOSK follow the spec's table (codes 0, 1001, 1002, 1003, 2000; `type` "create" or
   "cancel"; the spec's JSON examples use other values and are not followed) and are signed with
   Standard Webhooks headers (`webhook-id`, `webhook-timestamp`, `webhook-signature`).

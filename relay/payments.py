@@ -209,7 +209,7 @@ class Payments:
             if existing is not None:
                 return self._same_purchase(existing, kiosk, amount, currency, address)
             account = self.resolve(session, address)
-        self.chain.shop_owner(shop_id)  # ShopNotFound
+        self.chain.require_shop(shop_id)
         estimate = self.chain.estimate(account, amount, currency)
         total = estimate.total_point if estimate.loyalty_type == POINT else estimate.total_token
         if estimate.balance < total:
@@ -710,10 +710,11 @@ class Payments:
             raise ChainUnavailable(
                 f"Transaction {sent.chain_tx} was sent but is not mined yet; call again to see the result."
             )
-        finished = self._finish(sent, receipt)
         if receipt["status"] != 1:
-            raise ChainRejected(REVERTED)
-        return finished or self.get(p.payment_id)
+            rejection = self._why_reverted(sent, op)
+            self._rejected(p.payment_id, op, rejection.message, expected_tx=sent.chain_tx)
+            raise rejection
+        return self._finish(sent, receipt) or self.get(p.payment_id)
 
     def _finish(self, p: Payment, receipt: Mined, then: ChainOp | None = None) -> Payment | None:
         """Records a mined transaction of the payment's operation (a revert as a rejection);
@@ -724,7 +725,14 @@ class Payments:
             return None
         if receipt["status"] == 1:
             return self._succeeded(p, op, receipt, then)
-        return self._rejected(p.payment_id, op, REVERTED, expected_tx=p.chain_tx)
+        return self._rejected(p.payment_id, op, self._why_reverted(p, op).message, expected_tx=p.chain_tx)
+
+    def _why_reverted(self, p: Payment, op: ChainOp) -> ChainRejected:
+        """The contract's reason for a mined transaction's revert: its call run again on the state
+        the revert left unchanged. Closing steps are sent unsimulated (the database has just
+        checked them; the rare one refused is most likely past its escrow), and an opening that
+        passed its simulation can still be refused if rates or the fee moved before it was mined."""
+        return self.chain.rejection(self._operation(p, op), REVERTED)
 
     def _remember_recorded(self, tx: str) -> None:
         with self._recording_lock:
@@ -892,8 +900,24 @@ class Payments:
             nonce = again
         raise ChainUnavailable(f"The signature nonce of {account} keeps changing; try again.")
 
+    def _max_total(self, p: Payment) -> int:
+        """The most the user signs the payment may take: the estimate stored at openNew (the
+        opening replaces it only once it has succeeded), raised by the configured tolerance."""
+        total = int(p.total_point if p.loyalty_type == POINT else p.total_token)
+        return total + total * self.settings.charge_tolerance_bps // 10_000
+
     def _new_payment_args(self, p: Payment, deadline: int) -> tuple[Any, ...]:
-        return (p.payment_id, p.purchase_id, int(p.amount), p.currency, p.shop_id, p.account, deadline)
+        return (
+            p.payment_id,
+            p.purchase_id,
+            int(p.amount),
+            p.currency,
+            p.shop_id,
+            p.account,
+            p.loyalty_type,
+            self._max_total(p),
+            deadline,
+        )
 
     def _new_payment_typed(self, p: Payment, nonce: int, deadline: int) -> dict[str, Any]:
         message = {
@@ -903,6 +927,8 @@ class Payments:
             "currency": p.currency,
             "shopId": p.shop_id,
             "account": p.account,
+            "loyaltyType": p.loyalty_type,
+            "maxTotal": self._max_total(p),
             "nonce": nonce,
             "deadline": deadline,
         }

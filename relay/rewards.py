@@ -17,11 +17,13 @@ from relay import kiosks, temporary
 from relay.chain import Chain
 from relay.config import Settings
 from relay.db import Database
-from relay.errors import ChainRejected, ChainUnavailable, DuplicatePurchase, InvalidStatus
+from relay.errors import ChainRejected, ChainUnavailable, DuplicatePurchase, InvalidStatus, RewardCapExceeded
 from relay.kiosks import Kiosk
 from relay.models import Payment, PaymentStatus, Purchase, PurchaseStatus, now
 
 log = logging.getLogger(__name__)
+
+DAY = 24 * 3600  # the ledger's cap period: UTC days
 
 # A purchase paid with loyalty earns none: these payment statuses mean loyalty was (or is being) spent.
 PAID_WITH_LOYALTY = {
@@ -115,7 +117,7 @@ class Rewards:
         try:
             tx = self.chain.send(fn)
         except ChainRejected as exc:
-            self._set(p, status=PurchaseStatus.FAILED, error=exc.message)
+            self._refused(p, exc)
             return
         except ChainUnavailable:
             self._set(p, locked_until=0.0)
@@ -123,11 +125,20 @@ class Rewards:
         self._set(p, tx=tx)
         receipt = self.chain.wait(tx, self.settings.receipt_timeout)
         if receipt is not None:
-            if receipt["status"] != 1:
-                self._set(p, status=PurchaseStatus.FAILED, error="The transaction reverted on chain.")
+            if receipt["status"] != 1:  # refused after its estimate (another reward took the cap, ...)
+                self._refused(p, self.chain.rejection(fn, "The transaction reverted on chain."))
                 return
             events = self.chain.events(receipt, "Ledger", "LoyaltyProvided")
             self._record(p, events[0], tx)
+
+    def _refused(self, p: Purchase, exc: ChainRejected) -> None:
+        """The ledger refused the reward. Past the day's reward cap it waits for the next UTC day,
+        when the cap allows rewards again; any other refusal (the shop's credit limit, ...) stands
+        until someone changes the chain, so the purchase fails with the contract's reason."""
+        if isinstance(exc, RewardCapExceeded):
+            self._set(p, provide_at=(now() // DAY + 1) * DAY, locked_until=0.0, error=exc.message)
+        else:
+            self._set(p, status=PurchaseStatus.FAILED, error=exc.message)
 
     def _record_if_provided(self, p: Purchase) -> bool:
         logs = (

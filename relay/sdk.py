@@ -193,7 +193,7 @@ class AppClient(_Client):
         typed = self._request(_Document, "GET", "/v1/payment/shop/typedData", params=params).root
         if typed["message"]["account"].lower() != self.address.lower():
             raise errors.InvalidSignature(f"This shop belongs to {typed['message']['account']}.")
-        body = {**fields, "deadline": typed["message"]["deadline"], "signature": self.sign(typed)}
+        body = {**fields, "deadline": int(typed["message"]["deadline"]), "signature": self.sign(typed)}
         if "amount" in body:
             body["amount"] = str(body["amount"])
         return self._request(schemas.ShopTx, "POST", path, json=body)

@@ -1,7 +1,11 @@
 """EIP-712 typed data of every signed action, shared by the relay, the SDK, scripts and tests.
 
 Field names and order are an interface: they must match the type hashes in `contracts/`.
-`build()` returns the full ``eth_signTypedData_v4`` structure a wallet signs.
+`build()` returns the full ``eth_signTypedData_v4`` structure a wallet signs, with every integer
+of its message (uintN / intN fields) as a decimal string: `JSON.parse` keeps a string exact where
+it turns a number beyond 2**53 into a float (which ethers v6 refuses, and other libraries sign as
+another value). eth-account encodes a decimal string of an integer field as the integer it spells,
+so what the relay signs and verifies is the integer values.
 """
 
 from __future__ import annotations
@@ -120,8 +124,12 @@ def build(primary_type: str, domain_: dict[str, Any], message: dict[str, Any]) -
         },
         "primaryType": primary_type,
         "domain": domain_,
-        "message": {name: message[name] for name, _ in fields},
+        "message": {name: _json(type_, message[name]) for name, type_ in fields},
     }
+
+
+def _json(type_: str, value: Any) -> Any:
+    return str(int(value)) if type_.startswith(("uint", "int")) else value
 
 
 def sign(private_key: bytes | str, typed: dict[str, Any]) -> str:

@@ -119,7 +119,9 @@ _STATUS_TEXT = {
     401: "Missing, unknown or revoked access key (1001)",
     403: "Access key not allowed for the shop (1002), or a bad or expired signature (3002, 3003)",
     404: "Unknown payment, shop, purchase or temporary account (2001-2005)",
-    409: "Wrong status for this action (3001), purchase id reused (3005), or rejected by the chain (4002)",
+    409: "Wrong status for this action (3001), purchase id reused (3005), rates moved past the signed maxTotal "
+    "(3007), loyalty type changed (3008), escrow expired: refund only (3009), shop credit limit (3010), "
+    "or rejected by the chain (4002)",
     422: "Insufficient balance (3004) or amount not withdrawable (3006)",
     503: "The chain node (4001) or the database (4003) is unreachable",
 }
@@ -250,7 +252,10 @@ class CloseCancelResult(OpenCancelResult):
 
 
 class DecisionTypedData(BaseModel):
-    confirm: dict[str, Any] = Field(description="eth_signTypedData_v4 document to approve")
+    confirm: dict[str, Any] = Field(
+        description="eth_signTypedData_v4 document to approve; a NewPayment's loyaltyType and maxTotal are what "
+        "the payment may take at most. Every integer of a message is a decimal string: sign it as served"
+    )
     deny: dict[str, Any] = Field(description="eth_signTypedData_v4 document to deny")
 
 
@@ -330,7 +335,10 @@ class PurchaseResult(BaseModel):
     providedAmount: str | None = Field(description="Credited, in the account's loyalty type")
     providedPoint: str | None = Field(description="The reward's value in points (added to the shop's providedPoint)")
     txHash: str | None
-    error: str | None
+    error: str | None = Field(
+        description="Why the reward failed; or, while it waits, why it was put off (the day's reward cap: "
+        "provideTimestamp is then the next UTC day)"
+    )
 
 
 class ShopTypedDataQuery(Request):

@@ -6,8 +6,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from eth_abi import encode as abi_encode
 
-from relay.chain import ABI_DIR, CONTRACTS
+from relay.chain import ABI_DIR, CONTRACTS, REJECTIONS, ErrorDecoder
 from tools.export_abi import compiled_abis
 
 
@@ -25,3 +26,16 @@ def test_abi_files__one_per_contract_the_relay_uses(compiled):
 def test_abi_file__equals_the_compiled_abi(compiled, name):
     committed = json.loads((ABI_DIR / f"{name}.json").read_text())
     assert committed == compiled[name]
+
+
+@pytest.mark.parametrize("name", sorted(REJECTIONS))
+def test_explained_error__declared_by_a_contract_and_explained_with_its_arguments(name):
+    """A renamed contract error or argument would otherwise come back as a bare 4002, or a 500."""
+    decoder = ErrorDecoder([json.loads((ABI_DIR / f"{contract}.json").read_text()) for contract in CONTRACTS])
+    declared = [(selector, types) for selector, (error, _, types) in decoder.errors.items() if error == name]
+    assert declared, f"no contract declares {name}"
+    for selector, types in declared:
+        values = [b"\x01" * 32 if t == "bytes32" else "0x" + "02" * 20 if t == "address" else 3 for t in types]
+        rejection = decoder.rejection(selector + abi_encode(types, values))
+        assert type(rejection) is REJECTIONS[name]
+        assert f"[{name}(" in rejection.message and "{" not in rejection.message

@@ -95,21 +95,26 @@ def test_item__typed_data_only_while_a_decision_is_pending(
     assert confirm["domain"] == deny["domain"] == chain_info["domains"]["payment"]
     assert chain_info["domains"]["payment"]["verifyingContract"] == deployment["contracts"]["LoyaltyPayment"]
     assert (confirm["primaryType"], deny["primaryType"]) == ("NewPayment", "DenyPayment")
+    # Every integer as a decimal string (JSON.parse keeps it exact); maxTotal is the estimate's
+    # total in the account's loyalty type (no tolerance configured).
     assert confirm["message"] == {
         "paymentId": payment_id,
         "purchaseId": opened["purchaseId"],
-        "amount": TEN_KRW,
+        "amount": str(TEN_KRW),
         "currency": "krw",
         "shopId": shop_id,
         "account": user.address,
-        "nonce": payments.functions.nonces(user.address).call(),
+        "loyaltyType": "0",
+        "maxTotal": opened["totalPoint"],
+        "nonce": str(payments.functions.nonces(user.address).call()),
         "deadline": confirm["message"]["deadline"],
     }
-    assert confirm["message"]["deadline"] > time.time()
+    assert opened["totalPoint"] == str(TEN_KRW + TEN_KRW // 20)
+    assert isinstance(confirm["message"]["deadline"], str) and int(confirm["message"]["deadline"]) > time.time()
     assert deny["message"] == {
         "paymentId": payment_id,
         "account": user.address,
-        "deadline": deny["message"]["deadline"],
+        "deadline": confirm["message"]["deadline"],
     }
 
     user.approve(payment_id)
@@ -124,7 +129,9 @@ def test_item__typed_data_only_while_a_decision_is_pending(
     assert confirm["domain"] == deny["domain"] == chain_info["domains"]["payment"]
     assert (confirm["primaryType"], deny["primaryType"]) == ("CancelPayment", "DenyCancel")
     assert confirm["message"]["account"] == deny["message"]["account"] == owner.address
-    assert confirm["message"]["nonce"] == payments.functions.nonces(owner.address).call()
+    assert confirm["message"]["nonce"] == str(payments.functions.nonces(owner.address).call())
+    assert isinstance(confirm["message"]["deadline"], str)
+    assert confirm["message"]["deadline"] == deny["message"]["deadline"]
 
     owner.approve(payment_id)
     assert item(relay.url, payment_id)["typedData"] is None

@@ -40,7 +40,7 @@ CASES = [
     (
         "LoyaltyPayment",
         "openNewPayment",
-        lambda: ((_hex32(), "B-7", 10**18, "krw", _hex32(), ACCOUNT, 1_900_000_000), "0x" + "cd" * 65),
+        lambda: ((_hex32(), "B-7", 10**18, "krw", _hex32(), ACCOUNT, 1, 105 * 10**16, 1_900_000_000), "0x" + "cd" * 65),
     ),
     ("ShopRegistry", "addShop", lambda: (_hex32(), "Shop ✓", 0, 100, ACCOUNT, 1_900_000_000, b"\x01" * 65)),
     ("ShopRegistry", "shopOf", lambda: (_hex32(),)),

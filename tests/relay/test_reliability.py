@@ -334,7 +334,7 @@ def _claimed_approval(relay, backend, kiosk, new_wallet, shop_id, anvil, deploym
                 )
                 .returning(Payment)
             ).scalar_one()
-        args = payments._new_payment_args(claimed, confirm["message"]["deadline"])
+        args = payments._new_payment_args(claimed, int(confirm["message"]["deadline"]))
         send = chain.payment.functions.openNewPayment(args, signature)
         yield _ClaimedApproval(db, chain, payments, wallet, payment_id, send)
     finally:

@@ -1,0 +1,106 @@
+"""A JavaScript wallet signs the typed data exactly as the relay serves it: the raw JSON text of the
+response goes through `JSON.parse` and ethers v6's `signTypedData` under Node
+(tests/relay/js/sign.mjs; ethers from the repository's node_modules, node from PATH), and the relay
+accepts the signature."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+from eth_account import Account
+
+from relay.devnet import anvil_key
+from relay.models import PaymentStatus as S
+from tests.relay.checks import balance_of, call, decide, item, kiosk_post, ok, open_new, sqlite_only
+from tests.relay.conftest import OWNER, ROOT, UNIT
+
+pytestmark = sqlite_only
+
+SIGN = Path(__file__).resolve().parent / "js" / "sign.mjs"
+TEN_KRW = 10 * UNIT
+FEE = TEN_KRW // 20
+
+
+def ethers_sign(key: str, response: str, path: str = "data.typedData.confirm") -> subprocess.CompletedProcess[str]:
+    """sign.mjs run on a response's text; `path` names the typed-data document in it."""
+    node = shutil.which("node")
+    assert node is not None, "node is not on PATH"
+    return subprocess.run(
+        [node, str(SIGN), key, path], input=response, capture_output=True, text=True, cwd=ROOT, timeout=60
+    )
+
+
+def signature_of(key: str, response: str, path: str = "data.typedData.confirm") -> str:
+    signed = ethers_sign(key, response, path)
+    assert signed.returncode == 0, signed.stderr
+    return signed.stdout.strip()
+
+
+def served_item(relay, payment_id: str) -> str:
+    response = call(relay.url, "GET", "/v1/payment/item", params={"paymentId": payment_id})
+    assert response.status_code == 200, response.text
+    return response.text
+
+
+def test_ethers_v6__signs_the_served_payment_and_cancel__both_accepted_and_completed(relay, kiosk, shop_id, new_wallet):
+    wallet = new_wallet(relay, 100 * UNIT)
+    user_key = "0x" + bytes(wallet.account.key).hex()
+    payment_id = ok(
+        open_new(relay.url, kiosk.access_key, f"P-{secrets.token_hex(6)}", TEN_KRW, shop_id, wallet.address)
+    )["paymentId"]
+
+    approved = ok(
+        decide(relay.url, "create/confirm", payment_id, signature_of(user_key, served_item(relay, payment_id)))
+    )
+    assert approved["paymentStatus"] == S.APPROVED and approved["txHash"]
+    assert ok(kiosk_post(relay.url, "closeNew", kiosk.access_key, payment_id))["paymentStatus"] == S.COMPLETED
+    assert balance_of(relay.url, wallet.address) == 100 * UNIT - TEN_KRW - FEE
+
+    ok(kiosk_post(relay.url, "openCancel", kiosk.access_key, payment_id))
+    signature = signature_of(anvil_key(OWNER), served_item(relay, payment_id))
+    assert ok(decide(relay.url, "cancel/confirm", payment_id, signature))["paymentStatus"] == S.CANCEL_APPROVED
+    assert ok(kiosk_post(relay.url, "closeCancel", kiosk.access_key, payment_id))["paymentStatus"] == S.CANCEL_COMPLETED
+    assert balance_of(relay.url, wallet.address) == 100 * UNIT
+
+
+def test_ethers_v6__signs_the_served_shop_document__shop_added(relay):
+    owner = Account.create()
+    shop_id = "0x" + secrets.token_hex(32)
+    fields = {"shopId": shop_id, "name": "JS Shop", "provideWaitTime": 0, "providePercent": 100}
+    served = call(
+        relay.url, "GET", "/v1/payment/shop/typedData", params={"action": "AddShop", "account": owner.address, **fields}
+    )
+    assert served.status_code == 200, served.text
+    deadline = json.loads(served.text)["data"]["message"]["deadline"]
+    assert isinstance(deadline, str) and int(deadline) > time.time()
+
+    body = {
+        **fields,
+        "account": owner.address,
+        "deadline": int(deadline),
+        "signature": signature_of("0x" + bytes(owner.key).hex(), served.text, "data"),
+    }
+    added = ok(call(relay.url, "POST", "/v1/payment/shop/add", json=body))
+    assert (added["shopId"], added["account"]) == (shop_id, owner.address)
+
+
+def test_ethers_v6__an_amount_served_as_a_json_number__refused(relay, kiosk, shop_id, user):
+    """What the relay served before: `message.amount` as a JSON number. JSON.parse makes it a
+    float beyond 2**53, which ethers refuses (and a wallet that rounded it would sign another
+    amount)."""
+    payment_id = ok(open_new(relay.url, kiosk.access_key, f"P-{secrets.token_hex(6)}", TEN_KRW, shop_id, user.address))[
+        "paymentId"
+    ]
+    response = json.loads(served_item(relay, payment_id))
+    message = response["data"]["typedData"]["confirm"]["message"]
+    message["amount"] = int(message["amount"])
+
+    signed = ethers_sign("0x" + bytes(user.account.key).hex(), json.dumps(response))
+
+    assert signed.returncode != 0 and "overflow" in signed.stderr
+    assert item(relay.url, payment_id)["paymentStatus"] == S.NEW
