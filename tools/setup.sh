@@ -49,12 +49,11 @@ fi
 
 # --- Contracts ----------------------------------------------------------------
 export SOLCX_BINARY_PATH="$root/.solcx" PATH="$root/.venv/bin:$PATH"
-src_sum=$(checksum ape-config.yaml $(find contracts -name '*.sol' -not -path '*/.cache/*' | sort))
-if [ ! -f .build/__local__.json ] || [ "$(cat $stamps/contracts 2>/dev/null)" != "$src_sum" ]; then
+# tools/build.py: the stamp (a checksum of ape-config.yaml and contracts/**/*.sol), the forced compile
+# and the ABI export, shared with the contract tests' session start (tests/conftest.py).
+if ! python tools/build.py --check; then
   say "Compiling contracts"
-  ape compile --force > $stamps/compile.log 2>&1 || { cat $stamps/compile.log >&2; exit 1; }
-  python tools/export_abi.py
-  echo "$src_sum" > $stamps/contracts
+  python tools/build.py --force > $stamps/compile.log 2>&1 || { cat $stamps/compile.log >&2; exit 1; }
 fi
 # ape-solidity unpacks dependencies (OpenZeppelin, 300+ files) into contracts/.cache when it builds
 # import remappings; Ape lists at most 500 files of the contracts folder, so that copy can hide our
