@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent set-up of everything the project needs, inside the repository:
 #   .venv/          Python 3.11 virtualenv with the pinned packages (requirements.lock)
+#   .venv-tools/    slither-analyzer (slither, slither-mutate), pinned in requirements-tools.lock
 #   node_modules/   solc-js, anvil, OpenZeppelin Contracts, solhint, prettier (package-lock.json)
 #   .solcx/         solc-v<version> -> tools/solc.js, found by py-solc-x through SOLCX_BINARY_PATH
 # `source .venv/bin/activate` afterwards puts ape, anvil and the compiler on hand.
@@ -28,6 +29,18 @@ if [ ! -x .venv/bin/python ] || [ "$(cat $stamps/python 2>/dev/null)" != "$py_su
   pip_install --no-deps -e .
   .venv/bin/python -c "import ape, ape_solidity, ape_foundry, fastapi, sqlalchemy"  # fails loudly if incomplete
   echo "$py_sum" > $stamps/python
+fi
+
+# --- Static analysis (.venv-tools: slither-analyzer, requirements-tools.lock) ----------------
+# A venv of its own: slither's dependency solc-select installs a `solc` command that downloads
+# compilers; in .venv/bin it would be first on PATH, and py-solc-x takes `which solc` as its default.
+tools_sum=$(checksum requirements-tools.lock)
+if [ ! -x .venv-tools/bin/slither ] || [ "$(cat $stamps/tools 2>/dev/null)" != "$tools_sum" ]; then
+  say "Static analysis tools (.venv-tools)"
+  [ -x .venv-tools/bin/python ] || "$python" -m venv .venv-tools
+  .venv-tools/bin/python -m pip install --quiet -r requirements-tools.lock 2>&1 | { grep -v '^WARNING: Location' || true; }
+  .venv-tools/bin/slither --version > /dev/null
+  echo "$tools_sum" > $stamps/tools
 fi
 
 # --- npm tools --------------------------------------------------------------
