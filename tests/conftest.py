@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import secrets
 import shutil
-from pathlib import Path
 
 import ape
 
@@ -17,12 +16,17 @@ from scripts._system import UNIT, deploy_system
 from tests.utils.checks import system_state
 from tests.utils.constants import CANCEL_OPEN, CANCELLED, CLOSED, NONE, OPEN, POINT, REFUNDED, TOKEN
 from tests.utils.signing import deadline, sign, sign_next
+from tools.build import DEPENDENCY_COPY, build_if_stale
 
 # ape-solidity unpacks dependencies (OpenZeppelin, 300+ files) into contracts/.cache when it builds
 # import remappings (`ape compile` does). Ape lists at most 500 files of the contracts folder, so
 # that copy can hide our own sources, e.g. contracts/test/, from `project.<Name>`. This module is
 # loaded before Ape first lists the sources; compilation recreates the copy when it needs it.
-shutil.rmtree(Path(__file__).parents[1] / "contracts" / ".cache", ignore_errors=True)
+shutil.rmtree(DEPENDENCY_COPY, ignore_errors=True)
+# The tests run on bytecode compiled from the sources as they are now: when ape-config.yaml or a
+# contract source differs from what the build was compiled from, everything is compiled again.
+if build_if_stale():
+    shutil.rmtree(DEPENDENCY_COPY, ignore_errors=True)
 
 __all__ = ["CANCELLED", "CANCEL_OPEN", "CLOSED", "NONE", "OPEN", "POINT", "REFUNDED", "TOKEN"]
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent set-up of everything the project needs, inside the repository:
 #   .venv/          Python 3.11 virtualenv with the pinned packages (requirements.lock)
+#   .venv-tools/    slither-analyzer (slither, slither-mutate), pinned in requirements-tools.lock
 #   node_modules/   solc-js, anvil, OpenZeppelin Contracts, solhint, prettier (package-lock.json)
 #   .solcx/         solc-v<version> -> tools/solc.js, found by py-solc-x through SOLCX_BINARY_PATH
 # `source .venv/bin/activate` afterwards puts ape, anvil and the compiler on hand.
@@ -30,6 +31,18 @@ if [ ! -x .venv/bin/python ] || [ "$(cat $stamps/python 2>/dev/null)" != "$py_su
   echo "$py_sum" > $stamps/python
 fi
 
+# --- Static analysis (.venv-tools: slither-analyzer, requirements-tools.lock) ----------------
+# A venv of its own: slither's dependency solc-select installs a `solc` command that downloads
+# compilers; in .venv/bin it would be first on PATH, and py-solc-x takes `which solc` as its default.
+tools_sum=$(checksum requirements-tools.lock)
+if [ ! -x .venv-tools/bin/slither ] || [ "$(cat $stamps/tools 2>/dev/null)" != "$tools_sum" ]; then
+  say "Static analysis tools (.venv-tools)"
+  [ -x .venv-tools/bin/python ] || "$python" -m venv .venv-tools
+  .venv-tools/bin/python -m pip install --quiet -r requirements-tools.lock 2>&1 | { grep -v '^WARNING: Location' || true; }
+  .venv-tools/bin/slither --version > /dev/null
+  echo "$tools_sum" > $stamps/tools
+fi
+
 # --- npm tools --------------------------------------------------------------
 npm_sum=$(checksum package-lock.json)
 if [ ! -d node_modules ] || [ "$(cat $stamps/npm 2>/dev/null)" != "$npm_sum" ]; then
@@ -49,12 +62,11 @@ fi
 
 # --- Contracts ----------------------------------------------------------------
 export SOLCX_BINARY_PATH="$root/.solcx" PATH="$root/.venv/bin:$PATH"
-src_sum=$(checksum ape-config.yaml $(find contracts -name '*.sol' -not -path '*/.cache/*' | sort))
-if [ ! -f .build/__local__.json ] || [ "$(cat $stamps/contracts 2>/dev/null)" != "$src_sum" ]; then
+# tools/build.py: the stamp (a checksum of ape-config.yaml and contracts/**/*.sol), the forced compile
+# and the ABI export, shared with the contract tests' session start (tests/conftest.py).
+if ! python tools/build.py --check; then
   say "Compiling contracts"
-  ape compile --force > $stamps/compile.log 2>&1 || { cat $stamps/compile.log >&2; exit 1; }
-  python tools/export_abi.py
-  echo "$src_sum" > $stamps/contracts
+  python tools/build.py --force > $stamps/compile.log 2>&1 || { cat $stamps/compile.log >&2; exit 1; }
 fi
 # ape-solidity unpacks dependencies (OpenZeppelin, 300+ files) into contracts/.cache when it builds
 # import remappings; Ape lists at most 500 files of the contracts folder, so that copy can hide our
