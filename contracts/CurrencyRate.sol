@@ -122,6 +122,7 @@ contract CurrencyRate is ICurrencyRate, AccessControlDefaultAdminRules {
         Rate memory current = _rates[key];
         if (current.value != 0) {
             uint256 nextUpdateAt = uint256(current.updatedAt) + RATE_UPDATE_INTERVAL;
+            // slither-disable-next-line timestamp (a rate-update interval is a time bound by design)
             if (block.timestamp < nextUpdateAt) revert RateUpdateTooSoon(currency, nextUpdateAt);
             uint256 change = newRate > current.value ? newRate - current.value : current.value - newRate;
             if (change * 10_000 > uint256(current.value) * MAX_RATE_CHANGE) {
@@ -136,11 +137,13 @@ contract CurrencyRate is ICurrencyRate, AccessControlDefaultAdminRules {
         bytes32 key = keccak256(bytes(currency));
         if (key == _POINT_KEY) return ONE;
         rate = _rates[key].value;
+        // slither-disable-next-line incorrect-equality,timestamp (zero is exactly "no rate"; no time involved)
         if (rate == 0) revert UnknownCurrency(currency);
     }
 
     function _tokenRate() private view returns (uint256 rate) {
         rate = _rates[_tokenKey].value;
+        // slither-disable-next-line incorrect-equality,timestamp (zero is exactly "no rate"; no time involved)
         if (rate == 0) revert UnknownCurrency(_tokenCurrency);
     }
 }

@@ -73,6 +73,7 @@ contract Ledger is ILedger, AccessControlDefaultAdminRules, SignedActions {
     }
 
     mapping(address account => Account) private _accounts;
+    // slither-disable-next-line uninitialized-state (starts at zero; written through _system())
     SystemBalances private _pointSystem;
     SystemBalances private _tokenSystem;
     uint256 private _reserve;
@@ -96,6 +97,7 @@ contract Ledger is ILedger, AccessControlDefaultAdminRules, SignedActions {
         token = token_;
         rates = rates_;
         shops = shops_;
+        // slither-disable-next-line missing-zero-check (LoyaltyPayment's constructor checks the wiring)
         paymentController = paymentController_;
         _grantRole(GRANTER_ROLE, admin);
         for (uint256 i = 0; i < relays.length; ++i) {
@@ -163,6 +165,7 @@ contract Ledger is ILedger, AccessControlDefaultAdminRules, SignedActions {
         sys.escrow = uint128(sys.escrow - (paid + fee));
         sys.fees = SafeCast.toUint128(sys.fees + fee);
         // Redeemed tokens go back to the foundation reserve; redeemed points leave circulation.
+        // slither-disable-next-line events-maths (the controller's PaymentClosed records this move, P15)
         if (loyaltyType == LoyaltyType.Token) _reserve += paid;
     }
 
@@ -184,6 +187,7 @@ contract Ledger is ILedger, AccessControlDefaultAdminRules, SignedActions {
             if (reserve_ < paid) revert InsufficientReserve(reserve_, paid);
             // Cannot underflow: checked just above.
             unchecked {
+                // slither-disable-next-line events-maths (the controller's CancelOpened records this move, P15)
                 _reserve = reserve_ - paid;
             }
         }
@@ -207,6 +211,8 @@ contract Ledger is ILedger, AccessControlDefaultAdminRules, SignedActions {
         string calldata currency
     ) external onlyRole(PROVIDER_ROLE) {
         if (account == address(0)) revert InvalidAmount(0);
+        // The registry and the rate table are this deployment's own (immutable) and call nothing back.
+        // slither-disable-next-line reentrancy-benign,reentrancy-events
         uint256 rewardPoint = shops.recordProvision(shopId, rates.toPoint(amount, currency));
         if (rewardPoint == 0) revert InvalidAmount(amount);
         (uint256 limit, uint256 remaining) = _capOf(_rewardCap);
@@ -321,6 +327,7 @@ contract Ledger is ILedger, AccessControlDefaultAdminRules, SignedActions {
     /// a limit lowered below what the window used allows nothing more).
     function _capOf(PeriodCap storage cap) private view returns (uint256 limit, uint256 remaining) {
         PeriodCap memory c = cap;
+        // slither-disable-next-line incorrect-equality,timestamp (day numbers are equal or not; caps are per day)
         uint256 used = c.window == block.timestamp / CAP_PERIOD ? c.used : 0;
         limit = c.limit;
         remaining = limit > used ? limit - used : 0;

@@ -31,7 +31,8 @@ contract LoyaltyPayment is ILoyaltyPayment, AccessControlDefaultAdminRules, Sign
     bytes32 public constant RELAY_ROLE = keccak256("RELAY_ROLE");
 
     bytes32 public constant NEW_PAYMENT_TYPEHASH = keccak256(
-        "NewPayment(bytes32 paymentId,string purchaseId,uint256 amount,string currency,bytes32 shopId,address account,uint8 loyaltyType,uint256 maxTotal,uint256 nonce,uint256 deadline)"
+        "NewPayment(bytes32 paymentId,string purchaseId,uint256 amount,string currency,bytes32 shopId,address account,"
+        "uint8 loyaltyType,uint256 maxTotal,uint256 nonce,uint256 deadline)"
     );
     bytes32 public constant CANCEL_PAYMENT_TYPEHASH = keccak256(
         "CancelPayment(bytes32 paymentId,string purchaseId,bytes32 shopId,address account,uint256 nonce,uint256 deadline)"
@@ -121,6 +122,7 @@ contract LoyaltyPayment is ILoyaltyPayment, AccessControlDefaultAdminRules, Sign
         _verifySignature(account, _newPaymentHash(data, _useNonce(account)), data.deadline, signature);
 
         uint32 shopIndex = shops.indexOf(data.shopId);
+        // slither-disable-next-line unused-return (only the type: the ledger checks the balance itself)
         (ILedger.LoyaltyType loyaltyType, ) = ledger.accountOf(account);
         Settings memory settings = _settings;
         (uint256 paid, uint256 fee, uint256 shopPoint) = _quote(
@@ -129,6 +131,7 @@ contract LoyaltyPayment is ILoyaltyPayment, AccessControlDefaultAdminRules, Sign
             data.currency,
             settings.feeRate
         );
+        // slither-disable-next-line incorrect-equality,timestamp (exactly zero loyalty; no time involved)
         if (paid == 0) revert InvalidAmount(data.amount);
         if (loyaltyType != data.loyaltyType) revert LoyaltyTypeMismatch(account, loyaltyType);
         if (paid + fee > data.maxTotal) revert ChargeExceedsMaxTotal(paymentId, paid + fee, data.maxTotal);
@@ -153,6 +156,7 @@ contract LoyaltyPayment is ILoyaltyPayment, AccessControlDefaultAdminRules, Sign
         _requireStatus(paymentId, p.status, PaymentStatus.Open);
         if (confirm) {
             uint256 expiresAt = p.deadline;
+            // slither-disable-next-line timestamp (the escrow timeout is a time bound by design)
             if (block.timestamp > expiresAt) revert EscrowExpired(paymentId, expiresAt);
             p.status = PaymentStatus.Closed;
             p.deadline = SafeCast.toUint32(block.timestamp + _settings.cancelPeriod);
@@ -176,6 +180,7 @@ contract LoyaltyPayment is ILoyaltyPayment, AccessControlDefaultAdminRules, Sign
         Payment storage p = _payments[paymentId];
         _requireStatus(paymentId, p.status, PaymentStatus.Closed);
         uint256 cancelDeadline = p.deadline;
+        // slither-disable-next-line timestamp (the cancel period is a time bound by design)
         if (block.timestamp > cancelDeadline) revert CancelPeriodOver(paymentId, cancelDeadline);
 
         (bytes32 shopId, address owner) = shops.shopAt(p.shopIndex);
@@ -207,6 +212,7 @@ contract LoyaltyPayment is ILoyaltyPayment, AccessControlDefaultAdminRules, Sign
             _refund(paymentId, p, PaymentStatus.Cancelled);
         } else {
             uint256 expiresAt = uint256(p.deadline) + _settings.escrowTimeout;
+            // slither-disable-next-line timestamp (the escrow timeout is a time bound by design)
             if (block.timestamp > expiresAt) revert EscrowExpired(paymentId, expiresAt);
             // Back to a completed payment; its cancel period still ends when it did.
             p.status = PaymentStatus.Closed;
@@ -219,14 +225,11 @@ contract LoyaltyPayment is ILoyaltyPayment, AccessControlDefaultAdminRules, Sign
     function refundExpired(bytes32 paymentId) external {
         Payment storage p = _payments[paymentId];
         PaymentStatus status = p.status;
-        uint256 expiresAt;
-        if (status == PaymentStatus.Open) {
-            expiresAt = p.deadline;
-        } else if (status == PaymentStatus.CancelOpen) {
-            expiresAt = uint256(p.deadline) + _settings.escrowTimeout;
-        } else {
+        if (status != PaymentStatus.Open && status != PaymentStatus.CancelOpen) {
             revert InvalidPaymentStatus(paymentId, status);
         }
+        uint256 expiresAt = status == PaymentStatus.Open ? p.deadline : uint256(p.deadline) + _settings.escrowTimeout;
+        // slither-disable-next-line timestamp (the escrow timeout is a time bound by design)
         if (block.timestamp <= expiresAt) revert EscrowNotExpired(paymentId, expiresAt);
         _refund(paymentId, p, status == PaymentStatus.Open ? PaymentStatus.Refunded : PaymentStatus.Cancelled);
     }
@@ -259,7 +262,9 @@ contract LoyaltyPayment is ILoyaltyPayment, AccessControlDefaultAdminRules, Sign
         Payment memory p = _payments[paymentId];
         info.paymentId = paymentId;
         info.status = p.status;
+        // slither-disable-next-line incorrect-equality,timestamp (an unknown payment; no time involved)
         if (p.status == PaymentStatus.None) return info;
+        // slither-disable-next-line unused-return (the owner is not part of a payment's record)
         (info.shopId, ) = shops.shopAt(p.shopIndex);
         info.account = p.account;
         info.loyaltyType = p.loyaltyType;

@@ -98,7 +98,9 @@ contract ShopRegistry is IShopRegistry, AccessControlDefaultAdminRules, SignedAc
         address ledger_,
         address paymentController_
     ) AccessControlDefaultAdminRules(adminDelay, admin) SignedActions("ShopRegistry", "1") {
+        // slither-disable-next-line missing-zero-check (LoyaltyPayment's constructor checks the wiring)
         ledger = ledger_;
+        // slither-disable-next-line missing-zero-check (likewise)
         paymentController = paymentController_;
         for (uint256 i = 0; i < relays.length; ++i) {
             _grantRole(RELAY_ROLE, relays[i]);

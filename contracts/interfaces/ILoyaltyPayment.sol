@@ -27,7 +27,8 @@ import {ILedger} from "./ILedger.sol";
 /// rates or the fee rate do between signing and execution, the open charges at most `maxTotal`.
 ///
 /// EIP-712 types in this contract's domain (name "LoyaltyPayment", version "1"). Verified on chain:
-///     NewPayment(bytes32 paymentId,string purchaseId,uint256 amount,string currency,bytes32 shopId,address account,uint8 loyaltyType,uint256 maxTotal,uint256 nonce,uint256 deadline)
+///     NewPayment(bytes32 paymentId,string purchaseId,uint256 amount,string currency,bytes32 shopId,
+///                address account,uint8 loyaltyType,uint256 maxTotal,uint256 nonce,uint256 deadline)
 ///     CancelPayment(bytes32 paymentId,string purchaseId,bytes32 shopId,address account,uint256 nonce,uint256 deadline)
 /// Verified off chain by the relay (same domain, so a signature can only ever mean one thing):
 ///     DenyPayment(bytes32 paymentId,address account,uint256 deadline)

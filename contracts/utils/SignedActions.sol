@@ -29,8 +29,10 @@ abstract contract SignedActions is ISignedActions, EIP712, Nonces {
         uint256 deadline,
         bytes calldata signature
     ) internal view {
+        // slither-disable-next-line timestamp (a signature's deadline is a time bound by design)
         if (block.timestamp > deadline) revert ExpiredSignature(deadline);
         bytes32 digest = _hashTypedDataV4(structHash);
+        // slither-disable-next-line unused-return (the error's argument adds nothing to `err`)
         (address recovered, ECDSA.RecoverError err, ) = ECDSA.tryRecoverCalldata(digest, signature);
         if (err == ECDSA.RecoverError.NoError && recovered == signer) return;
         if (!SignatureChecker.isValidERC1271SignatureNowCalldata(signer, digest, signature)) {
