@@ -5,7 +5,7 @@ SHELL := /bin/bash
 export SOLCX_BINARY_PATH := $(CURDIR)/.solcx
 export PATH := $(CURDIR)/.venv/bin:$(CURDIR)/node_modules/.bin:$(PATH)
 
-.PHONY: setup test lint test-contracts test-relay properties gas run demo bench clean
+.PHONY: setup test lint test-contracts test-relay properties gas mutate run demo bench clean
 
 setup:
 	@tools/setup.sh
@@ -34,6 +34,12 @@ properties: setup
 # Gas per operation on anvil, written to GAS.md; fails over budget.
 gas: setup
 	ape run gas_table --network ethereum:local:foundry
+
+# Mutation testing of the contracts against the unit and property tests (hours; not part of `make test`),
+# in a copy under var/mutate/; summary in var/mutate/report.txt. ARGS="--list" only counts the mutants;
+# ARGS="contracts/CurrencyRate.sol" mutates one contract; see tools/mutate.py.
+mutate: setup
+	python tools/mutate.py $(ARGS)
 
 clean:
 	rm -rf .build .stamps contracts/.cache
