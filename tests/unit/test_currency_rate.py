@@ -106,6 +106,13 @@ def test_toToken__token_currency__is_identity(rates, bare_rates):
     assert bare_rates.toToken(12_345, "the9") == 12_345
 
 
+@pytest.mark.parametrize("currency", ["sgd", "aud"])
+def test_toToken__only_the_token_currency_itself__is_identity(rates, admin, currency):
+    # Codes are matched by their exact hash: "sgd" hashes above "the9", "aud" below.
+    rates.setRates([currency], [1_000 * UNIT], sender=admin)
+    assert rates.toToken(10 * UNIT, currency) == 100 * UNIT
+
+
 def test_toToken__unknown_currency__reverts(rates, admin):
     with reverts(rates.UnknownCurrency, currency="eur"):
         rates.toToken.transact(UNIT, "eur", sender=admin)
@@ -158,9 +165,11 @@ def test_setRates__not_rate_setter__reverts(rates, stranger):
         rates.setRates(["eur"], [1_500 * UNIT], sender=stranger)
 
 
-def test_setRates__length_mismatch__reverts(rates, admin):
+@pytest.mark.parametrize("counts", [(2, 1), (1, 2)], ids=["more currencies", "more rates"])
+def test_setRates__length_mismatch__reverts(rates, admin, counts):
+    currencies, values = ["eur", "gbp"][: counts[0]], [1_500 * UNIT, 1_600 * UNIT][: counts[1]]
     with reverts(rates.InvalidRate, currency=""):
-        rates.setRates(["eur", "gbp"], [1_500 * UNIT], sender=admin)
+        rates.setRates(currencies, values, sender=admin)
 
 
 def test_setRates__zero_rate__reverts_and_sets_nothing(rates, admin):
