@@ -23,6 +23,7 @@ from tests.utils.constants import (
     ZERO_ADDRESS,
     ZERO_BYTES32,
 )
+from tests.utils.signing import deadline
 
 ESCROW = {POINT: "escrow.point", TOKEN: "escrow.token"}
 FEES = {POINT: "fees.point", TOKEN: "fees.token"}
@@ -368,7 +369,8 @@ def test_openNewPayment__rates_moved_after_signing__reverts_with_the_charge(
 ):
     # The wallet signed the estimate of 1 USD; the rate setter or the admin moves before the relay submits.
     payment_id = new_id()
-    data, sig = sign_new_payment(payer, payment_id, shop_id, UNIT, currency="usd")
+    # Signed for longer than the hour the rate setter must wait between updates.
+    data, sig = sign_new_payment(payer, payment_id, shop_id, UNIT, currency="usd", deadline=deadline(3 * 3_600))
     signed_total = data[7]
     chain.pending_timestamp += 3_600
     if moved == "fee rate":
