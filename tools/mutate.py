@@ -33,7 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-VAR = ROOT / "var" / "mutate"
+# Several campaigns (different contracts) may run at once, each in a directory of its own.
+VAR = Path(os.environ.get("MUTATE_DIR", ROOT / "var" / "mutate"))
 REPO = VAR / "repo"
 PRISTINE = VAR / "pristine"
 SLITHER_MUTATE = ROOT / ".venv-tools" / "bin" / "slither-mutate"
@@ -159,9 +160,20 @@ def prepare() -> None:
     (VAR / "bin" / "solc").symlink_to(REPO / "tools" / "solc.js")
 
 
-def environment() -> dict[str, str]:
+# Each contract's own tests, run first (tests/conftest.py, TESTS_FIRST): most mutants fail them at once.
+OWN_TESTS = {
+    "CurrencyRate": "test_currency_rate.py",
+    "Ledger": "test_ledger.py",
+    "LoyaltyPayment": "test_payment.py,test_payment_flows.py",
+    "ShopRegistry": "test_shop_registry.py,test_withdrawals.py",
+    "SignedActions": "test_signatures.py",
+    "LoyaltyToken": "test_loyalty_token.py",
+}
+
+
+def environment(name: str = "") -> dict[str, str]:
     path = os.pathsep.join([str(VAR / "bin"), str(REPO / ".venv" / "bin"), os.environ.get("PATH", "")])
-    return dict(os.environ, PATH=path, SOLCX_BINARY_PATH=str(REPO / ".solcx"))
+    return dict(os.environ, PATH=path, SOLCX_BINARY_PATH=str(REPO / ".solcx"), TESTS_FIRST=OWN_TESTS.get(name, ""))
 
 
 def mutate(file: str, timeout: float, mutators: str | None, listing: bool) -> Contract:
@@ -176,7 +188,7 @@ def mutate(file: str, timeout: float, mutators: str | None, listing: bool) -> Co
     start = time.monotonic()
     log_path = VAR / f"{name}.log"
     with log_path.open("w") as log:
-        proc = subprocess.Popen(cmd, cwd=REPO, env=environment(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, cwd=REPO, env=environment(name), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         assert proc.stdout is not None
         for raw in proc.stdout:
             line = raw.decode(errors="replace")
