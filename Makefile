@@ -5,7 +5,7 @@ SHELL := /bin/bash
 export SOLCX_BINARY_PATH := $(CURDIR)/.solcx
 export PATH := $(CURDIR)/.venv/bin:$(CURDIR)/node_modules/.bin:$(PATH)
 
-.PHONY: setup test lint test-contracts test-relay properties gas mutate run demo bench clean
+.PHONY: setup test lint test-contracts test-relay properties gas mutate run demo bench e2e clean
 
 setup:
 	@tools/setup.sh
@@ -17,7 +17,7 @@ setup:
 lint: setup
 	ruff check .
 	ruff format --check .
-	mypy relay bench
+	mypy  # the packages in pyproject.toml: relay, bench, loyalty_sdk (sdk/)
 	npx --no-install solhint --max-warnings 0 'contracts/**/*.sol'
 	npx --no-install prettier --check 'contracts/**/*.sol'
 	.venv-tools/bin/slither contracts
@@ -57,7 +57,13 @@ test-relay: setup
 	@tools/setup.sh --browser
 	pytest -p no:ape_test --confcutdir=tests/relay tests/relay
 
-# Benchmarks and long checks (not part of `make test`): throughput, latency, scaling, faults,
-# several instances, soak, API fuzzing; summary in var/bench-results.txt.
+# Benchmarks (not part of `make test`): gas, throughput against direct web3.py and scaling over
+# relay workers, work per payment, read latency; summary in var/bench-results.txt. ARGS=--quick: smaller runs.
 bench: setup
-	python -m bench.run_all
+	python -m bench.run_all $(ARGS)
+
+# The end-to-end suite (not part of `make test`; needs PostgreSQL): the relay killed at every step of
+# the flows, callback endpoint, chain node and PostgreSQL down, two instances on one database, a load
+# soak, API fuzzing; figures in var/e2e-results.txt. ARGS=--quick: fewer trials, shorter runs.
+e2e: setup
+	pytest -p no:ape_test --confcutdir=tests/e2e tests/e2e $(ARGS)

@@ -12,7 +12,7 @@ ratios: single batches of a few seconds vary by ±15 % on a shared machine, so a
 the quartiles is noise (`--base HEAD` on an unchanged tree shows the noise itself). Then both
 relays sit idle side by side for `--idle` seconds and their CPU per second is compared.
 
-Only the relay may differ: the contracts and their ABIs must be the same in both revisions.
+Only the relay may differ: the contracts must be the same in both revisions.
 """
 
 from __future__ import annotations
@@ -28,11 +28,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.harness import ROOT, SIGNER_INDEXES, UNIT, System, cpu_seconds, free_port, system
+from bench.harness import ROOT, SIGNER_INDEXES, UNIT, System, cpu_seconds, free_port, loyalty_cli, system
 from bench.throughput import paused, through_relay
 from relay.devnet import anvil_key, relay_env, start_relay
 
-SAME_IN_BOTH = ("contracts", "relay/abi")
+SAME_IN_BOTH = ("contracts",)
 # Seconds left for the approvals' follow-ups and the workers to finish the last batch's work
 # before idle CPU is measured (the chain watcher and the timeouts run every 2 s).
 SETTLE = 5.0
@@ -73,7 +73,7 @@ def worktree(revision: str) -> Iterator[Path]:
 def start_side(bench: System, name: str, source: Path | None, signers: list[int], workers: int, clients: int) -> Side:
     """A relay running the code in `source` (None: the working tree), with a database it migrates
     itself and a KIOSK added by its own command line."""
-    db_url = bench.new_database("postgresql", migrate=False)
+    db_url = bench.new_database("postgresql")
     keys = [anvil_key(i) for i in signers]
     env = relay_env(db_url, bench.rpc_url, bench.deployment_file, keys, log_level="WARNING")
     if source is not None:
@@ -84,18 +84,11 @@ def start_side(bench: System, name: str, source: Path | None, signers: list[int]
     imported = subprocess.run(probe, cwd=outside, env=env, check=True, capture_output=True, text=True).stdout.strip()
     if not Path(imported).is_relative_to(source or ROOT):
         raise RuntimeError(f"the {name} relay would import {imported}, not the code in {source or ROOT}")
-    loyalty = str(Path(sys.executable).parent / "loyalty")
     port = free_port()
     process = start_relay(env, port, bench.workdir / f"relay-{name}.log", workers=workers)
     bench.processes.append(process)
     access_key = f"bench-{name.replace(' ', '-')}-key-0123456789abcdef"
-    subprocess.run(
-        [loyalty, "kiosk", "add", "--name", name, "--shop", bench.shop_id, "--access-key", access_key],
-        cwd=ROOT,
-        env=env,
-        check=True,
-        capture_output=True,
-    )
+    loyalty_cli(env, "kiosk", "add", "--name", name, "--shop", bench.shop_id, "--access-key", access_key)
     users = bench.fund_users(clients, 1_000_000 * UNIT)
     return Side(name, f"http://127.0.0.1:{port}", access_key, users, process.pid)
 

@@ -22,7 +22,7 @@ import aiohttp
 import psutil
 
 from bench.harness import UNIT, System, percentile, system
-from relay.sdk import AppClient, KioskClient
+from loyalty_sdk import AppClient, KioskClient
 
 PATHS = {
     "balance": "/v1/payment/user/balance",

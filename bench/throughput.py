@@ -22,16 +22,16 @@ import psutil
 import urllib3
 from eth_account import Account
 
-from bench.faults import Receiver, wait_until
-from bench.harness import SIGNER_INDEXES, UNIT, System, contract, cpu_seconds, system
+from bench.harness import SIGNER_INDEXES, UNIT, Receiver, System, contract, cpu_seconds, system, wait_until
 from relay import typed_data
 from relay.devnet import anvil_key
-from relay.rpc import FIRST_PAUSE
 
 AMOUNT = 10 * UNIT
 MAX_TOTAL = AMOUNT + AMOUNT * 500 // 10_000  # krw at 1 point, and the 5 % fee
 TARGET_RATIO = 0.8
-RESUMED_SETTLE = 2 * FIRST_PAUSE  # seconds, see `paused`
+# The relay leaves the node alone for 0.5 s after a call times out (RELAY_RPC_TIMEOUT, documented):
+# a relay continued after SIGSTOP is given twice that before it is measured (see `paused`).
+RESUMED_SETTLE = 2 * 0.5
 JSON_HEADERS = {"Content-Type": "application/json"}
 
 
@@ -100,7 +100,7 @@ def direct(bench: System, user_keys: list[str], payments: int, clients: int) -> 
 
 class Shopper:
     """One KIOSK and one wallet paying through the relay over one keep-alive connection, as
-    relay.sdk's KioskClient and AppClient do (the same requests, the wallet signing the typed data
+    loyalty_sdk's KioskClient and AppClient do (the same requests, the wallet signing the typed data
     the relay hands it) but with a lighter HTTP client (urllib3) and no validation of the answers
     beyond their code: the load generator shares the machine with the relay, and on a real
     deployment its work is done by the KIOSKs and phones. The SDK spent about twice the CPU per
@@ -245,7 +245,7 @@ def _row(
             with contextlib.suppress(AssertionError):  # reported below
                 wait_until(lambda: len(receiver.deliveries) >= expected, 30)
         finally:
-            receiver.server.shutdown()
+            receiver.close()
         ids = [webhook_id for _, webhook_id, _ in receiver.deliveries]
         if len(ids) != expected or len(set(ids)) != expected:
             raise RuntimeError(f"{len(ids)} callbacks delivered ({len(set(ids))} ids), {expected} expected")
@@ -280,7 +280,7 @@ def paused(pid: int) -> Iterator[None]:
     """The process and its children stopped (SIGSTOP) for the duration, then continued, and left
     RESUMED_SETTLE seconds to settle: a call to the node it had under way when it was stopped
     (a background worker's) has outlived its timeout by then, and the relay gives the node a
-    pause (relay.rpc.FIRST_PAUSE) in which its requests answer 503."""
+    pause in which its requests answer 503."""
     root = psutil.Process(pid)
     processes = [root, *root.children(recursive=True)]
     for process in processes:

@@ -56,11 +56,11 @@ def show(result: BaseModel | dict[str, Any]) -> None:
 def _call(fn: Any, *args: Any) -> Any:
     import httpx
 
-    from relay import errors
+    from loyalty_sdk import LoyaltyError
 
     try:
         return fn(*args)
-    except errors.RelayError as exc:
+    except LoyaltyError as exc:
         typer.echo(f"error {exc.code}: {exc.message}", err=True)
         raise typer.Exit(2) from None
     except httpx.HTTPError as exc:
@@ -132,7 +132,7 @@ def kiosk_add(
     access_key: Annotated[str | None, typer.Option(help="Use this key instead of a random one")] = None,
 ) -> None:
     """Creates a KIOSK client and prints its access key and callback secret (shown once)."""
-    from relay import kiosks
+    from relay.services import kiosks
 
     with _db().session() as session:
         created = kiosks.add(session, name, shop, callback_url, access_key)
@@ -144,7 +144,7 @@ def kiosk_add(
 @kiosk_app.command("list")
 def kiosk_list() -> None:
     """Lists KIOSK clients (never their keys)."""
-    from relay import kiosks
+    from relay.services import kiosks
 
     with _db().session() as session:
         for client, shops in kiosks.list_all(session):
@@ -157,7 +157,7 @@ def kiosk_list() -> None:
 @kiosk_app.command("revoke")
 def kiosk_revoke(kiosk_id: int) -> None:
     """Revokes a KIOSK client's access key."""
-    from relay import kiosks
+    from relay.services import kiosks
 
     with _db().session() as session:
         if not kiosks.revoke(session, kiosk_id):
@@ -170,7 +170,7 @@ def kiosk_revoke(kiosk_id: int) -> None:
 
 
 def _kiosk(url: str, access_key: str) -> Any:
-    from relay.sdk import KioskClient
+    from loyalty_sdk import KioskClient
 
     return KioskClient(url, access_key)
 
@@ -248,7 +248,7 @@ def shops(shop_id: str, url: Url = DEFAULT_URL) -> None:
 
 
 def _wallet(url: str, key: str) -> Any:
-    from relay.sdk import AppClient
+    from loyalty_sdk import AppClient
 
     if not key:
         raise typer.BadParameter("a private key is required (--key or LOYALTY_PRIVATE_KEY)")
@@ -258,7 +258,7 @@ def _wallet(url: str, key: str) -> Any:
 @wallet_app.command("item")
 def wallet_item(payment_id: str, url: Url = DEFAULT_URL) -> None:
     """A payment, with the typed data to sign if a decision is pending."""
-    from relay.sdk import AppClient
+    from loyalty_sdk import AppClient
 
     show(_call(AppClient(url, "0x" + "11" * 32).item, payment_id))
 

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import functools
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import CursorResult, Dialect, Engine, Executable, create_engine, event, exc
+from sqlalchemy import Engine, create_engine, event, exc
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
-from sqlalchemy.sql import ClauseElement
-from sqlalchemy.sql.compiler import SQLCompiler
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 # A pooled connection idle longer than this is checked with a round trip before it is handed out.
@@ -149,58 +147,7 @@ class Database:
             yield session
 
 
-@dataclass(frozen=True)
-class _Plain:
-    """A statement as its dialect's SQL text, with what `run` needs to bind its parameters."""
-
-    sql: str
-    positions: tuple[str, ...] | None  # the parameters' order, for drivers that take them by position
-    fixed: dict[str, Any]  # values the statement carries itself (a `column == 1` in it)
-    required: frozenset[str]  # parameters the caller must give
-    processors: tuple[tuple[str, Callable[[Any], Any]], ...]  # conversions for the driver (JSON, ...)
-
-
-@functools.lru_cache(maxsize=512)
-def _plain(statement: ClauseElement, dialect: Dialect) -> _Plain:
-    compiled = cast(SQLCompiler, statement.compile(dialect=dialect))
-    names = compiled.bind_names  # each bind parameter -> its name in the SQL text
-    if compiled.post_compile_params:
-        raise ValueError(f"run() takes no expanding parameters (write `a == x OR a == y`): {compiled.string}")
-    processors = []
-    for bind, name in names.items():
-        process = bind.type.dialect_impl(dialect).bind_processor(dialect)
-        if process is not None:
-            processors.append((name, process))
-    return _Plain(
-        sql=compiled.string,
-        positions=tuple(compiled.positiontup or ()) if compiled.positional else None,
-        fixed={name: bind.effective_value for bind, name in names.items() if not bind.required},
-        required=frozenset(name for bind, name in names.items() if bind.required),
-        processors=tuple(processors),
-    )
-
-
-def run(session: Session, statement: Executable, params: Mapping[str, Any] | None = None) -> CursorResult[Any]:
-    """Runs a statement built once (a module constant, or from a cache) in the session's
-    transaction, as SQL text compiled once per database dialect: SQLAlchemy neither works out the
-    statement's cache key nor loads ORM objects on each call (on the payment path, about a sixth of
-    the relay's CPU per payment: `python -m bench.compare`). The parameters are
-    converted for the driver as SQLAlchemy would (JSON, ...); the statement's events, errors and
-    connection handling stay SQLAlchemy's (`Connection.exec_driver_sql`).
-
-    Not for expanding IN lists (refused when the statement is first compiled). The models'
-    Python-side defaults are not applied: an INSERT or UPDATE gives every value it writes
-    (`updated_at` too). Rows come back as the driver gives them, with the columns' names: text,
-    numbers and None as they are (a JSON column as the driver decodes it)."""
-    connection = session.connection()
-    plain = _plain(cast(ClauseElement, statement), connection.dialect)
-    given = dict(params or {})
-    missing = plain.required - given.keys()
-    if missing:
-        raise ValueError(f"run(): no value for {', '.join(sorted(missing))}")
-    values = plain.fixed | given
-    for name, process in plain.processors:
-        values[name] = process(values[name])
-    if plain.positions is None:
-        return connection.exec_driver_sql(plain.sql, values)
-    return connection.exec_driver_sql(plain.sql, tuple(values[name] for name in plain.positions))
+def insert_if_absent(db: Database, model: Any, **values: Any) -> Any:
+    """INSERT of a row unless one with its key exists (processes starting together may each try)."""
+    insert = pg_insert if is_postgres(db.engine) else sqlite_insert
+    return insert(model).values(**values).on_conflict_do_nothing()

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import time
 
+from loyalty_sdk import AppClient, KioskClient
 from relay.config import ROOT
 from relay.devnet import DEMO_ACCESS_KEY, anvil_key
-from relay.sdk import AppClient, KioskClient
 
 UNIT = 10**18
 STATUS = {

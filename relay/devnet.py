@@ -22,8 +22,8 @@ import httpx
 from eth_account import Account
 
 from relay import db as database
-from relay import kiosks
 from relay.config import ROOT
+from relay.services import kiosks
 
 MNEMONIC = "test test test test test test test test test test test junk"
 RPC_PORT, RELAY_PORT = 8545, 8000

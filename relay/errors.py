@@ -1,34 +1,6 @@
-"""The relay's errors: one exception per documented error code, mapped to HTTP by one handler.
-
-| code | HTTP | meaning |
-|---|---|---|
-| 1000 | 400 | a parameter is missing or malformed |
-| 1001 | 401 | the access key is missing, unknown or revoked |
-| 1002 | 403 | the access key is not allowed for this shop |
-| 2001 | 404 | unknown payment |
-| 2002 | 404 | unknown shop |
-| 2003 | 404 | unknown, expired or already used temporary account |
-| 2004 | 400 | unknown currency |
-| 2005 | 404 | unknown purchase |
-| 3001 | 409 | the payment's status does not allow this action |
-| 3002 | 403 | the signature is not the expected signer's signature of the expected message |
-| 3003 | 403 | the signature's deadline has passed |
-| 3004 | 422 | the account's balance does not cover the payment |
-| 3005 | 409 | this purchase id was already used for a different payment |
-| 3006 | 422 | the amount is more than the shop may withdraw (settled - withdrawn) |
-| 3007 | 409 | rates or the fee moved past what the user signed (`maxTotal`); the payment fails (status 10) |
-| 3008 | 409 | the account switched loyalty type since the user signed; the payment fails (status 10) |
-| 3009 | 409 | the escrow expired on chain: only a refund (`closeNew` / `closeCancel` returning the loyalty) |
-| 3010 | 409 | the shop's credit limit: the cancel (or a purchase reward) would take its debt beyond it |
-| 3011 | 409 | purchase rewards only (their `error`): the day's reward cap is reached; retried after 00:00 UTC |
-| 4001 | 503 | the chain node is unreachable |
-| 4002 | 409 | the chain rejected the operation (the payment is marked failed) |
-| 4003 | 503 | the database is unreachable or busy (a record the request needs stayed locked) |
-| 5000 | 500 | unexpected server error |
-
-Other HTTP errors (malformed JSON, unknown path, the admin log-in) use code 1000 with their own
-HTTP status.
-"""
+"""The relay's errors: one exception per documented error code, mapped to HTTP by one handler
+(relay.main), which also puts `table()` in the API description. Other HTTP errors (malformed JSON,
+unknown path, the admin log-in) use code 1000 with their own HTTP status."""
 
 from __future__ import annotations
 
@@ -38,7 +10,7 @@ from typing import ClassVar
 class RelayError(Exception):
     code: ClassVar[int] = 5000
     http_status: ClassVar[int] = 500
-    default_message: ClassVar[str] = "Internal server error."
+    default_message: ClassVar[str] = "Unexpected server error."
 
     def __init__(self, message: str | None = None) -> None:
         self.message = message or self.default_message
@@ -46,7 +18,7 @@ class RelayError(Exception):
 
 
 class InvalidParameter(RelayError):
-    code, http_status, default_message = 1000, 400, "Invalid parameter."
+    code, http_status, default_message = 1000, 400, "A parameter is missing or malformed."
 
 
 class InvalidAccessKey(RelayError):
@@ -82,7 +54,7 @@ class InvalidStatus(RelayError):
 
 
 class InvalidSignature(RelayError):
-    code, http_status, default_message = 3002, 403, "Invalid signature."
+    code, http_status, default_message = 3002, 403, "Not the expected signer's signature of the expected message."
 
 
 class ExpiredSignature(RelayError):
@@ -110,7 +82,7 @@ class StorageUnavailable(RelayError):
 
 
 class ChainRejected(RelayError):
-    code, http_status, default_message = 4002, 409, "The chain rejected the operation."
+    code, http_status, default_message = 4002, 409, "The chain rejected the operation (a payment is marked failed)."
     # The contract error this class stands for, and its explanation (formatted with the error's
     # arguments): the subclasses below are the contract refusals a client can act on.
     reverts: ClassVar[str | None] = None
@@ -159,7 +131,7 @@ class CreditLimitExceeded(ChainRejected):
 
 class RewardCapExceeded(ChainRejected):
     code, http_status = 3011, 409
-    default_message = "The day's cap of purchase rewards is reached."
+    default_message = "Purchase rewards only (their `error`): the day's reward cap is reached; retried after 00:00 UTC."
     reverts = "RewardCapExceeded"
     explains = (
         "The day's cap of purchase rewards is reached (this reward is {rewardPoint} points, {remaining} are "
@@ -192,3 +164,9 @@ ERRORS: list[type[RelayError]] = [
     StorageUnavailable,
     RelayError,
 ]
+
+
+def table() -> str:
+    """The error-code table, in Markdown."""
+    rows = sorted((e.code, e.http_status, e.default_message) for e in ERRORS)
+    return "\n".join(["| code | HTTP | meaning |", "|---|---|---|", *(f"| {c} | {h} | {m} |" for c, h, m in rows)])

@@ -24,16 +24,18 @@ from relay.api.routes import shop as shop_routes
 from relay.api.schemas import ErrorResponse
 from relay.chain import Chain
 from relay.config import Settings, get_settings
-from relay.indexer import Indexer
-from relay.outbox import CALLBACK_TOPIC, NOTIFICATION_TOPIC
-from relay.payments import Payments
-from relay.rewards import Rewards
-from relay.shops import Shops
-from relay.streams import NotificationHub
-from relay.wallets import Wallets
+from relay.services.indexer import Indexer
+from relay.services.operations import Operations
+from relay.services.outbox import CALLBACK_TOPIC, NOTIFICATION_TOPIC
+from relay.services.payments import Payments
+from relay.services.rewards import Rewards
+from relay.services.shops import Shops
+from relay.services.streams import NotificationHub
+from relay.services.wallets import Wallets
 from relay.workers import Wakeup, run_forever
 from relay.workers.callbacks import CallbackSender
 from relay.workers.push import Pusher
+from relay.workers.watcher import Watcher
 
 log = logging.getLogger("relay")
 
@@ -56,7 +58,7 @@ The relay between shop KIOSKs, the wallet app and the loyalty payment contracts.
 
 Error codes:
 
-{errors.__doc__.split("| code |", 1)[1].join(["| code |", ""]) if errors.__doc__ else ""}
+{errors.table()}
 """
 
 
@@ -83,13 +85,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings.db_lock_timeout,
             settings.db_idle_transaction_timeout,
         )
-        chain = Chain(
-            settings.rpc_url,
-            settings.deployment_file,
-            db,
-            [key.get_secret_value() for key in settings.signer_keys],
-            settings.rpc_timeout,
-        )
+        keys = [key.get_secret_value() for key in settings.signer_keys]
+        chain = Chain(settings.rpc_url, settings.deployment_file, keys, settings.rpc_timeout)
         # Callbacks (a KIOSK waits for them) and live streams (an app in the foreground) start as
         # soon as this process commits something for them; what other processes commit, and
         # retries, they find at their next interval. Pushes reach apps in the background through
@@ -97,15 +94,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         callbacks_woken, streams_woken = Wakeup(), Wakeup()
         db.on_commit(CALLBACK_TOPIC, callbacks_woken.set)
         db.on_commit(NOTIFICATION_TOPIC, streams_woken.set)
-        payments = Payments(db, chain, settings)
-        rewards = Rewards(db, chain, settings)
+        # Timeouts (45 s and more), the watcher's sweep (operations unfinished for 2 s), purchase
+        # rewards (the shop's wait time) and the indexer tolerate a few seconds, and polling them as
+        # often as callbacks cost an idle process half its CPU.
+        fast, slow = settings.worker_interval, settings.worker_interval * SLOW_WORKERS
+        ops = Operations(db, chain, settings)
+        watcher = Watcher(chain, ops.finish, ops.in_flight, slow, settings.receipt_timeout)
+        ops.watch = watcher.watch
+        watcher.start()
+        payments = Payments(db, chain, settings, ops, watcher)
+        rewards = Rewards(db, chain, settings, ops.nonces, watcher)
         wallets = Wallets(db, chain, settings)
         app.state.services = Services(
             settings,
             db,
             chain,
             payments,
-            Shops(chain, settings),
+            Shops(chain, settings, ops.nonces, watcher),
             rewards,
             wallets,
             anyio.CapacityLimiter(settings.waiting_requests),
@@ -120,16 +125,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             confirmations=settings.indexer_confirmations,
             batch=settings.indexer_batch,
         )
-        # Callbacks and pushes are waited for (a KIOSK closes a payment when its callback comes):
-        # they run every interval. Timeouts (45 s and more), the chain watcher (operations
-        # unfinished for 2 s), purchase rewards (the shop's wait time) and the indexer tolerate
-        # a few seconds, and polling them as often cost an idle process half its CPU.
-        fast, slow = settings.worker_interval, settings.worker_interval * SLOW_WORKERS
+        # Callbacks and pushes are waited for (a KIOSK closes a payment when its callback comes).
         tasks = [
             asyncio.create_task(run_forever("callbacks", sender.run_once, fast, callbacks_woken)),
             asyncio.create_task(run_forever("push", pusher.run_once, fast)),
             asyncio.create_task(run_forever("timeouts", payments.expire, slow)),
-            asyncio.create_task(run_forever("chain", lambda: _settle_all(payments, settings), slow)),
             asyncio.create_task(run_forever("rewards", rewards.run_once, slow)),
             asyncio.create_task(run_forever("indexer", indexer.run_once, slow)),
         ]
@@ -140,6 +140,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            watcher.stop()
             sender.close()
             db.engine.dispose()
 
@@ -193,9 +194,3 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return _error(500, errors.RelayError.code, "Internal server error.")
 
     return app
-
-
-def _settle_all(payments: Payments, settings: Settings) -> None:
-    """Finishes on-chain operations whose caller did not (a restart, a lost response)."""
-    for payment_id in payments.pending_chain_ops(older_than=2.0):
-        payments.settle(payment_id)

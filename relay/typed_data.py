@@ -20,83 +20,33 @@ VERSION = "1"
 # Domain names: the `name` each contract passes to EIP712.
 PAYMENT_DOMAIN = "LoyaltyPayment"
 SHOP_DOMAIN = "ShopRegistry"
-LEDGER_DOMAIN = "Ledger"
 
-TYPES: dict[str, list[tuple[str, str]]] = {
+_OWNED = "address account,uint256 nonce,uint256 deadline"  # who signs, with its nonce in the verifying contract
+_SETTINGS = "bytes32 shopId,string name,uint256 provideWaitTime,uint256 providePercent"
+_SIGNATURES = {
     # Verified by LoyaltyPayment.
-    "NewPayment": [
-        ("paymentId", "bytes32"),
-        ("purchaseId", "string"),
-        ("amount", "uint256"),
-        ("currency", "string"),
-        ("shopId", "bytes32"),
-        ("account", "address"),
-        ("loyaltyType", "uint8"),
-        ("maxTotal", "uint256"),
-        ("nonce", "uint256"),
-        ("deadline", "uint256"),
-    ],
-    "CancelPayment": [
-        ("paymentId", "bytes32"),
-        ("purchaseId", "string"),
-        ("shopId", "bytes32"),
-        ("account", "address"),
-        ("nonce", "uint256"),
-        ("deadline", "uint256"),
-    ],
+    "NewPayment": "bytes32 paymentId,string purchaseId,uint256 amount,string currency,bytes32 shopId,"
+    "address account,uint8 loyaltyType,uint256 maxTotal,uint256 nonce,uint256 deadline",
+    "CancelPayment": f"bytes32 paymentId,string purchaseId,bytes32 shopId,{_OWNED}",
     # Verified by the relay, in the LoyaltyPayment domain.
-    "DenyPayment": [("paymentId", "bytes32"), ("account", "address"), ("deadline", "uint256")],
-    "DenyCancel": [("paymentId", "bytes32"), ("account", "address"), ("deadline", "uint256")],
-    "TemporaryAccount": [("account", "address"), ("deadline", "uint256")],
-    "RegisterPushToken": [("account", "address"), ("token", "string"), ("deadline", "uint256")],
-    "NotificationStream": [("account", "address"), ("deadline", "uint256")],
+    "DenyPayment": "bytes32 paymentId,address account,uint256 deadline",
+    "DenyCancel": "bytes32 paymentId,address account,uint256 deadline",
+    "TemporaryAccount": "address account,uint256 deadline",
+    "RegisterPushToken": "address account,string token,uint256 deadline",
+    "NotificationStream": "address account,uint256 deadline",
     # Verified by ShopRegistry.
-    "AddShop": [
-        ("shopId", "bytes32"),
-        ("name", "string"),
-        ("provideWaitTime", "uint256"),
-        ("providePercent", "uint256"),
-        ("account", "address"),
-        ("nonce", "uint256"),
-        ("deadline", "uint256"),
-    ],
-    "UpdateShop": [
-        ("shopId", "bytes32"),
-        ("name", "string"),
-        ("provideWaitTime", "uint256"),
-        ("providePercent", "uint256"),
-        ("account", "address"),
-        ("nonce", "uint256"),
-        ("deadline", "uint256"),
-    ],
-    "OpenWithdrawal": [
-        ("shopId", "bytes32"),
-        ("amount", "uint256"),
-        ("account", "address"),
-        ("nonce", "uint256"),
-        ("deadline", "uint256"),
-    ],
-    "CloseWithdrawal": [
-        ("shopId", "bytes32"),
-        ("account", "address"),
-        ("nonce", "uint256"),
-        ("deadline", "uint256"),
-    ],
-    "TransferShop": [
-        ("shopId", "bytes32"),
-        ("newOwner", "address"),
-        ("account", "address"),
-        ("nonce", "uint256"),
-        ("deadline", "uint256"),
-    ],
-    "AcceptShop": [("shopId", "bytes32"), ("account", "address"), ("nonce", "uint256"), ("deadline", "uint256")],
+    "AddShop": f"{_SETTINGS},{_OWNED}",
+    "UpdateShop": f"{_SETTINGS},{_OWNED}",
+    "OpenWithdrawal": f"bytes32 shopId,uint256 amount,{_OWNED}",
+    "CloseWithdrawal": f"bytes32 shopId,{_OWNED}",
+    "TransferShop": f"bytes32 shopId,address newOwner,{_OWNED}",
+    "AcceptShop": f"bytes32 shopId,{_OWNED}",
     # Verified by Ledger.
-    "SwitchToToken": [
-        ("account", "address"),
-        ("minToken", "uint256"),
-        ("nonce", "uint256"),
-        ("deadline", "uint256"),
-    ],
+    "SwitchToToken": "address account,uint256 minToken,uint256 nonce,uint256 deadline",
+}
+# Each type's (field, type) pairs, in order.
+TYPES: dict[str, list[tuple[str, str]]] = {
+    name: [(field.split()[1], field.split()[0]) for field in fields.split(",")] for name, fields in _SIGNATURES.items()
 }
 
 DOMAIN_FIELDS = [

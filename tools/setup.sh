@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent set-up of everything the project needs, inside the repository:
-#   .venv/          Python 3.11 virtualenv with the pinned packages (requirements.lock)
+#   .venv/          Python 3.11 virtualenv with the pinned packages (requirements.lock), the relay
+#                   and the SDK (sdk/, a distribution of its own) installed editable
 #   .venv-tools/    slither-analyzer (slither, slither-mutate), pinned in requirements-tools.lock
 #   node_modules/   solc-js, anvil, OpenZeppelin Contracts, solhint, prettier (package-lock.json)
 #   .solcx/         solc-v<version> -> tools/solc.js, found by py-solc-x through SOLCX_BINARY_PATH
@@ -18,7 +19,7 @@ checksum() { cat "$@" | sha256sum | cut -c1-16; }
 # --- Python -----------------------------------------------------------------
 python=${PYTHON:-python3.11}
 command -v "$python" >/dev/null || python=python3
-py_sum=$(checksum requirements.lock pyproject.toml)
+py_sum=$(checksum requirements.lock pyproject.toml sdk/pyproject.toml)
 if [ ! -x .venv/bin/python ] || [ "$(cat $stamps/python 2>/dev/null)" != "$py_sum" ]; then
   say "Python packages (.venv)"
   [ -x .venv/bin/python ] || "$python" -m venv .venv
@@ -27,7 +28,8 @@ if [ ! -x .venv/bin/python ] || [ "$(cat $stamps/python 2>/dev/null)" != "$py_su
   pip_install --upgrade pip
   pip_install -r requirements.lock
   pip_install --no-deps -e .
-  .venv/bin/python -c "import ape, ape_solidity, ape_foundry, fastapi, sqlalchemy"  # fails loudly if incomplete
+  pip_install --no-deps -e sdk/
+  .venv/bin/python -c "import ape, ape_solidity, ape_foundry, fastapi, sqlalchemy, loyalty_sdk"  # fails loudly if incomplete
   echo "$py_sum" > $stamps/python
 fi
 

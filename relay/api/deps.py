@@ -11,16 +11,16 @@ import anyio
 import anyio.to_thread
 from fastapi import Depends, Header, Request
 
-from relay import kiosks
 from relay.chain import Chain
 from relay.config import Settings
 from relay.db import Database
-from relay.kiosks import Kiosk
-from relay.payments import Payments
-from relay.rewards import Rewards
-from relay.shops import Shops
-from relay.streams import NotificationHub
-from relay.wallets import Wallets
+from relay.services import kiosks
+from relay.services.kiosks import Kiosk
+from relay.services.payments import Payments
+from relay.services.rewards import Rewards
+from relay.services.shops import Shops
+from relay.services.streams import NotificationHub
+from relay.services.wallets import Wallets
 
 
 @dataclass

@@ -13,14 +13,13 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple, cast
 
 import httpx
-from sqlalchemy import BindParameter, Select, Update, bindparam, exists, select, update
+from sqlalchemy import BindParameter, Select, bindparam, exists, select, update
 from sqlalchemy.orm import aliased
 from standardwebhooks import Webhook
 
 from relay.config import Settings
-from relay.db import Database, run
+from relay.db import Database
 from relay.models import Callback, CallbackState, KioskClient, now
-from relay.outbox import CALLBACKS, bound
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +27,7 @@ TOP_UP_AFTER = 0.1  # seconds a step waits for its deliveries before claiming mo
 
 
 # A due callback: id, KIOSK, body, attempts so far, when queued, the KIOSK's URL and secret.
-_DueRow = tuple[str, int, str, int, float, str | None, str]
+_DueRow = tuple[str, int, str, int, float, str, str]
 
 
 @functools.lru_cache(maxsize=4)
@@ -76,24 +75,13 @@ _LEASE = (
 )
 
 
-@functools.lru_cache(maxsize=8)
-def _record_statement(columns: tuple[str, ...]) -> Update:
-    """The update that records an attempt, for one set of changed columns (bound as `v_<column>`),
-    built once: it runs after every delivery."""
-    return (
-        update(CALLBACKS)
-        .where(CALLBACKS.c.id == bindparam("callback"), CALLBACKS.c.state == CallbackState.PENDING.value)
-        .values({column: bindparam(f"v_{column}") for column in columns})
-    )
-
-
 class Due(NamedTuple):
     id: str
     kiosk_id: int
     body: str
     attempts: int
     created_at: float
-    url: str | None
+    url: str
     secret: str
     leased_until: float
 
@@ -132,7 +120,7 @@ class CallbackSender:
         limit = self.batch if limit is None else limit
         taken = Counter(busy or {})
         with self.db.session() as session:
-            rows = cast(list[_DueRow], run(session, _due_statement(self.batch), {"now": t}).all())
+            rows = cast(list[_DueRow], session.execute(_due_statement(self.batch), {"now": t}).all())
             claimed: list[Due] = []
             more = len(rows) == self.batch
             lease = t + self.settings.callback_lease
@@ -183,22 +171,19 @@ class CallbackSender:
             # twice at once): it is claimed again when the lease ends, here or by another instance.
             return
         error = None
-        if not due.url:
-            error = "the KIOSK has no callback URL"
-        else:
-            stamp = datetime.now(tz=UTC)
-            headers = {
-                "content-type": "application/json",
-                "webhook-id": due.id,
-                "webhook-timestamp": str(int(stamp.timestamp())),
-                "webhook-signature": Webhook(due.secret).sign(due.id, stamp, due.body),
-            }
-            try:
-                response = self.http.post(due.url, content=due.body, headers=headers)
-                if not 200 <= response.status_code < 300:
-                    error = f"HTTP {response.status_code}"
-            except httpx.HTTPError as exc:
-                error = f"{type(exc).__name__}: {exc}"
+        stamp = datetime.now(tz=UTC)
+        headers = {
+            "content-type": "application/json",
+            "webhook-id": due.id,
+            "webhook-timestamp": str(int(stamp.timestamp())),
+            "webhook-signature": Webhook(due.secret).sign(due.id, stamp, due.body),
+        }
+        try:
+            response = self.http.post(due.url, content=due.body, headers=headers)
+            if not 200 <= response.status_code < 300:
+                error = f"HTTP {response.status_code}"
+        except httpx.HTTPError as exc:
+            error = f"{type(exc).__name__}: {exc}"
         self._record(due, error)
 
     def _record(self, due: Due, error: str | None) -> None:
@@ -212,10 +197,10 @@ class CallbackSender:
                 self.settings.callback_backoff_initial * 2 ** (attempts - 1), self.settings.callback_backoff_max
             )
             next_at = t + delay * random.uniform(1.0, 1.2)
-            if not due.url or next_at - due.created_at > self.settings.callback_retry_period:
+            if next_at - due.created_at > self.settings.callback_retry_period:
                 values["state"] = CallbackState.DEAD.value
                 log.warning("callback %s is dead after %d attempts: %s", due.id, attempts, error)
             values["next_attempt_at"] = next_at
-        statement = _record_statement(tuple(sorted(values)))
+        pending = Callback.state == CallbackState.PENDING
         with self.db.session() as session:
-            run(session, statement, {"callback": due.id} | bound(values))
+            session.execute(update(Callback).where(Callback.id == due.id, pending).values(**values))

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import functools
 import logging
-from typing import Any
+from typing import Any, cast
 
 import requests
 from exponent_server_sdk import PushClient, PushMessage, PushServerError
-from sqlalchemy import select, update
+from sqlalchemy import Table, select, update
 from sqlalchemy.sql.dml import ReturningUpdate
 
 from relay.config import Settings
 from relay.db import Database
-from relay.models import PushToken
-from relay.outbox import NOTIFICATIONS
+from relay.models import Notification, PushToken
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +34,7 @@ def _claim_statement(batch: int) -> ReturningUpdate[int, str, str, str | None, d
     """The claim, built once (it runs every worker interval in every relay process): the oldest
     `batch` notifications still to push, marked pushed and returned by one statement (rows another
     instance is claiming are skipped, not waited for)."""
-    table = NOTIFICATIONS
+    table = cast(Table, Notification.__table__)
     due = (
         select(table.c.id)
         .where(table.c.pushed == 0)

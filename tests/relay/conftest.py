@@ -29,12 +29,12 @@ import pytest
 import uvicorn
 from standardwebhooks import Webhook, WebhookVerificationError
 
+from loyalty_sdk import AppClient, KioskClient
 from relay import db as database
-from relay import kiosks
 from relay.config import Settings
 from relay.devnet import MNEMONIC, anvil_key
 from relay.main import create_app
-from relay.sdk import AppClient, KioskClient
+from relay.services import kiosks
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -412,6 +412,41 @@ class RelayProcess:
 
     def db(self) -> database.Database:
         return database.Database(self.db_url)
+
+
+@dataclass
+class InProcess:
+    """The relay's services in this process, on a relay process's database: to drive a step of
+    its own (a retry, a sweep) beside it."""
+
+    db: Any
+    chain: Any
+    ops: Any
+    watcher: Any
+    payments: Any
+
+
+@contextlib.contextmanager
+def in_process(
+    relay: RelayProcess, anvil: str, deployment: dict[str, Any], signer: int | None, **settings: Any
+) -> Iterator[InProcess]:
+    from relay.chain import Chain
+    from relay.services.operations import Operations
+    from relay.services.payments import Payments
+    from relay.workers.watcher import Watcher
+
+    config = Settings(database_url=relay.db_url, **settings)
+    db = relay.db()
+    chain = Chain(anvil, deployment["path"], [] if signer is None else [anvil_key(signer)], 5)
+    ops = Operations(db, chain, config)
+    watcher = Watcher(chain, ops.finish, list, 600.0, config.receipt_timeout)  # no sweep: the test's own
+    ops.watch = watcher.watch
+    watcher.start()
+    try:
+        yield InProcess(db, chain, ops, watcher, Payments(db, chain, config, ops, watcher))
+    finally:
+        watcher.stop()
+        db.engine.dispose()
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,8 @@ import json
 import pytest
 from eth_abi import encode as abi_encode
 
-from relay.chain import ABI_DIR, CONTRACTS, REJECTIONS, ErrorDecoder
+from relay.chain.abi import ABI_DIR, CONTRACTS, ErrorDecoder
+from relay.chain.client import REJECTIONS, rejection
 from tools.export_abi import compiled_abis
 
 
@@ -36,6 +37,6 @@ def test_explained_error__declared_by_a_contract_and_explained_with_its_argument
     assert declared, f"no contract declares {name}"
     for selector, types in declared:
         values = [b"\x01" * 32 if t == "bytes32" else "0x" + "02" * 20 if t == "address" else 3 for t in types]
-        rejection = decoder.rejection(selector + abi_encode(types, values))
-        assert type(rejection) is REJECTIONS[name]
-        assert f"[{name}(" in rejection.message and "{" not in rejection.message
+        refused = rejection(decoder, selector + abi_encode(types, values))
+        assert type(refused) is REJECTIONS[name]
+        assert f"[{name}(" in refused.message and "{" not in refused.message

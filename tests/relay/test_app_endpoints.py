@@ -13,11 +13,11 @@ import pytest
 from eth_utils import is_checksum_address
 from sqlalchemy import select
 
+from loyalty_sdk import AppClient
 from relay import typed_data
 from relay.devnet import anvil_key
 from relay.models import Notification, TemporaryAccount
 from relay.models import PaymentStatus as S
-from relay.sdk import AppClient
 from tests.relay.checks import (
     ITEM_EXTRA,
     assert_spec_fields,

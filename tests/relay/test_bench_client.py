@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from bench.throughput import AMOUNT, Shopper
-from relay.sdk import KioskClient
+from loyalty_sdk import KioskClient
 
 
 def test_a_payment_by_the_load_generator_completes(relay, kiosk, shop_id, new_wallet) -> None:

@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 from eth_account import Account
 
+from loyalty_sdk import AppClient
 from relay import chain as onchain
 from relay import typed_data
 from relay.devnet import anvil_key, deploy, start_anvil, stop
 from relay.models import PaymentStatus as S
-from relay.sdk import AppClient
 from tests.relay.checks import (
     balance_of,
     contract,
@@ -120,7 +120,7 @@ def test_account_switched_to_tokens_after_open__confirm_409_3008_and_status_10(
     deadline = int(time.time()) + 600
     switch = typed_data.build(
         "SwitchToToken",
-        typed_data.domain(typed_data.LEDGER_DOMAIN, deployment["chainId"], ledger.address),
+        typed_data.domain("Ledger", deployment["chainId"], ledger.address),
         {
             "account": wallet.address,
             "minToken": 0,

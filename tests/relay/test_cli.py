@@ -10,8 +10,8 @@ import subprocess
 
 import pytest
 
+from loyalty_sdk import AppClient
 from relay.devnet import anvil_key
-from relay.sdk import AppClient
 from tests.relay.checks import fails, ok, open_new
 from tests.relay.conftest import BIN, POINT_USER, ROOT, UNIT
 

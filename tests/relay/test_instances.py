@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from relay.models import Callback, Payment
 from relay.models import PaymentStatus as S
-from tests.relay.conftest import SIGNERS, UNIT, wait_until
+from tests.relay.conftest import SIGNERS, UNIT, in_process, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -69,10 +69,7 @@ def test_claim__payment_already_claimed_by_another_instance__not_claimed_again(
     unclosed payment and claiming it, the other instance claims it first."""
     from sqlalchemy import func, update
 
-    from relay.chain import Chain
-    from relay.config import Settings
     from relay.models import ChainOp
-    from relay.payments import Payments
 
     first, _ = pair
     kiosk = make_kiosk(first, [shop_id])
@@ -83,9 +80,11 @@ def test_claim__payment_already_claimed_by_another_instance__not_claimed_again(
     with db.session() as session:  # what the other instance's claim leaves behind
         session.execute(update(Payment).where(Payment.payment_id == opened.paymentId).values(chain_op=ChainOp.REFUND))
         before = session.execute(select(func.count()).select_from(Callback)).scalar_one()
-    payments = Payments(db, Chain(anvil, deployment["path"], db, [], 5), Settings(database_url=first.db_url))
-
-    assert payments._close_unclosed(opened.paymentId, S.APPROVED) == 0
+    with in_process(first, anvil, deployment, None) as local:
+        with db.session() as session:
+            stale = session.get(Payment, opened.paymentId)
+        stale.chain_op = None  # as the first instance read it, before the other claimed its refund
+        assert local.payments._close_unclosed(stale) == 0
 
     with db.session() as session:
         assert session.execute(select(func.count()).select_from(Callback)).scalar_one() == before
@@ -99,8 +98,8 @@ def test_indexer__two_instances_take_their_first_step_together__no_duplicate_cur
 
     from relay import db as database
     from relay.chain import Chain
-    from relay.indexer import CURSOR, Indexer
     from relay.models import IndexerCursor
+    from relay.services.indexer import CURSOR, Indexer
 
     url = new_database("postgresql")
     database.upgrade(url)
@@ -119,7 +118,7 @@ def test_indexer__two_instances_take_their_first_step_together__no_duplicate_cur
         other.start()
         assert inserted.wait(10)
         threading.Timer(1.0, release.set).start()  # the first instance commits a moment later
-        indexer = Indexer(db, Chain(anvil, deployment["path"], db, [], 5), start_block=0, confirmations=0)
+        indexer = Indexer(db, Chain(anvil, deployment["path"], [], 5), start_block=0, confirmations=0)
 
         assert indexer.run_once() >= 0
 

@@ -12,9 +12,9 @@ import pytest
 from sqlalchemy import update
 
 from relay import chain as onchain
-from relay import kiosks
 from relay.models import PaymentStatus as S
 from relay.models import TemporaryAccount
+from relay.services import kiosks
 from tests.relay.checks import (
     AMOUNTS,
     assert_spec_fields,

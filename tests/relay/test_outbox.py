@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from relay import db as database
-from relay.outbox import CALLBACK_TOPIC, NOTIFICATION_TOPIC, notify
+from relay.services.outbox import CALLBACK_TOPIC, NOTIFICATION_TOPIC, notify
 
 ACCOUNT = "0x" + "11" * 20
 

@@ -23,8 +23,8 @@ import psycopg
 import pytest
 from sqlalchemy import Engine, event
 
+from loyalty_sdk import AppClient, KioskClient
 from relay.devnet import anvil_key
-from relay.sdk import AppClient, KioskClient
 from tests.relay.conftest import (
     OWNER,
     POINT_USER,

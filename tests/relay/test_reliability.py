@@ -20,12 +20,12 @@ import pytest
 from eth_account import Account
 from sqlalchemy import select, update
 
+from loyalty_sdk import AppClient
 from relay import chain as onchain
 from relay import db as database
 from relay.devnet import anvil_key
 from relay.models import Callback, CallbackState, Notification, Payment
 from relay.models import PaymentStatus as S
-from relay.sdk import AppClient
 from tests.relay.checks import (
     balance_of,
     call,
@@ -41,7 +41,7 @@ from tests.relay.checks import (
     session_of,
     sqlite_only,
 )
-from tests.relay.conftest import POINT_USER, SIGNERS, UNIT, free_port, wait_until
+from tests.relay.conftest import POINT_USER, SIGNERS, UNIT, free_port, in_process, wait_until
 
 TEN_KRW = 10 * UNIT
 FEE = UNIT // 2
@@ -188,10 +188,7 @@ def test_close__retry_waiting_for_the_approval_while_the_first_close_completes__
     mined; its first close (here through the relay process) records the approval and completes
     while the retry waits. The retry answers the completed payment, as any retry of a done close
     does, not "needs status 2" (6)."""
-    from relay import kiosks
-    from relay.chain import Chain
-    from relay.config import Settings
-    from relay.payments import Payments
+    from relay.services import kiosks
 
     rpc = _Rpc(anvil)
     payment_id = _open(relay, kiosk, user, shop_id)["paymentId"]
@@ -206,24 +203,19 @@ def test_close__retry_waiting_for_the_approval_while_the_first_close_completes__
         approver.approve(payment_id)
     finally:
         rpc("evm_setAutomine", True)
-    db = relay.db()
-    try:
-        chain = Chain(anvil, deployment["path"], db, [anvil_key(SIGNERS["spare"])], 5)
-        payments = Payments(db, chain, Settings(database_url=relay.db_url))
-        await_pending = payments._await_pending
+    with in_process(relay, anvil, deployment, SIGNERS["spare"]) as local:
+        settled = local.payments._settled
 
-        def first_close_completes_meanwhile(p, then):
+        def first_close_completes_meanwhile(p):
             rpc("evm_mine")
             assert ok(kiosk_post(relay.url, endpoint, kiosk.access_key, payment_id))["paymentStatus"] == done
-            return await_pending(p, then)
+            return settled(p)
 
-        payments._await_pending = first_close_completes_meanwhile
-        with db.session() as session:
+        local.payments._settled = first_close_completes_meanwhile
+        with local.db.session() as session:
             kiosk_account = kiosks.authenticate(session, kiosk.access_key)
-        close = payments.close_new if flow == "new" else payments.close_cancel
+        close = local.payments.close_new if flow == "new" else local.payments.close_cancel
         retried = close(kiosk_account, payment_id, confirm=True)
-    finally:
-        db.engine.dispose()
     assert (retried.status, retried.chain_op) == (done, None)
     assert payment_on_chain(anvil, deployment, payment_id)["status"] == on_chain
     successes = [c.type for c in _callback_rows(relay, payment_id) if c.code == 0]
@@ -308,37 +300,33 @@ class _ClaimedApproval:
 def _claimed_approval(relay, backend, kiosk, new_wallet, shop_id, anvil, deployment):
     from sqlalchemy import update
 
-    from relay.chain import Chain
-    from relay.config import Settings
     from relay.models import ChainOp, now
-    from relay.payments import Payments
 
     wallet = new_wallet(relay, 100 * UNIT)
     payment_id = _open(relay, kiosk, wallet, shop_id)["paymentId"]
-    confirm = wallet.item(payment_id).typedData.confirm
-    signature = wallet.sign(confirm)
-    db = relay.db()
-    try:
-        chain = Chain(anvil, deployment["path"], db, [anvil_key(SIGNERS[backend])], 5)
-        payments = Payments(db, chain, Settings(database_url=relay.db_url))
-        with db.session() as session:
+    signature = wallet.sign(wallet.item(payment_id).typedData.confirm)
+    with in_process(relay, anvil, deployment, SIGNERS[backend]) as local:
+        with local.db.session() as session:
             claimed = session.execute(
                 update(Payment)
                 .where(Payment.payment_id == payment_id)
-                .values(
-                    status=S.APPROVED,
-                    chain_op=ChainOp.OPEN,
-                    chain_op_at=now(),
-                    signer=wallet.address,
-                    signature=signature,
-                )
+                .values(status=S.APPROVED, chain_op=ChainOp.OPEN, chain_op_at=now(), signer=wallet.address,
+                        signature=signature)
                 .returning(Payment)
-            ).scalar_one()
-        args = payments._new_payment_args(claimed, int(confirm["message"]["deadline"]))
-        send = chain.payment.functions.openNewPayment(args, signature)
-        yield _ClaimedApproval(db, chain, payments, wallet, payment_id, send)
-    finally:
-        db.engine.dispose()
+            ).scalar_one()  # fmt: skip
+        send = local.ops.table[ChainOp.OPEN].call(claimed, local.ops.settings)
+        yield _ClaimedApproval(local.db, local.chain, local, wallet, payment_id, send)
+
+
+def _send(approval: _ClaimedApproval) -> str:
+    tx = approval.chain.send(approval.send, approval.payments.ops.nonces, gas=300_000)
+    assert approval.payments.watcher.wait(tx, 10).receipt["status"] == 1
+    return tx
+
+
+def _expected_nonce(approval: _ClaimedApproval, account: str) -> int:
+    with approval.db.session() as session:
+        return approval.payments.payments._expected_nonce(session, account)
 
 
 def test_expected_nonce__signature_mined_before_its_hash_or_receipt_is_seen__counted_once(
@@ -348,17 +336,16 @@ def test_expected_nonce__signature_mined_before_its_hash_or_receipt_is_seen__cou
     the transaction already mined, the user's next signature must carry the on-chain nonce, not
     one more (the approval would be refused as someone else's signature)."""
     with _claimed_approval(relay, backend, kiosk, new_wallet, shop_id, anvil, deployment) as approval:
-        chain, payments, account = approval.chain, approval.payments, approval.wallet.address
-        tx = chain.send(approval.send)
-        assert chain.wait(tx, 10)["status"] == 1
+        chain, account = approval.chain, approval.wallet.address
+        tx = _send(approval)
 
         assert chain.payment_nonce(account) == 1
-        assert payments._expected_nonce(account) == 1
+        assert _expected_nonce(approval, account) == 1
 
         approval.record(tx)
         # The node's receipt index may lag the state it belongs to: the count must not depend on it.
         monkeypatch.setattr(chain, "receipt", lambda tx_hash: None)
-        assert payments._expected_nonce(account) == 1
+        assert _expected_nonce(approval, account) == 1
         monkeypatch.undo()
         wait_until(approval.finished)
 
@@ -376,12 +363,11 @@ def test_expected_nonce__signature_sent_while_the_nonce_is_read__counted_once(
         def nonce_then_send(account, block="latest"):
             nonce = read_nonce(account, block)
             if not sent:  # the relay's send lands right after the first read
-                sent.append(chain.send(approval.send))
-                assert chain.wait(sent[0], 10)["status"] == 1
+                sent.append(_send(approval))
             return nonce
 
         monkeypatch.setattr(chain, "payment_nonce", nonce_then_send)
-        assert approval.payments._expected_nonce(account) == 1
+        assert _expected_nonce(approval, account) == 1
         assert read_nonce(account) == 1
 
         approval.record(sent[0])
@@ -394,10 +380,6 @@ def test_node_drops_a_relay_transaction__its_nonce_is_filled_and_it_is_sent_agai
     """The node loses an approval's transaction (a restart, a pool eviction) while the relay's
     next transaction waits in its pool behind the missing nonce: without repair neither would
     ever be mined."""
-    from relay.chain import Chain
-    from relay.config import Settings
-    from relay.payments import Payments
-
     rpc = _Rpc(anvil)
     first, second = new_wallet(relay, 100 * UNIT), new_wallet(relay, 100 * UNIT)
     lost = _open(relay, kiosk, first, shop_id)["paymentId"]
@@ -412,20 +394,13 @@ def test_node_drops_a_relay_transaction__its_nonce_is_filled_and_it_is_sent_agai
     rpc("evm_mine")
     assert rpc("eth_getTransactionReceipt", queued_tx) is None  # stuck behind the lost nonce
 
-    db = relay.db()
-    try:
-        chain = Chain(anvil, deployment["path"], db, [anvil_key(SIGNERS[backend])], 5)
-        payments = Payments(db, chain, Settings(database_url=relay.db_url, receipt_timeout=0.5))
-        time.sleep(1.0)
-        # What the chain watcher does once the receipt timeout has passed: the waiting one gets
+    with in_process(relay, anvil, deployment, SIGNERS[backend], receipt_timeout=0.5) as local:
+        time.sleep(2.5)
+        # What the watcher's sweep does once the receipt timeout has passed: the waiting one gets
         # the lost nonce filled; the lost one is sent again.
-        payments.settle(queued)
+        local.ops.in_flight()
         assert wait_until(lambda: rpc("eth_getTransactionReceipt", queued_tx))["status"] == "0x1"
-        assert payment_on_chain(anvil, deployment, lost)["status"] == onchain.NONE
-        payments.settle(lost)
         assert wait_until(lambda: payment_on_chain(anvil, deployment, lost)["status"] == onchain.OPEN)
-    finally:
-        db.engine.dispose()
     for payment_id in (lost, queued):
         closed = ok(kiosk_post(relay.url, "closeNew", kiosk.access_key, payment_id))
         assert closed["paymentStatus"] == S.COMPLETED
@@ -444,10 +419,11 @@ class _Rpc:
 def test_receipt_wait__polls_at_growing_intervals_and_answers_soon_after_mining(relay, anvil, deployment, backend):
     """A request waiting for a transaction on a chain whose blocks are seconds apart asks the node
     a few times a second, not a hundred; a mined transaction is still seen within half a second."""
-    from relay.chain import Chain
-    from relay.receipts import RECEIPT_POLL_MAX
+    from relay.workers.watcher import POLL_MAX
 
-    chain = Chain(anvil, deployment["path"], relay.db(), [anvil_key(SIGNERS[backend])], 5)
+    local_context = in_process(relay, anvil, deployment, SIGNERS[backend])
+    local = local_context.__enter__()
+    chain, watcher = local.chain, local.watcher
     polls: list[float] = []
     result = chain.rpc.result
 
@@ -457,13 +433,12 @@ def test_receipt_wait__polls_at_growing_intervals_and_answers_soon_after_mining(
 
     chain.rpc.result = counted  # every call the wait makes (receipts, block numbers)
     start = time.monotonic()
-    assert chain.wait("0x" + "ab" * 32, 2.0) is None  # never mined
+    assert watcher.wait("0x" + "ab" * 32, 2.0) is None  # never mined
     assert 2.0 <= time.monotonic() - start < 2.5
-    # The request's own two asks, the watcher's ask when the hash is handed over, then block
-    # numbers at growing intervals (and the receipt again when the first one is new to the
-    # watcher): 16; a fixed 10 ms interval polls ~200 times.
+    # The watcher's ask when the hash is handed over, then block numbers at growing intervals:
+    # about 14; a fixed 10 ms interval polls ~200 times.
     assert len(polls) <= 20
-    assert max(b - a for a, b in itertools.pairwise(polls)) <= RECEIPT_POLL_MAX + 0.1
+    assert max(b - a for a, b in itertools.pairwise(polls)) <= POLL_MAX + 0.1
 
     rpc = _Rpc(anvil)
     sender = Account.from_key(anvil_key(9)).address
@@ -471,15 +446,16 @@ def test_receipt_wait__polls_at_growing_intervals_and_answers_soon_after_mining(
     try:
         tx = rpc("eth_sendTransaction", {"from": sender, "to": sender, "value": "0x1"})
         with ThreadPoolExecutor(1) as pool:
-            waiting = pool.submit(chain.wait, tx, 30.0)
+            waiting = pool.submit(watcher.wait, tx, 30.0)
             time.sleep(1.5)
             assert not waiting.done()
             rpc("evm_mine")
             mined = time.monotonic()
-            assert waiting.result(timeout=5)["status"] == 1
-            assert time.monotonic() - mined < RECEIPT_POLL_MAX + 0.2
+            assert waiting.result(timeout=5).receipt["status"] == 1
+            assert time.monotonic() - mined < POLL_MAX + 0.2
     finally:
         rpc("evm_setAutomine", True)
+        local_context.__exit__(None, None, None)
 
 
 @sqlite_only
@@ -541,7 +517,7 @@ def test_callback_endpoint_hangs__other_kiosks_callbacks_still_delivered_at_once
     """A KIOSK whose callback endpoint accepts connections and never answers holds at most two of
     the sender's threads, each for the callback timeout (10 s); every other KIOSK's callbacks go
     out meanwhile."""
-    from relay import kiosks
+    from relay.services import kiosks
 
     with socket.socket() as hung:
         hung.bind(("127.0.0.1", 0))
@@ -572,10 +548,10 @@ def test_callbacks_of_one_payment__delivered_in_the_order_queued(new_database, s
     from sqlalchemy import update
 
     from relay import db as database
-    from relay import kiosks
     from relay.config import Settings
     from relay.models import CallbackState
-    from relay.outbox import enqueue_callback
+    from relay.services import kiosks
+    from relay.services.outbox import enqueue_callback
     from relay.workers.callbacks import CallbackSender
 
     url = new_database("postgresql")
@@ -611,9 +587,9 @@ def test_callback_that_waited_for_a_thread_until_its_lease_runs_short__not_sent_
 ):
     """An attempt that could outlast its lease might run alongside the next claim's: it is not made."""
     from relay import db as database
-    from relay import kiosks
     from relay.config import Settings
-    from relay.outbox import enqueue_callback
+    from relay.services import kiosks
+    from relay.services.outbox import enqueue_callback
     from relay.workers.callbacks import CallbackSender
 
     url = new_database("sqlite")

@@ -20,10 +20,8 @@ import httpx
 import pytest
 from sqlalchemy import Engine, event
 
+from loyalty_sdk import AppClient, KioskClient
 from relay.devnet import anvil_key
-from relay.receipts import ReceiptWatcher
-from relay.rpc import NodeRpc
-from relay.sdk import AppClient, KioskClient
 from tests.relay.conftest import (
     POINT_USER,
     UNIT,
@@ -43,14 +41,14 @@ BUDGETS = {
     # Check and claim; the signer's nonce and the transaction hash.
     "confirm": (2, 5),
     # The key, the payment and the claim; the signer's nonce and the transaction hash; the outcome
-    # and its notification.
+    # (recorded by the watcher).
     "closeNew": (3, 7),
 }
 
 
 class Counter:
     """Commits and statements of the threads that serve requests (AnyIO's worker threads; the
-    background workers and the approval's follow-up run on threads of their own)."""
+    background workers and the watcher run on threads of their own)."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
@@ -128,48 +126,3 @@ def test_each_request_of_a_payment_keeps_to_its_database_round_trips(counted_rel
     assert set(used) == set(BUDGETS)
     assert all(commits >= 1 for counts in used.values() for commits, _ in counts), used
     assert not over, f"over budget (commits, statements): {over}; budgets {BUDGETS}"
-
-
-def test_an_opening_the_close_recorded_leaves_its_follow_up_nothing_to_do(counted_relay, shop_id, monkeypatch):
-    """A KIOSK that closes the moment the app's approval answers waits for the opening's
-    transaction and records it itself; the approval's follow-up, coming after (held back here),
-    must neither read the balance again nor run an update that changes nothing."""
-    relay_url, kiosk, _ = counted_relay
-    user = AppClient(relay_url, anvil_key(POINT_USER))
-    followed = threading.Event()
-    original = ReceiptWatcher.follow
-
-    def late_follow(self: ReceiptWatcher, tx_hash: str, timeout: float, then: Callable[[Any], object]) -> None:
-        def then_and_mark(receipt: Any) -> None:
-            try:
-                then(receipt)
-            finally:
-                followed.set()
-
-        threading.Timer(1.0, original, (self, tx_hash, timeout, then_and_mark)).start()
-
-    by_follow_up: list[str] = []  # statements and node calls on the follow-up threads
-
-    def on_statement(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        if threading.current_thread().name.startswith("mined"):
-            by_follow_up.append(statement.split()[0])
-
-    original_response = NodeRpc.response
-
-    def response(self: NodeRpc, method: str, params: list[Any], body: bytes | None = None) -> Any:
-        if threading.current_thread().name.startswith("mined"):
-            by_follow_up.append(method)
-        return original_response(self, method, params, body)
-
-    monkeypatch.setattr(ReceiptWatcher, "follow", late_follow)
-    monkeypatch.setattr(NodeRpc, "response", response)
-    event.listen(Engine, "before_cursor_execute", on_statement)
-    try:
-        opened = kiosk.open_new(f"T-{time.time_ns()}", 10 * UNIT, "krw", shop_id, user.address)
-        user.approve(opened.paymentId)
-        assert kiosk.close_new(opened.paymentId).paymentStatus == 4
-        assert followed.wait(15), "the approval's follow-up never ran"
-    finally:
-        event.remove(Engine, "before_cursor_execute", on_statement)
-    assert by_follow_up == []
-    assert user.item(opened.paymentId).paymentStatus == 4

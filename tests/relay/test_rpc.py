@@ -13,9 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from web3.exceptions import ContractCustomError, ContractLogicError, Web3RPCError
 
-from relay.rpc import NodeRpc
+from relay.chain.rpc import NodeRpc, Reverted, RpcError
 from tests.relay.conftest import _Server, free_port
 
 
@@ -69,27 +68,29 @@ def test_url__without_credentials__no_authorization_header(node):
     assert path == "/" and "authorization" not in headers
 
 
-def test_result__error_response__web3_rpc_error_with_the_node_s_message(node):
+def test_result__error_response__rpc_error_with_the_node_s_message(node):
     node.answer = lambda r: {"error": {"code": -32003, "message": "nonce too low"}}
 
-    with pytest.raises(Web3RPCError, match="nonce too low"):
+    with pytest.raises(RpcError, match="nonce too low") as raised:
         NodeRpc(node.url, 5).result("eth_sendRawTransaction", ["0x00"])
+    assert not isinstance(raised.value, Reverted)
 
 
-def test_simulation__revert_with_custom_error__contract_custom_error_with_its_data(node):
+def test_result__revert_with_custom_error__reverted_with_its_data(node):
     data = "0x8baa579f" + "00" * 32
     node.answer = lambda r: {"error": {"code": 3, "message": "execution reverted", "data": data}}
 
-    with pytest.raises(ContractCustomError) as raised:
-        NodeRpc(node.url, 5).simulation("eth_call", [{"to": "0x" + "11" * 20, "data": "0x"}, "latest"])
-    assert raised.value.data == data
+    with pytest.raises(Reverted) as raised:
+        NodeRpc(node.url, 5).result("eth_call", [{"to": "0x" + "11" * 20, "data": "0x"}, "latest"])
+    assert raised.value.data == bytes.fromhex(data[2:])
 
 
-def test_simulation__revert_without_data__contract_logic_error(node):
-    node.answer = lambda r: {"error": {"code": 3, "message": "execution reverted"}}
+def test_result__revert_without_data__reverted_with_no_data(node):
+    node.answer = lambda r: {"error": {"code": -32000, "message": "execution reverted"}}
 
-    with pytest.raises(ContractLogicError):
-        NodeRpc(node.url, 5).simulation("eth_estimateGas", [{"to": "0x" + "11" * 20}, "pending"])
+    with pytest.raises(Reverted) as raised:
+        NodeRpc(node.url, 5).result("eth_estimateGas", [{"to": "0x" + "11" * 20}, "pending"])
+    assert raised.value.data == b""
 
 
 def test_unreachable_node__connection_error():

@@ -14,10 +14,10 @@ from typing import Any
 import httpx
 import pytest
 
+from loyalty_sdk import AppClient
 from relay import logs
 from relay.config import Settings
 from relay.devnet import anvil_key
-from relay.sdk import AppClient
 from tests.relay.conftest import (
     POINT_USER,
     SIGNERS,

@@ -20,10 +20,9 @@ from playwright.sync_api import sync_playwright
 from sqlalchemy import func, select
 from web3 import Web3
 
-from relay import errors
+from loyalty_sdk import AppClient, errors
 from relay.devnet import anvil_key
 from relay.models import ChainEvent, IndexerCursor, Withdrawal
-from relay.sdk import AppClient
 from tests.relay.conftest import OWNER, POINT_USER, ROOT, SIGNERS, UNIT, wait_until
 
 SCREENSHOTS = ROOT / "var" / "screenshots"
@@ -307,7 +306,7 @@ def test_migration_0003__shared_signature_events_indexed_again_under_their_contr
 
     from relay import db as database
     from relay.chain import Chain
-    from relay.indexer import CURSOR, Indexer
+    from relay.services.indexer import CURSOR, Indexer
 
     shared = {"RoleGranted", "RoleRevoked", "RoleAdminChanged", "EIP712DomainChanged"}
     names: dict[str, set[str]] = {}
@@ -325,7 +324,7 @@ def test_migration_0003__shared_signature_events_indexed_again_under_their_contr
     url = new_database(backend)
     database.upgrade(url, "0002")
     db = database.Database(url)
-    indexer = Indexer(db, Chain(anvil, deployment["path"], db, [], 5), deployment["startBlock"], confirmations=0)
+    indexer = Indexer(db, Chain(anvil, deployment["path"], [], 5), deployment["startBlock"], confirmations=0)
 
     def index_to_head() -> list[tuple[str, int, str]]:
         while True:

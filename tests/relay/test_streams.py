@@ -17,8 +17,8 @@ import httpx
 import psycopg
 import pytest
 
+from loyalty_sdk import AppClient
 from relay.devnet import anvil_key
-from relay.sdk import AppClient
 from tests.relay.conftest import POINT_USER, UNIT, RelayProcess, wait_until
 
 

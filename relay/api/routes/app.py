@@ -15,7 +15,6 @@ from sse_starlette import EventSourceResponse
 from relay.api import schemas
 from relay.api.deps import ServicesDep, in_thread
 from relay.api.schemas import Ok, error_responses
-from relay.api.views import app_payment
 from relay.models import Notification
 
 router = APIRouter(prefix="/v1/payment", tags=["Mobile app"], responses=error_responses(400, 403, 404, 409, 503))
@@ -25,56 +24,43 @@ router = APIRouter(prefix="/v1/payment", tags=["Mobile app"], responses=error_re
 @in_thread
 def chain_info(services: ServicesDep) -> Ok[schemas.ChainInfo]:
     chain = services.chain
-    return Ok(
-        data=schemas.ChainInfo(
-            chainId=chain.chain_id,
-            contracts={name: contract.address for name, contract in chain.contracts.items()},
-            domains={"payment": chain.payment_domain(), "shop": chain.shop_domain()},
-        )
-    )
+    contracts = {name: contract.address for name, contract in chain.contracts.items()}
+    domains = {"payment": chain.payment_domain(), "shop": chain.shop_domain()}
+    return Ok(data=schemas.ChainInfo(chain_id=chain.chain_id, contracts=contracts, domains=domains))
 
 
 @router.get("/item", summary="5.1 A payment, with the typed data to sign while a decision is pending")
 @in_thread
 def item(q: Annotated[schemas.PaymentQuery, Query()], services: ServicesDep) -> Ok[schemas.ItemResult]:
-    payment, pending = services.payments.item(q.paymentId)
-    return Ok(
-        data=app_payment(
-            schemas.ItemResult,
-            payment,
-            createTimestamp=payment.open_new_at,
-            cancelTimestamp=payment.open_cancel_at,
-            typedData=pending,
-        )
-    )
+    payment, pending = services.payments.item(q.payment_id)
+    result = schemas.ItemResult.model_validate(payment)
+    return Ok(data=result.model_copy(update={"typed_data": pending and schemas.DecisionTypedData(**pending)}))
 
 
 @router.post("/create/confirm", summary="5.2 The user approves a new payment")
 @in_thread
-def create_confirm(body: schemas.SignedPaymentRequest, services: ServicesDep) -> Ok[schemas.TxResult]:
-    payment = services.payments.confirm_new(body.paymentId, body.signature)
-    return Ok(data=app_payment(schemas.TxResult, payment, txHash=payment.open_tx))
+def create_confirm(body: schemas.SignedPaymentRequest, services: ServicesDep) -> Ok[schemas.CreateResult]:
+    payment = services.payments.confirm_new(body.payment_id, body.signature)
+    return Ok(data=schemas.CreateResult.model_validate(payment))
 
 
 @router.post("/create/deny", summary="5.3 The user denies a new payment")
 @in_thread
 def create_deny(body: schemas.SignedPaymentRequest, services: ServicesDep) -> Ok[schemas.PaymentBase]:
-    payment = services.payments.deny_new(body.paymentId, body.signature)
-    return Ok(data=app_payment(schemas.PaymentBase, payment))
+    return Ok(data=schemas.PaymentBase.model_validate(services.payments.deny_new(body.payment_id, body.signature)))
 
 
 @router.post("/cancel/confirm", summary="5.4 The shop owner approves a cancel")
 @in_thread
-def cancel_confirm(body: schemas.SignedPaymentRequest, services: ServicesDep) -> Ok[schemas.TxResult]:
-    payment = services.payments.confirm_cancel(body.paymentId, body.signature)
-    return Ok(data=app_payment(schemas.TxResult, payment, txHash=payment.cancel_tx))
+def cancel_confirm(body: schemas.SignedPaymentRequest, services: ServicesDep) -> Ok[schemas.CancelResult]:
+    payment = services.payments.confirm_cancel(body.payment_id, body.signature)
+    return Ok(data=schemas.CancelResult.model_validate(payment))
 
 
 @router.post("/cancel/deny", summary="5.5 The shop owner denies a cancel")
 @in_thread
 def cancel_deny(body: schemas.SignedPaymentRequest, services: ServicesDep) -> Ok[schemas.PaymentBase]:
-    payment = services.payments.deny_cancel(body.paymentId, body.signature)
-    return Ok(data=app_payment(schemas.PaymentBase, payment))
+    return Ok(data=schemas.PaymentBase.model_validate(services.payments.deny_cancel(body.payment_id, body.signature)))
 
 
 @router.post("/account/temporary", summary="A temporary wallet address for the payment QR code")
@@ -83,11 +69,7 @@ def temporary_account(
     body: schemas.TemporaryAccountRequest, services: ServicesDep
 ) -> Ok[schemas.TemporaryAccountResult]:
     created = services.wallets.temporary_account(body.account, body.deadline, body.signature)
-    return Ok(
-        data=schemas.TemporaryAccountResult(
-            account=body.account, temporaryAccount=created.address, expiresAt=int(created.expires_at)
-        )
-    )
+    return Ok(data=schemas.TemporaryAccountResult.model_validate(created))
 
 
 @router.post("/push/token", summary="Register an Expo push token for a wallet")
@@ -122,7 +104,7 @@ async def events(
             # while the stream opened), then what the hub hands out, each notification once.
             sent: set[int] = set()
             cursor = start
-            while rows := await asyncio.to_thread(services.wallets.notifications_after, account, cursor):
+            while rows := await asyncio.to_thread(services.wallets.notifications, cursor, 100, account):
                 for row in rows:
                     cursor = row.id
                     sent.add(row.id)

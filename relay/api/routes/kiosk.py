@@ -9,9 +9,7 @@ from fastapi import APIRouter, Query
 from relay.api import schemas
 from relay.api.deps import Authorization, ServicesDep, access_key, authenticate_kiosk, in_thread, waiting
 from relay.api.schemas import Ok, error_responses
-from relay.api.views import kiosk_payment
 from relay.errors import PurchaseNotFound
-from relay.models import Purchase
 
 router = APIRouter(prefix="/v1/payment", tags=["KIOSK"], responses=error_responses(400, 401, 403, 404, 409, 422, 503))
 
@@ -19,32 +17,16 @@ router = APIRouter(prefix="/v1/payment", tags=["KIOSK"], responses=error_respons
 @router.get("/user/balance", summary="3.1 The user's loyalty balance")
 @in_thread
 def user_balance(q: Annotated[schemas.AccountQuery, Query()], services: ServicesDep) -> Ok[schemas.Balance]:
-    account, loyalty_type, balance = services.payments.balance(q.account)
-    return Ok(data=schemas.Balance(account=account, loyaltyType=loyalty_type, balance=str(balance)))
+    loyalty_type, balance = services.payments.balance(q.account)
+    return Ok(data=schemas.Balance(account=q.account, loyalty_type=loyalty_type, balance=str(balance)))
 
 
 @router.get("/info", summary="3.2 Loyalty a payment would use")
 @in_thread
 def payment_info(q: Annotated[schemas.InfoQuery, Query()], services: ServicesDep) -> Ok[schemas.PaymentInfo]:
-    e = services.payments.estimate(q.account, int(q.amount), q.currency)
-    return Ok(
-        data=schemas.PaymentInfo(
-            account=q.account,
-            loyaltyType=e.loyalty_type,
-            amount=q.amount,
-            currency=q.currency,
-            balance=str(e.balance),
-            paidPoint=str(e.paid_point),
-            paidToken=str(e.paid_token),
-            paidValue=str(e.paid_value),
-            feePoint=str(e.fee_point),
-            feeToken=str(e.fee_token),
-            feeValue=str(e.fee_value),
-            totalPoint=str(e.total_point),
-            totalToken=str(e.total_token),
-            totalValue=str(e.total_value),
-        )
-    )
+    estimate = services.payments.estimate(q.account, int(q.amount), q.currency)
+    fields = vars(estimate) | q.model_dump(include={"account", "amount", "currency"})
+    return Ok(data=schemas.PaymentInfo.model_validate(fields))
 
 
 @router.post("/openNew", summary="3.3 Open a new payment")
@@ -52,15 +34,11 @@ def payment_info(q: Annotated[schemas.InfoQuery, Query()], services: ServicesDep
 def open_new(
     body: schemas.OpenNewRequest, services: ServicesDep, authorization: Authorization = None
 ) -> Ok[schemas.OpenNewResult]:
+    who = access_key(body.access_key, authorization)
     payment = services.payments.open_new(
-        access_key(body.accessKey, authorization),
-        body.purchaseId,
-        int(body.amount),
-        body.currency,
-        body.shopId,
-        body.account,
+        who, body.purchase_id, int(body.amount), body.currency, body.shop_id, body.account
     )
-    return Ok(data=kiosk_payment(schemas.OpenNewResult, payment))
+    return Ok(data=schemas.OpenNewResult.model_validate(payment))
 
 
 @router.post("/closeNew", summary="3.4 Complete (or refund) an approved payment")
@@ -68,9 +46,8 @@ async def close_new(
     body: schemas.CloseRequest, services: ServicesDep, authorization: Authorization = None
 ) -> Ok[schemas.CloseNewResult]:
     def close() -> Ok[schemas.CloseNewResult]:
-        who = access_key(body.accessKey, authorization)
-        payment = services.payments.close_new(who, body.paymentId, body.confirm)
-        return Ok(data=kiosk_payment(schemas.CloseNewResult, payment))
+        payment = services.payments.close_new(access_key(body.access_key, authorization), body.payment_id, body.confirm)
+        return Ok(data=schemas.CloseNewResult.model_validate(payment))
 
     return await waiting(services, close)
 
@@ -80,8 +57,8 @@ async def close_new(
 def open_cancel(
     body: schemas.PaymentRequest, services: ServicesDep, authorization: Authorization = None
 ) -> Ok[schemas.OpenCancelResult]:
-    payment = services.payments.open_cancel(access_key(body.accessKey, authorization), body.paymentId)
-    return Ok(data=kiosk_payment(schemas.OpenCancelResult, payment))
+    payment = services.payments.open_cancel(access_key(body.access_key, authorization), body.payment_id)
+    return Ok(data=schemas.OpenCancelResult.model_validate(payment))
 
 
 @router.post("/closeCancel", summary="3.6 Complete (or revert) an approved cancel")
@@ -89,28 +66,12 @@ async def close_cancel(
     body: schemas.CloseRequest, services: ServicesDep, authorization: Authorization = None
 ) -> Ok[schemas.CloseCancelResult]:
     def close() -> Ok[schemas.CloseCancelResult]:
-        who = access_key(body.accessKey, authorization)
-        payment = services.payments.close_cancel(who, body.paymentId, body.confirm)
-        return Ok(data=kiosk_payment(schemas.CloseCancelResult, payment))
+        payment = services.payments.close_cancel(
+            access_key(body.access_key, authorization), body.payment_id, body.confirm
+        )
+        return Ok(data=schemas.CloseCancelResult.model_validate(payment))
 
     return await waiting(services, close)
-
-
-def _purchase(p: Purchase) -> schemas.PurchaseResult:
-    return schemas.PurchaseResult(
-        purchaseId=p.purchase_id,
-        shopId=p.shop_id,
-        account=p.kiosk_account,
-        amount=p.amount,
-        currency=p.currency,
-        provideTimestamp=int(p.provide_at),
-        provideStatus=p.status,
-        loyaltyType=p.loyalty_type,
-        providedAmount=p.reward,
-        providedPoint=p.reward_point,
-        txHash=p.tx,
-        error=p.error,
-    )
 
 
 @router.post("/purchase", summary="Report a purchase: its loyalty reward is credited after the shop's wait time")
@@ -118,47 +79,29 @@ def _purchase(p: Purchase) -> schemas.PurchaseResult:
 def report_purchase(
     body: schemas.PurchaseRequest, services: ServicesDep, authorization: Authorization = None
 ) -> Ok[schemas.PurchaseResult]:
-    kiosk = authenticate_kiosk(services, body.accessKey, authorization)
+    kiosk = authenticate_kiosk(services, body.access_key, authorization)
     purchase = services.rewards.report(
-        kiosk, body.purchaseId, int(body.amount), body.currency, body.shopId, body.account
+        kiosk, body.purchase_id, int(body.amount), body.currency, body.shop_id, body.account
     )
-    return Ok(data=_purchase(purchase))
+    return Ok(data=schemas.PurchaseResult.model_validate(purchase))
 
 
 @router.get("/purchase", summary="A reported purchase and its reward")
 @in_thread
 def purchase(q: Annotated[schemas.PurchaseQuery, Query()], services: ServicesDep) -> Ok[schemas.PurchaseResult]:
-    found = services.rewards.get(q.shopId, q.purchaseId)
+    found = services.rewards.get(q.shop_id, q.purchase_id)
     if found is None:
-        raise PurchaseNotFound(f"No purchase {q.purchaseId} was reported for shop {q.shopId}.")
-    return Ok(data=_purchase(found))
+        raise PurchaseNotFound(f"No purchase {q.purchase_id} was reported for shop {q.shop_id}.")
+    return Ok(data=schemas.PurchaseResult.model_validate(found))
 
 
 @router.get("/shop/info", summary="3.7 A shop's settings and totals")
 @in_thread
 def shop_info(q: Annotated[schemas.ShopQuery, Query()], services: ServicesDep) -> Ok[schemas.ShopInfo]:
-    shop = services.chain.shop(q.shopId)
-    return Ok(
-        data=schemas.ShopInfo(
-            shopId=shop.shop_id,
-            name=shop.name,
-            provideWaitTime=shop.provide_wait_time,
-            providePercent=shop.provide_percent,
-            account=shop.account,
-            providedPoint=str(shop.provided_point),
-            usedPoint=str(shop.used_point),
-            settledPoint=str(shop.settled_point),
-            withdrawnPoint=str(shop.withdrawn_point),
-        )
-    )
+    return Ok(data=schemas.ShopInfo.model_validate(services.chain.shop(q.shop_id)))
 
 
 @router.get("/shop/withdrawal", summary="3.8 A shop's withdrawal in progress")
 @in_thread
 def shop_withdrawal(q: Annotated[schemas.ShopQuery, Query()], services: ServicesDep) -> Ok[schemas.ShopWithdrawal]:
-    shop = services.chain.shop(q.shopId)
-    return Ok(
-        data=schemas.ShopWithdrawal(
-            shopId=shop.shop_id, withdrawAmount=str(shop.withdraw_amount), withdrawStatus=int(shop.withdraw_open)
-        )
-    )
+    return Ok(data=schemas.ShopWithdrawal.model_validate(services.chain.shop(q.shop_id)))

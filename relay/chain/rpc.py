@@ -1,11 +1,10 @@
-"""JSON-RPC to the chain node over one pool of keep-alive HTTP connections (urllib3).
+"""JSON-RPC to the chain node over one pool of keep-alive HTTP connections (urllib3): a call costs
+a fraction of the CPU of web3.py's request pipeline, which formats every parameter and result
+through layers of middleware.
 
-The relay's hot calls (eth_call, gas estimates, raw transactions, receipts, nonces) go through
-`NodeRpc` directly: a call costs a fraction of the CPU time of web3.py's request pipeline, which
-formats every parameter and result through layers of middleware. web3.py itself (events, logs,
-occasional reads) uses the same pool through `NodeProvider`. Errors are web3.py's own: a revert
-raises ContractCustomError / ContractLogicError as web3.py would, any other error response
-Web3RPCError, and a node that cannot be reached ConnectionError.
+A node that cannot be reached raises ConnectionError, one that does not answer in time
+TimeoutError; an error response raises RpcError, or Reverted with the revert data for a call that
+a contract refused.
 
 A node that stops answering (it accepts connections but hangs) would hold every request that calls
 it for the whole timeout. After a call times out the node is not asked again for a pause: calls
@@ -26,10 +25,6 @@ from urllib.parse import unquote, urlsplit
 
 import requests
 import urllib3
-from web3._utils.error_formatters_utils import raise_contract_logic_error_on_revert
-from web3.exceptions import Web3RPCError
-from web3.providers.base import JSONBaseProvider
-from web3.types import RPCEndpoint, RPCResponse
 
 HEADERS = {"Content-Type": "application/json"}
 # Sending a transaction twice is not harmless (the second answer is an error): it is never retried.
@@ -41,6 +36,30 @@ FIRST_PAUSE = 0.5
 # Calls whose time grows with what they ask for: their timeout says the query was too big (the
 # indexer's block range), not that the node hangs, so it starts no pause.
 SIZED_BY_REQUEST = frozenset({"eth_getLogs"})
+
+Response = dict[str, Any]
+
+
+class RpcError(Exception):
+    """The node answered with an error."""
+
+    def __init__(self, error: Any) -> None:
+        super().__init__(repr(error))
+        self.error = error
+
+
+class Reverted(RpcError):
+    """A call a contract refused; `data` is the revert data (a custom error), possibly empty."""
+
+    def __init__(self, error: Any) -> None:
+        super().__init__(error)
+        data = error.get("data") if isinstance(error, dict) else None
+        data = data.get("data") if isinstance(data, dict) else data  # some nodes nest it
+        self.data = bytes.fromhex(data[2:]) if isinstance(data, str) and data.startswith("0x") else b""
+
+
+def _is_revert(error: Any) -> bool:
+    return isinstance(error, dict) and (error.get("code") == 3 or "revert" in str(error.get("message", "")).lower())
 
 
 class NodeRpc:
@@ -92,27 +111,27 @@ class NodeRpc:
             self._headers |= urllib3.util.make_headers(basic_auth=credentials)
         self._ids = itertools.count(1)
 
-    def response(self, method: str, params: list[Any], body: bytes | None = None) -> RPCResponse:
-        """The node's whole JSON-RPC response. ConnectionError if it cannot be had, TimeoutError if
-        the node did not answer in time."""
-        if body is None:
-            body = json.dumps({"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": params}).encode()
-        decoded: RPCResponse = self._exchange(method, body)
-        return decoded
+    def result(self, method: str, params: list[Any]) -> Any:
+        """The call's result; RpcError (Reverted for a contract's refusal) for an error response."""
+        body = json.dumps({"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": params}).encode()
+        reply: Response = self._exchange(method, body)
+        if "error" in reply:
+            raise Reverted(reply["error"]) if _is_revert(reply["error"]) else RpcError(reply["error"])
+        return reply.get("result")
 
-    def batch(self, method: str, params: list[list[Any]]) -> list[RPCResponse]:
+    def batch(self, method: str, params: list[list[Any]]) -> list[Response]:
         """One JSON-RPC batch request: `method` with each of `params`; the node's response to each,
-        in the same order. Web3RPCError if the node does not take batch requests (some refuse
-        them, or cap their size), ConnectionError / TimeoutError as for a single call."""
+        in the same order. RpcError if the node does not take batch requests (some refuse them,
+        or cap their size), ConnectionError / TimeoutError as for a single call."""
         ids = [next(self._ids) for _ in params]
         requests = [
             {"jsonrpc": "2.0", "id": i, "method": method, "params": p} for i, p in zip(ids, params, strict=True)
         ]
         replies = self._exchange(method, json.dumps(requests).encode())
         if not isinstance(replies, list):
-            raise Web3RPCError(f"{method}: the node did not answer the batch request: {replies!r}")
-        by_id: dict[Any, RPCResponse] = {r.get("id"): cast(RPCResponse, r) for r in replies if isinstance(r, dict)}
-        missing: RPCResponse = {"error": {"code": -32603, "message": "no answer in the batch"}}
+            raise RpcError(f"{method}: the node did not answer the batch request: {replies!r}")
+        by_id: dict[Any, Response] = {r.get("id"): cast(Response, r) for r in replies if isinstance(r, dict)}
+        missing: Response = {"error": {"code": -32603, "message": "no answer in the batch"}}
         return [by_id.get(i, missing) for i in ids]
 
     def _exchange(self, method: str, body: bytes) -> Any:
@@ -174,29 +193,3 @@ class NodeRpc:
             elif not self._probing:  # the node answered, and no probe is out to decide instead
                 self._paused_until = 0.0
                 self._timeouts = 0
-
-    def result(self, method: str, params: list[Any]) -> Any:
-        """The result; Web3RPCError for an error response."""
-        reply = self.response(method, params)
-        if "error" in reply:
-            raise Web3RPCError(repr(reply["error"]), rpc_response=reply)
-        return reply.get("result")
-
-    def simulation(self, method: str, params: list[Any]) -> Any:
-        """The result of eth_call / eth_estimateGas; a revert raises web3.py's contract errors."""
-        reply = self.response(method, params)
-        if "error" in reply:
-            raise_contract_logic_error_on_revert(reply)
-            raise Web3RPCError(repr(reply["error"]), rpc_response=reply)
-        return reply.get("result")
-
-
-class NodeProvider(JSONBaseProvider):
-    """A web3.py provider on a NodeRpc's connection pool."""
-
-    def __init__(self, rpc: NodeRpc) -> None:
-        super().__init__()
-        self.rpc = rpc
-
-    def make_request(self, method: RPCEndpoint, params: Any) -> RPCResponse:
-        return self.rpc.response(method, params, body=self.encode_rpc_request(method, params))

@@ -13,16 +13,12 @@ from __future__ import annotations
 import logging
 from typing import Any, cast
 
-from hexbytes import HexBytes
 from sqlalchemy import Table, insert, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from relay.calls import Event, checksum, log_bytes
-from relay.chain import CONNECTION_ERRORS, Chain
-from relay.db import Database, is_postgres
-from relay.errors import ChainUnavailable
+from relay.chain import Chain
+from relay.chain.abi import Event, hex_bytes
+from relay.db import Database, insert_if_absent
 from relay.models import ChainEvent, IndexerCursor, Shop, Withdrawal
 
 log = logging.getLogger(__name__)
@@ -45,8 +41,8 @@ RawLog = dict[str, Any]
 
 
 def _plain(value: Any) -> Any:
-    if isinstance(value, bytes | HexBytes):
-        return "0x" + bytes(value).hex()
+    if isinstance(value, bytes):
+        return "0x" + value.hex()
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value) if abs(value) > 2**53 else value
     if isinstance(value, list | tuple):
@@ -61,22 +57,17 @@ class Indexer:
         self.start_block = start_block
         self.confirmations = confirmations
         self.batch = batch
-        self.addresses = [c.address for c in chain.contracts.values()]
         # (contract address, topic) -> (contract name, event): several contracts emit events of
         # the same signature (RoleGranted, ...), and each is stored under the contract that emitted it.
         self.events: dict[tuple[str, bytes], tuple[str, Event]] = {
             (contract.address.lower(), topic): (name, event)
-            for name, contract in chain.fast.items()
+            for name, contract in chain.contracts.items()
             for topic, event in contract.topics.items()
         }
 
     def run_once(self) -> int:
         """Indexes the next block range, if any is confirmed; returns the number of events stored."""
-        try:
-            head = int(self.chain.rpc.result("eth_blockNumber", []), 16)
-        except CONNECTION_ERRORS as exc:
-            raise ChainUnavailable() from exc
-        safe = head - self.confirmations
+        safe = self.chain.block_number() - self.confirmations
         lock = select(IndexerCursor).where(IndexerCursor.name == CURSOR).with_for_update(skip_locked=True)
         with self.db.session() as session:
             cursor = session.execute(lock).scalar_one_or_none()
@@ -84,10 +75,7 @@ class Indexer:
                 if session.get(IndexerCursor, CURSOR) is not None:
                     return 0  # another instance holds it
                 # The first step ever: instances starting together must not both insert the row.
-                upsert = pg_insert if is_postgres(self.db.engine) else sqlite_insert
-                session.execute(
-                    upsert(IndexerCursor).values(name=CURSOR, next_block=self.start_block).on_conflict_do_nothing()
-                )
+                session.execute(insert_if_absent(self.db, IndexerCursor, name=CURSOR, next_block=self.start_block))
                 cursor = session.execute(lock).scalar_one_or_none()
                 if cursor is None:
                     return 0  # another instance created it and holds it
@@ -95,13 +83,7 @@ class Indexer:
             if start > safe:
                 return 0
             end = min(safe, start + self.batch - 1)
-            # The logs as the node sends them (hex strings): the events are decoded by their own
-            # decoders, so web3.py's formatting of every field would be work thrown away.
-            query = {"fromBlock": hex(start), "toBlock": hex(end), "address": self.addresses}
-            try:
-                logs: list[RawLog] = self.chain.rpc.result("eth_getLogs", [query])
-            except CONNECTION_ERRORS as exc:
-                raise ChainUnavailable() from exc
+            logs: list[RawLog] = self.chain.logs(start, end)
             # Events already stored (a step that read them and then failed to commit its cursor
             # cannot leave any, but the unique key is the guarantee): one query for the range.
             seen = {
@@ -139,7 +121,7 @@ class Indexer:
     ) -> dict[str, Any] | None:
         """The row of a log to store (None for a log of no known event, or one already stored),
         and what it changes: the shops it touches, an opened or closed withdrawal."""
-        topic = log_bytes(entry["topics"][0]) if entry["topics"] else b""
+        topic = hex_bytes(entry["topics"][0]) if entry["topics"] else b""
         known = self.events.get((entry["address"].lower(), topic))
         if known is None:
             return None
@@ -196,17 +178,17 @@ class Indexer:
 
     def _refresh_shop(self, session: Session, shop_id: str, block: int) -> None:
         """Reads the shop from the registry as of `block` (not the head), so the row matches the events."""
-        info = self.chain.shops.functions.shopOf(shop_id).call(block_identifier=block)
+        info = self.chain.shop(shop_id, block)
         values = {
-            "name": info[1],
-            "owner": checksum(info[4]),
-            "provide_wait_time": int(info[2]),
-            "provide_percent": int(info[3]),
-            "provided_point": str(info[5]),
-            "used_point": str(info[6]),
-            "settled_point": str(info[7]),
-            "withdrawn_point": str(info[8]),
-            "withdraw_amount": str(info[9]),
+            "name": info.name,
+            "owner": info.account,
+            "provide_wait_time": info.provide_wait_time,
+            "provide_percent": info.provide_percent,
+            "provided_point": str(info.provided_point),
+            "used_point": str(info.used_point),
+            "settled_point": str(info.settled_point),
+            "withdrawn_point": str(info.withdrawn_point),
+            "withdraw_amount": str(info.withdraw_amount),
             "block_number": block,
         }
         shop = session.get(Shop, shop_id)

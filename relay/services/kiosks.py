@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
-from relay.db import run
 from relay.errors import InvalidAccessKey, ShopNotAllowed
 from relay.models import KioskClient, KioskShop, now
 
@@ -84,17 +83,10 @@ def add(
     return NewKiosk(Kiosk(client.id, name, frozenset(normalized), callback_url), access_key, secret)
 
 
-# The client of a key hash and its shops in one query (a row per shop; one row with no shop if it
-# has none), built once: every KIOSK request that changes something runs it.
+# The client of a key hash and its shops in one query (a row per shop; one row with no shop if it has none).
 _BY_KEY_HASH = (
-    select(
-        KioskClient.id,
-        KioskClient.name,
-        KioskClient.key_hash,
-        KioskClient.revoked_at,
-        KioskClient.callback_url,
-        KioskShop.shop_id,
-    )
+    select(KioskClient.id, KioskClient.name, KioskClient.key_hash, KioskClient.revoked_at, KioskClient.callback_url)
+    .add_columns(KioskShop.shop_id)
     .outerjoin(KioskShop, KioskShop.kiosk_id == KioskClient.id)
     .where(KioskClient.key_hash == bindparam("digest"))
 )
@@ -104,7 +96,7 @@ def authenticate(session: Session, access_key: str | None) -> Kiosk:
     if not access_key:
         raise InvalidAccessKey()
     digest = hash_key(access_key)
-    rows = run(session, _BY_KEY_HASH, {"digest": digest}).all()
+    rows = session.execute(_BY_KEY_HASH, {"digest": digest}).all()
     client = rows[0] if rows else None
     # The lookup is by hash; the comparison repeats it in constant time so timing reveals nothing.
     if client is None or not hmac.compare_digest(client.key_hash, digest) or client.revoked_at is not None:

@@ -12,18 +12,23 @@ import logging
 import time
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
-from relay import kiosks, temporary
 from relay.chain import Chain
 from relay.config import Settings
 from relay.db import Database
-from relay.errors import ChainRejected, ChainUnavailable, DuplicatePurchase, InvalidStatus, RewardCapExceeded
-from relay.kiosks import Kiosk
+from relay.errors import ChainUnavailable, DuplicatePurchase, InvalidStatus, RelayError, RewardCapExceeded
 from relay.models import Payment, PaymentStatus, Purchase, PurchaseStatus, now
+from relay.services import kiosks, wallets
+from relay.services.kiosks import Kiosk
+from relay.services.nonces import SignerNonces
+from relay.workers.watcher import Watcher
 
 log = logging.getLogger(__name__)
 
 DAY = 24 * 3600  # the ledger's cap period: UTC days
+GAS = 150_000  # a reward takes up to 86k (GAS.md)
 
 # A purchase paid with loyalty earns none: these payment statuses mean loyalty was (or is being) spent.
 PAID_WITH_LOYALTY = {
@@ -36,32 +41,27 @@ PAID_WITH_LOYALTY = {
 
 
 class Rewards:
-    def __init__(self, db: Database, chain: Chain, settings: Settings) -> None:
+    def __init__(self, db: Database, chain: Chain, settings: Settings, nonces: SignerNonces, watcher: Watcher) -> None:
         self.db = db
         self.chain = chain
         self.settings = settings
+        self.nonces = nonces
+        self.watcher = watcher
 
     def report(
         self, kiosk: Kiosk, purchase_id: str, amount: int, currency: str, shop_id: str, address: str
     ) -> Purchase:
         kiosks.require_shop(kiosk, shop_id)
         with self.db.session() as session:
-            existing = session.get(Purchase, (shop_id, purchase_id))
+            existing = self._reported(session, purchase_id, amount, currency, shop_id, address)
             if existing is not None:
-                same = (existing.amount, existing.currency, existing.kiosk_account.lower()) == (
-                    str(amount),
-                    currency,
-                    address.lower(),
-                )
-                if not same:
-                    raise DuplicatePurchase(f"Purchase {purchase_id} was already reported with other values.")
                 return existing
             payment = session.execute(
                 select(Payment.status).where(Payment.shop_id == shop_id, Payment.purchase_id == purchase_id)
             ).scalar()
             if payment in PAID_WITH_LOYALTY:
                 raise InvalidStatus(f"Purchase {purchase_id} was paid with loyalty, which earns no loyalty.")
-            account = temporary.resolve(session, address) or address
+            account = wallets.resolve(session, address) or address
         shop = self.chain.shop(shop_id)  # ShopNotFound
         self.chain.estimate(account, amount, currency)  # UnknownCurrency, before anything is stored
         purchase = Purchase(
@@ -74,9 +74,27 @@ class Rewards:
             currency=currency,
             provide_at=time.time() + shop.provide_wait_time,
         )
-        with self.db.session() as session:
-            session.add(purchase)
+        try:
+            with self.db.session() as session:
+                session.add(purchase)
+        except IntegrityError:  # the same report arrived concurrently
+            with self.db.session() as session:
+                existing = self._reported(session, purchase_id, amount, currency, shop_id, address)
+            if existing is None:
+                raise
+            return existing
         return purchase
+
+    @staticmethod
+    def _reported(
+        session: Session, purchase_id: str, amount: int, currency: str, shop_id: str, address: str
+    ) -> Purchase | None:
+        existing = session.get(Purchase, (shop_id, purchase_id))
+        if existing is not None and (existing.amount, existing.currency, existing.kiosk_account.lower()) != (
+            str(amount), currency, address.lower()
+        ):  # fmt: skip
+            raise DuplicatePurchase(f"Purchase {purchase_id} was already reported with other values.")
+        return existing
 
     def get(self, shop_id: str, purchase_id: str) -> Purchase | None:
         with self.db.session() as session:
@@ -113,25 +131,25 @@ class Rewards:
         # A previous attempt may have credited it before the relay stopped.
         if (retried or p.tx) and self._record_if_provided(p):
             return
-        fn = self.chain.ledger.functions.provide(p.account, p.shop_id, p.purchase_id, int(p.amount), p.currency)
+        call = self.chain.ledger.call("provide", p.account, p.shop_id, p.purchase_id, int(p.amount), p.currency)
         try:
-            tx = self.chain.send(fn)
-        except ChainRejected as exc:
-            self._refused(p, exc)
-            return
+            tx = self.chain.send(call, self.nonces, gas=GAS, simulate=True)
         except ChainUnavailable:
             self._set(p, locked_until=0.0)
             return
+        except RelayError as exc:
+            self._refused(p, exc)
+            return
         self._set(p, tx=tx)
-        receipt = self.chain.wait(tx, self.settings.receipt_timeout)
-        if receipt is not None:
-            if receipt["status"] != 1:  # refused after its estimate (another reward took the cap, ...)
-                self._refused(p, self.chain.rejection(fn, "The transaction reverted on chain."))
+        finished = self.watcher.wait(tx, self.settings.receipt_timeout)
+        if finished is not None:
+            receipt = finished.receipt
+            if receipt["status"] != 1:  # refused after its simulation (another reward took the cap, ...)
+                self._refused(p, self.chain.refusal(call) or RelayError("The transaction reverted on chain."))
                 return
-            events = self.chain.events(receipt, "Ledger", "LoyaltyProvided")
-            self._record(p, events[0], tx)
+            self._record(p, self.chain.events(receipt, "Ledger", "LoyaltyProvided")[0], tx)
 
-    def _refused(self, p: Purchase, exc: ChainRejected) -> None:
+    def _refused(self, p: Purchase, exc: RelayError) -> None:
         """The ledger refused the reward. Past the day's reward cap it waits for the next UTC day,
         when the cap allows rewards again; any other refusal (the shop's credit limit, ...) stands
         until someone changes the chain, so the purchase fails with the contract's reason."""
@@ -141,17 +159,10 @@ class Rewards:
             self._set(p, status=PurchaseStatus.FAILED, error=exc.message)
 
     def _record_if_provided(self, p: Purchase) -> bool:
-        logs = (
-            self.chain.contracts["Ledger"]
-            .events.LoyaltyProvided()
-            .get_logs(
-                from_block=self.chain.deployment.get("startBlock", 0),
-                argument_filters={"account": p.account, "shopId": p.shop_id},
-            )
-        )
-        for entry in logs:
-            if entry["args"]["purchaseId"] == p.purchase_id:
-                self._record(p, dict(entry["args"]), "0x" + bytes(entry["transactionHash"]).hex())
+        start = self.chain.deployment.get("startBlock", 0)
+        for event in self.chain.event_logs("Ledger", "LoyaltyProvided", start, p.account, p.shop_id):
+            if event["purchaseId"] == p.purchase_id:
+                self._record(p, event, event["transactionHash"])
                 return True
         return False
 

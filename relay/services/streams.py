@@ -14,7 +14,7 @@ import logging
 from dataclasses import dataclass, field
 
 from relay.models import Notification
-from relay.wallets import Wallets
+from relay.services.wallets import Wallets
 from relay.workers import Wakeup, rest
 
 log = logging.getLogger(__name__)
@@ -77,7 +77,7 @@ class NotificationHub:
     async def _read(self) -> None:
         assert self._cursor is not None
         since = max(self._floor, self._cursor - LOOKBACK)
-        rows = await asyncio.to_thread(self.wallets.notifications_since, since, BATCH)
+        rows = await asyncio.to_thread(self.wallets.notifications, since, BATCH)
         for row in rows:
             if row.id in self._handed:
                 continue

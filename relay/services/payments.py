@@ -1,0 +1,441 @@
+"""The payment flows of spec §1.1-1.4, as the KIOSK and app endpoints run them; on-chain steps go
+through services/operations.py and are recorded by the watcher.
+
+State lives in the `payments` table; every status change is a conditional UPDATE on the prior
+status, so concurrent requests and several relay instances never apply a step twice: a request
+that loses such a race answers as a retry that came a moment later would.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from relay import chain as onchain
+from relay import typed_data
+from relay.chain import Chain, Estimate, checksum
+from relay.config import Settings
+from relay.db import Database
+from relay.errors import (
+    ChainUnavailable,
+    DuplicatePurchase,
+    InsufficientBalance,
+    InvalidStatus,
+    PaymentNotFound,
+    RelayError,
+    TemporaryAccountNotFound,
+)
+from relay.models import ChainOp, Payment, PaymentStatus, now
+from relay.services import kiosks, wallets
+from relay.services.kiosks import Kiosk, KioskCredentials
+from relay.services.operations import POINT, Operations, kiosk_view, max_total, update_payment
+from relay.services.outbox import DENIED, TIMEOUT, enqueue_callback, notify
+from relay.services.signatures import require_deadline, verify
+from relay.workers.watcher import Watcher
+
+log = logging.getLogger(__name__)
+S = PaymentStatus
+NONCE_READS = 5  # how often the signature nonce is read around unsent signatures before giving up
+SENDING_WAIT = 0.02  # seconds between looks at a claimed operation whose transaction is being sent
+MESSAGES = {
+    ("create", DENIED): "The payment was denied by the user.",
+    ("create", TIMEOUT): "The payment timed out: the user made no decision in time.",
+    ("cancel", DENIED): "The cancellation was denied by the shop owner.",
+    ("cancel", TIMEOUT): "The cancellation timed out: the shop owner made no decision in time.",
+}
+
+
+class Payments:
+    def __init__(self, db: Database, chain: Chain, settings: Settings, ops: Operations, watcher: Watcher) -> None:
+        self.db = db
+        self.chain = chain
+        self.settings = settings
+        self.ops = ops
+        self.watcher = watcher
+
+    # ================================================================== KIOSK reads
+
+    def resolve(self, address: str) -> str:
+        """The wallet behind `address` (itself, or the wallet of a live temporary address)."""
+        with self.db.session() as session:
+            return wallets.resolve(session, address) or checksum(address)
+
+    def balance(self, address: str) -> tuple[int, int]:
+        return self.chain.account_of(self.resolve(address))
+
+    def estimate(self, address: str, amount: int, currency: str) -> Estimate:
+        return self.chain.estimate(self.resolve(address), amount, currency)
+
+    def get(self, payment_id: str, session: Session | None = None) -> Payment:
+        if session is None:
+            with self.db.session() as own:
+                return self.get(payment_id, own)
+        payment = session.execute(select(Payment).where(Payment.payment_id == payment_id)).scalar_one_or_none()
+        if payment is None:
+            raise PaymentNotFound(f"Unknown payment: {payment_id}")
+        return payment
+
+    def _for_kiosk(self, session: Session, who: KioskCredentials, payment_id: str) -> Payment:
+        """The payment, for a KIOSK allowed for its shop (authenticated in the same transaction)."""
+        kiosk = who.verify(session)
+        p = self.get(payment_id, session)
+        kiosks.require_shop(kiosk, p.shop_id)
+        return p
+
+    # ================================================================== 1.1 / 1.2 new payment
+
+    def open_new(
+        self, who: KioskCredentials, purchase_id: str, amount: int, currency: str, shop_id: str, address: str
+    ) -> Payment:
+        with self.db.session() as session:
+            kiosk = who.verify(session)
+            kiosks.require_shop(kiosk, shop_id)
+            existing = self._by_purchase(session, shop_id, purchase_id)
+            if existing is not None:
+                return self._same_purchase(existing, kiosk, amount, currency, address)
+            account = wallets.resolve(session, address) or checksum(address)
+        self.chain.require_shop(shop_id)
+        estimate = self.chain.estimate(account, amount, currency)
+        total = estimate.total_point if estimate.loyalty_type == POINT else estimate.total_token
+        if estimate.balance < total:
+            raise InsufficientBalance(f"The balance {estimate.balance} does not cover the total {total}.")
+        amounts = {k: str(v) for k, v in vars(estimate).items() if k not in ("loyalty_type", "balance")}
+        payment = Payment(
+            payment_id="0x" + secrets.token_hex(32), purchase_id=purchase_id, amount=str(amount), currency=currency,
+            shop_id=shop_id, account=account, kiosk_account=address, kiosk_id=kiosk.id,
+            loyalty_type=estimate.loyalty_type, status=S.NEW, open_new_at=int(time.time()), **amounts,
+        )  # fmt: skip
+        try:
+            with self.db.session() as session:
+                if address != account:
+                    wallets.consume(session, address)
+                session.add(payment)
+                session.flush()
+                notify(session, account, "payment.new", payment.payment_id, kiosk_view(payment) | {"account": account})
+        except (IntegrityError, TemporaryAccountNotFound):
+            # The same purchase arrived concurrently (and took the temporary address): a retry.
+            with self.db.session() as session:
+                existing = self._by_purchase(session, shop_id, purchase_id)
+            if existing is None:
+                raise
+            return self._same_purchase(existing, kiosk, amount, currency, address)
+        return payment
+
+    @staticmethod
+    def _by_purchase(session: Session, shop_id: str, purchase_id: str) -> Payment | None:
+        query = select(Payment).where(Payment.shop_id == shop_id, Payment.purchase_id == purchase_id)
+        return session.execute(query).scalar_one_or_none()
+
+    @staticmethod
+    def _same_purchase(existing: Payment, kiosk: Kiosk, amount: int, currency: str, address: str) -> Payment:
+        given = (kiosk.id, str(amount), currency, address.lower())
+        if (existing.kiosk_id, existing.amount, existing.currency, existing.kiosk_account.lower()) != given:
+            raise DuplicatePurchase(f"Purchase {existing.purchase_id} already has payment {existing.payment_id}.")
+        return existing
+
+    def item(self, payment_id: str) -> tuple[Payment, dict[str, Any] | None]:
+        """The payment, and the EIP-712 documents the app may sign for its pending decision."""
+        with self.db.session() as session:
+            p = self.get(payment_id, session)
+            if p.status == S.NEW:
+                deadline = p.open_new_at + self.settings.signature_ttl
+                confirm = self._new_payment_typed(p, self._expected_nonce(session, p.account), deadline)
+                return p, {"confirm": confirm, "deny": self._deny_typed("DenyPayment", p, p.account, deadline)}
+            if p.status == S.CANCEL_RECEIVED:
+                owner = self.chain.shop_owner(p.shop_id)
+                deadline = (p.open_cancel_at or 0) + self.settings.signature_ttl
+                confirm = self._cancel_typed(p, owner, self._expected_nonce(session, owner), deadline)
+                return p, {"confirm": confirm, "deny": self._deny_typed("DenyCancel", p, owner, deadline)}
+            return p, None
+
+    def confirm_new(self, payment_id: str, signature: str) -> Payment:
+        claimed = None
+        with self.db.session() as session:
+            p = self.get(payment_id, session)
+            if p.status != S.APPROVED or p.signature != signature:  # else a retry
+                self._require(p, S.NEW)
+                deadline = p.open_new_at + self.settings.signature_ttl
+                typed = self._new_payment_typed(p, self._expected_nonce(session, p.account), deadline)
+                self._verify_decision(p, typed, signature, p.account, deadline, S.APPROVED)
+                claimed = self.ops.claim(session, p, {S.NEW}, ChainOp.OPEN, status=S.APPROVED,
+                                         signature=signature, signer=p.account)  # fmt: skip
+                p = claimed or self._retry_of(session, payment_id, S.APPROVED, signature)
+        if claimed is not None:
+            return self.ops.submit(claimed, restore={"status": S.NEW, "signature": None, "signer": None})
+        return self._sent(p)
+
+    def deny_new(self, payment_id: str, signature: str) -> Payment:
+        with self.db.session() as session:
+            p = self.get(payment_id, session)
+            self._require(p, S.NEW)
+            deadline = p.open_new_at + self.settings.signature_ttl
+            self._verify(self._deny_typed("DenyPayment", p, p.account, deadline), signature, p.account, deadline)
+            return self._decide(session, p, {S.NEW}, S.DENIED, "create", notify_app=True)
+
+    def close_new(self, who: KioskCredentials, payment_id: str, confirm: bool) -> Payment:
+        op = ChainOp.CLOSE if confirm else ChainOp.REFUND
+        return self._close(who, payment_id, ChainOp.OPEN, S.APPROVED, op, S.COMPLETED if confirm else S.REFUNDED)
+
+    # ================================================================== 1.3 / 1.4 cancel
+
+    def open_cancel(self, who: KioskCredentials, payment_id: str) -> Payment:
+        with self.db.session() as session:
+            p = self._for_kiosk(session, who, payment_id)
+        if p.status == S.CANCEL_RECEIVED:
+            return p  # a retry
+        self._require(p, S.COMPLETED, S.CANCEL_DENIED, idle=True)
+        on_chain = self.chain.payment_of(payment_id)
+        if on_chain.status != onchain.CLOSED or self.chain.latest_timestamp() > on_chain.deadline:
+            raise InvalidStatus("The cancel period of this payment is over.")
+        owner = self.chain.shop_owner(p.shop_id)
+        with self.db.session() as session:
+            where = {"status": {S.COMPLETED, S.CANCEL_DENIED}, "chain_op": None}
+            received = update_payment(
+                session, payment_id, where, {"status": S.CANCEL_RECEIVED, "open_cancel_at": int(time.time())}
+            )
+            if received is None:
+                return self._require(self.get(payment_id, session), S.CANCEL_RECEIVED)
+            notify(session, owner, "cancel.new", payment_id, kiosk_view(received) | {"account": received.account})
+        return received
+
+    def confirm_cancel(self, payment_id: str, signature: str) -> Payment:
+        claimed = None
+        with self.db.session() as session:
+            p = self.get(payment_id, session)
+            if p.status != S.CANCEL_APPROVED or p.signature != signature:  # else a retry
+                self._require(p, S.CANCEL_RECEIVED)
+                owner = self.chain.shop_owner(p.shop_id)
+                deadline = (p.open_cancel_at or 0) + self.settings.signature_ttl
+                typed = self._cancel_typed(p, owner, self._expected_nonce(session, owner), deadline)
+                self._verify_decision(p, typed, signature, owner, deadline, S.CANCEL_APPROVED)
+                claimed = self.ops.claim(session, p, {S.CANCEL_RECEIVED}, ChainOp.OPEN_CANCEL,
+                                         status=S.CANCEL_APPROVED, signature=signature, signer=owner)  # fmt: skip
+                p = claimed or self._retry_of(session, payment_id, S.CANCEL_APPROVED, signature)
+        if claimed is not None:
+            return self.ops.submit(claimed, restore={"status": S.CANCEL_RECEIVED, "signature": None})
+        return self._sent(p)
+
+    def deny_cancel(self, payment_id: str, signature: str) -> Payment:
+        with self.db.session() as session:
+            p = self.get(payment_id, session)
+            self._require(p, S.CANCEL_RECEIVED)
+            owner = self.chain.shop_owner(p.shop_id)
+            deadline = (p.open_cancel_at or 0) + self.settings.signature_ttl
+            self._verify(self._deny_typed("DenyCancel", p, owner, deadline), signature, owner, deadline)
+            return self._decide(session, p, {S.CANCEL_RECEIVED}, S.CANCEL_DENIED, "cancel")
+
+    def close_cancel(self, who: KioskCredentials, payment_id: str, confirm: bool) -> Payment:
+        op = ChainOp.CLOSE_CANCEL if confirm else ChainOp.REVERT_CANCEL
+        done = S.CANCEL_COMPLETED if confirm else S.COMPLETED
+        return self._close(who, payment_id, ChainOp.OPEN_CANCEL, S.CANCEL_APPROVED, op, done)
+
+    # ================================================================== timeouts (a worker)
+
+    def expire(self) -> int:
+        """Applies the timeouts; returns how many payments it changed."""
+        t, changed = now(), 0
+        with self.db.session() as session:
+            for p in session.execute(
+                select(Payment).where(Payment.status == S.NEW, Payment.open_new_at < t - self.settings.payment_timeout)
+            ).scalars().all():  # fmt: skip
+                if update_payment(session, p.payment_id, {"status": {S.NEW}, "chain_op": None}, {"status": S.TIMEOUT}):
+                    self._callback(session, p, "create", TIMEOUT)
+                    notify(session, p.account, "payment.timeout", p.payment_id, {"paymentStatus": S.TIMEOUT})
+                    changed += 1
+            for p in session.execute(
+                select(Payment).where(
+                    Payment.status == S.CANCEL_RECEIVED, Payment.open_cancel_at < t - self.settings.payment_timeout
+                )
+            ).scalars().all():  # fmt: skip
+                # The payment stands; the KIOSK learns the cancel timed out.
+                where = {"status": {S.CANCEL_RECEIVED}, "chain_op": None}
+                if update_payment(session, p.payment_id, where, {"status": S.COMPLETED}):
+                    self._callback(session, p, "cancel", TIMEOUT)
+                    changed += 1
+            unclosed = session.execute(
+                select(Payment).where(
+                    Payment.status.in_([S.APPROVED, S.CANCEL_APPROVED]),
+                    Payment.chain_op.is_(None),
+                    Payment.decided_at < t - self.settings.close_timeout,
+                )
+            ).scalars().all()  # fmt: skip
+        for p in unclosed:
+            changed += self._close_unclosed(p)
+        return changed
+
+    def _close_unclosed(self, p: Payment) -> int:
+        """An approved payment (or cancel) the KIOSK never closed: the loyalty goes back to the user."""
+        new = p.status == S.APPROVED
+        with self.db.session() as session:
+            claimed = self.ops.claim(session, p, {p.status}, ChainOp.REFUND if new else ChainOp.CLOSE_CANCEL)
+            if claimed is None:
+                return 0
+            message = (
+                "The approved payment was not closed in time and has been refunded."
+                if new
+                else "The approved cancellation was not closed in time and has been completed."
+            )
+            self._callback(session, claimed, "create" if new else "cancel", TIMEOUT, message)
+        try:
+            self.ops.submit(claimed, restore={})
+        except RelayError as exc:  # the claim is released (or the refusal recorded): tried again next round
+            log.warning("closing unclosed payment %s: %s", p.payment_id, exc.message)
+        return 1
+
+    # ================================================================== internals
+
+    def _close(
+        self, who: KioskCredentials, payment_id: str, opening: ChainOp, approved: int, op: ChainOp, done: int
+    ) -> Payment:
+        """A KIOSK's closing step: claims `op` on the approved payment (after its opening, if that is
+        still being mined: a KIOSK may close the moment the app approves), sends it, and answers
+        once it is executed. A retry of a close in flight or done answers with its outcome."""
+        with self.db.session() as session:  # in the common case the key, the payment and the claim take one
+            p = self._for_kiosk(session, who, payment_id)
+            claimed = self.ops.claim(session, p, {approved}, op) if p.status == approved and not p.chain_op else None
+        for _ in range(3):  # a lost claim is looked at again: a concurrent close, or an opening recorded
+            if claimed is not None:
+                return self._executed(self._settled(self.ops.submit(claimed, restore={})), op, done)
+            p = self.get(payment_id)
+            if p.chain_op == opening:
+                p = self._settled(p)
+            if p.chain_op == op:  # the same close, in flight
+                return self._executed(self._settled(p), op, done)
+            if p.chain_op is None and p.status == done and (op in (ChainOp.CLOSE, ChainOp.REFUND) or p.close_cancel_at):
+                return p  # a retry of a close done
+            self._require(p, approved, idle=True)
+            with self.db.session() as session:
+                claimed = self.ops.claim(session, p, {approved}, op)
+        raise InvalidStatus(f"Payment {payment_id} keeps changing; reload it.")
+
+    def _executed(self, p: Payment, op: ChainOp, done: int) -> Payment:
+        """The payment once its close is executed; the chain's reason if it refused the close."""
+        if p.chain_op is not None:
+            raise ChainUnavailable(
+                f"Transaction {p.chain_tx} was sent but is not mined yet; call again to see the result."
+            )
+        if p.status != done:
+            raise self.ops.refusal(p, op) or InvalidStatus(p.error or f"Payment {p.payment_id} has status {p.status}.")
+        return p
+
+    def _settled(self, p: Payment) -> Payment:
+        """The payment once its operation in flight is recorded (or as it is after the receipt timeout)."""
+        deadline = time.monotonic() + self.settings.receipt_timeout
+        while p.chain_op is not None and time.monotonic() < deadline:
+            finished = self.watcher.wait(p.chain_tx, deadline - time.monotonic(), p) if p.chain_tx else None
+            if finished is not None and isinstance(finished.outcome, Payment):
+                p = finished.outcome  # recorded by this process's watcher
+                continue
+            if finished is not None or p.chain_tx is None:
+                time.sleep(SENDING_WAIT)  # being sent by another request; or recorded by another process
+            p = self.get(p.payment_id)
+        return p
+
+    def _sent(self, p: Payment) -> Payment:
+        """An approval retried: the payment as it stands once its transaction is sent."""
+        deadline = time.monotonic() + self.settings.receipt_timeout
+        while p.chain_tx is None and p.chain_op is not None and time.monotonic() < deadline:
+            time.sleep(SENDING_WAIT)
+            p = self.get(p.payment_id)
+        return p
+
+    def _retry_of(self, session: Session, payment_id: str, approved: int, signature: str) -> Payment:
+        """A decision claimed concurrently: the same one (a retry) is answered like the first."""
+        p = self.get(payment_id, session)
+        if p.status == approved and p.signature == signature:
+            return p
+        raise InvalidStatus(f"Payment {payment_id} changed meanwhile (status {p.status}); reload it.")
+
+    def _verify_decision(
+        self, p: Payment, typed: dict[str, Any], signature: str, signer: str, deadline: int, approved: int
+    ) -> None:
+        """Verifies an approval; one that fails because a concurrent retry of it was just claimed (the
+        expected nonce moved on) is answered as that retry."""
+        try:
+            self._verify(typed, signature, signer, deadline)
+        except Exception:
+            again = self.get(p.payment_id)
+            if again.status != approved or again.signature != signature:
+                raise
+
+    def _decide(
+        self, session: Session, p: Payment, before: set[int], status: int, type_: str, notify_app: bool = False
+    ) -> Payment:
+        """Records a denial (once: a concurrent retry of it is answered with the payment as denied)."""
+        values = {"status": status, "decided_at": now()}
+        decided = update_payment(session, p.payment_id, {"status": before, "chain_op": None}, values)
+        if decided is None:
+            return self._require(self.get(p.payment_id, session), status)
+        self._callback(session, decided, type_, DENIED)
+        if notify_app:
+            notify(session, p.account, "payment.denied", p.payment_id, {"paymentStatus": status})
+        return decided
+
+    @staticmethod
+    def _require(p: Payment, *statuses: int, idle: bool = False) -> Payment:
+        if p.status not in statuses:
+            names = ", ".join(str(s) for s in statuses)
+            raise InvalidStatus(f"Payment {p.payment_id} has status {p.status}; this action needs {names}.")
+        if idle and p.chain_op is not None:
+            raise InvalidStatus(f"Payment {p.payment_id} is waiting for its transaction {p.chain_tx or ''}.")
+        return p
+
+    def _callback(self, session: Session, p: Payment, type_: str, code: int, message: str | None = None) -> None:
+        enqueue_callback(
+            session, p.kiosk_id, p.payment_id, type_, code, message or MESSAGES[(type_, code)], kiosk_view(p)
+        )
+
+    def _verify(self, typed: dict[str, Any], signature: str, signer: str, deadline: int) -> None:
+        require_deadline(deadline)
+        verify(self.chain, typed, signature, signer)
+
+    def _expected_nonce(self, session: Session, account: str) -> int:
+        """The nonce the next signature of `account` must carry: its nonce on the node's pending
+        state (every transaction the node has accepted), plus its signatures the relay has claimed
+        but not yet handed to the node. A mined block's state is no better: a node may answer calls
+        at the newest block from a state it is still changing (anvil does while it mines)."""
+        unsent = session.execute(
+            select(Payment.payment_id, Payment.chain_op).where(
+                Payment.signer == account,
+                Payment.chain_op.in_([ChainOp.OPEN, ChainOp.OPEN_CANCEL]),
+                Payment.chain_tx.is_(None),
+            )
+        ).all()
+        nonce = self.chain.payment_nonce(account, "pending")
+        for _ in range(NONCE_READS):
+            if not unsent:
+                return nonce
+            # Claimed with no hash recorded: not sent yet, or sent a moment ago (then the pending
+            # state has it, and the payment has left the status before its operation).
+            waiting = sum(
+                self.chain.payment_of(row.payment_id, "pending").status == self.ops.table[ChainOp(row.chain_op)].before
+                for row in unsent
+            )
+            again = self.chain.payment_nonce(account, "pending")  # one sent meanwhile is counted in neither
+            if again == nonce:
+                return nonce + waiting
+            nonce = again
+        raise ChainUnavailable(f"The signature nonce of {account} keeps changing; try again.")
+
+    def _new_payment_typed(self, p: Payment, nonce: int, deadline: int) -> dict[str, Any]:
+        message = {
+            "paymentId": p.payment_id, "purchaseId": p.purchase_id, "amount": int(p.amount), "currency": p.currency,
+            "shopId": p.shop_id, "account": p.account, "loyaltyType": p.loyalty_type,
+            "maxTotal": max_total(p, self.settings), "nonce": nonce, "deadline": deadline,
+        }  # fmt: skip
+        return typed_data.build("NewPayment", self.chain.payment_domain(), message)
+
+    def _cancel_typed(self, p: Payment, owner: str, nonce: int, deadline: int) -> dict[str, Any]:
+        message = {"paymentId": p.payment_id, "purchaseId": p.purchase_id, "shopId": p.shop_id, "account": owner,
+                   "nonce": nonce, "deadline": deadline}  # fmt: skip
+        return typed_data.build("CancelPayment", self.chain.payment_domain(), message)
+
+    def _deny_typed(self, primary_type: str, p: Payment, account: str, deadline: int) -> dict[str, Any]:
+        message = {"paymentId": p.payment_id, "account": account, "deadline": deadline}
+        return typed_data.build(primary_type, self.chain.payment_domain(), message)
