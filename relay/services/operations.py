@@ -9,13 +9,14 @@ prior state, so concurrent requests and several relay instances never apply a st
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Update, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from relay import chain as onchain
@@ -122,18 +123,30 @@ def _camel(name: str) -> str:
 def update_payment(session: Session, payment_id: str, where: dict[str, Any], values: dict[str, Any]) -> Payment | None:
     """Sets `values` if each column in `where` has its value (None: IS NULL; a set: one of its
     values), returning the new row; None if another request or instance changed it first."""
-    conditions = [Payment.payment_id == payment_id]
-    for column, value in where.items():
+    shape = tuple((c, "null" if v is None else "in" if isinstance(v, set) else "eq") for c, v in where.items())
+    params = {f"w_{c}": (list(v) if isinstance(v, set) else v) for c, v in where.items() if v is not None}
+    params |= {f"v_{c}": v for c, v in values.items()} | {"w_payment_id": payment_id, "v_updated_at": now()}
+    return session.execute(_update_statement(shape, tuple(values)), params).scalar_one_or_none()
+
+
+@functools.cache
+def _update_statement(where: tuple[tuple[str, str], ...], columns: tuple[str, ...]) -> Update:
+    """The UPDATE of one shape, built once: building it per call cost more CPU than running it."""
+    conditions = [Payment.payment_id == bindparam("w_payment_id")]
+    for column, kind in where:
         attribute = getattr(Payment, column)
+        value = bindparam(f"w_{column}", expanding=kind == "in")
         conditions.append(
-            attribute.is_(None)
-            if value is None
-            else attribute.in_(value)
-            if isinstance(value, set)
-            else attribute == value
+            attribute.is_(None) if kind == "null" else attribute.in_(value) if kind == "in" else attribute == value
         )
-    statement = update(Payment).where(*conditions).values(updated_at=now(), **values).returning(Payment)
-    return session.execute(statement.execution_options(populate_existing=True)).scalar_one_or_none()
+    assigned = {c: bindparam(f"v_{c}") for c in ("updated_at", *columns)}
+    return (
+        update(Payment).where(*conditions).values(assigned).returning(Payment)
+        .execution_options(populate_existing=True, synchronize_session=False)
+    )  # fmt: skip
+
+
+BY_ID = select(Payment).where(Payment.payment_id == bindparam("payment_id"))
 
 
 class Operations:
@@ -193,7 +206,7 @@ class Operations:
 
     def reload(self, payment_id: str) -> Payment:
         with self.db.session() as session:
-            return session.execute(select(Payment).where(Payment.payment_id == payment_id)).scalar_one()
+            return session.execute(BY_ID, {"payment_id": payment_id}).scalar_one()
 
     def finish(self, p: Payment, receipt: Receipt) -> Payment | None:
         """Records the mined transaction of the operation `p` has in flight (a revert as a refusal,

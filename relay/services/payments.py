@@ -13,7 +13,7 @@ import secrets
 import time
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -34,13 +34,21 @@ from relay.errors import (
 from relay.models import ChainOp, Payment, PaymentStatus, now
 from relay.services import kiosks, wallets
 from relay.services.kiosks import Kiosk, KioskCredentials
-from relay.services.operations import POINT, Operations, kiosk_view, max_total, update_payment
+from relay.services.operations import BY_ID, POINT, Operations, kiosk_view, max_total, update_payment
 from relay.services.outbox import DENIED, TIMEOUT, enqueue_callback, notify
 from relay.services.signatures import require_deadline, verify
 from relay.workers.watcher import Watcher
 
 log = logging.getLogger(__name__)
 S = PaymentStatus
+UNSENT_SIGNATURES = select(Payment.payment_id, Payment.chain_op).where(
+    Payment.signer == bindparam("signer"),
+    Payment.chain_op.in_([ChainOp.OPEN, ChainOp.OPEN_CANCEL]),
+    Payment.chain_tx.is_(None),
+)
+BY_PURCHASE = select(Payment).where(
+    Payment.shop_id == bindparam("shop_id"), Payment.purchase_id == bindparam("purchase_id")
+)
 NONCE_READS = 5  # how often the signature nonce is read around unsent signatures before giving up
 SENDING_WAIT = 0.02  # seconds between looks at a claimed operation whose transaction is being sent
 MESSAGES = {
@@ -76,7 +84,7 @@ class Payments:
         if session is None:
             with self.db.session() as own:
                 return self.get(payment_id, own)
-        payment = session.execute(select(Payment).where(Payment.payment_id == payment_id)).scalar_one_or_none()
+        payment = session.execute(BY_ID, {"payment_id": payment_id}).scalar_one_or_none()
         if payment is None:
             raise PaymentNotFound(f"Unknown payment: {payment_id}")
         return payment
@@ -129,8 +137,7 @@ class Payments:
 
     @staticmethod
     def _by_purchase(session: Session, shop_id: str, purchase_id: str) -> Payment | None:
-        query = select(Payment).where(Payment.shop_id == shop_id, Payment.purchase_id == purchase_id)
-        return session.execute(query).scalar_one_or_none()
+        return session.execute(BY_PURCHASE, {"shop_id": shop_id, "purchase_id": purchase_id}).scalar_one_or_none()
 
     @staticmethod
     def _same_purchase(existing: Payment, kiosk: Kiosk, amount: int, currency: str, address: str) -> Payment:
@@ -400,13 +407,7 @@ class Payments:
         state (every transaction the node has accepted), plus its signatures the relay has claimed
         but not yet handed to the node. A mined block's state is no better: a node may answer calls
         at the newest block from a state it is still changing (anvil does while it mines)."""
-        unsent = session.execute(
-            select(Payment.payment_id, Payment.chain_op).where(
-                Payment.signer == account,
-                Payment.chain_op.in_([ChainOp.OPEN, ChainOp.OPEN_CANCEL]),
-                Payment.chain_tx.is_(None),
-            )
-        ).all()
+        unsent = session.execute(UNSENT_SIGNATURES, {"signer": account}).all()
         nonce = self.chain.payment_nonce(account, "pending")
         for _ in range(NONCE_READS):
             if not unsent:
