@@ -25,8 +25,7 @@ def user_balance(q: Annotated[schemas.AccountQuery, Query()], services: Services
 @in_thread
 def payment_info(q: Annotated[schemas.InfoQuery, Query()], services: ServicesDep) -> Ok[schemas.PaymentInfo]:
     estimate = services.payments.estimate(q.account, int(q.amount), q.currency)
-    fields = vars(estimate) | q.model_dump(include={"account", "amount", "currency"})
-    return Ok(data=schemas.PaymentInfo.model_validate(fields))
+    return Ok(data=schemas.PaymentInfo.model_validate(vars(estimate) | q.model_dump()))
 
 
 @router.post("/openNew", summary="3.3 Open a new payment")
@@ -42,14 +41,12 @@ def open_new(
 
 
 @router.post("/closeNew", summary="3.4 Complete (or refund) an approved payment")
-async def close_new(
+@waiting
+def close_new(
     body: schemas.CloseRequest, services: ServicesDep, authorization: Authorization = None
 ) -> Ok[schemas.CloseNewResult]:
-    def close() -> Ok[schemas.CloseNewResult]:
-        payment = services.payments.close_new(access_key(body.access_key, authorization), body.payment_id, body.confirm)
-        return Ok(data=schemas.CloseNewResult.model_validate(payment))
-
-    return await waiting(services, close)
+    payment = services.payments.close_new(access_key(body.access_key, authorization), body.payment_id, body.confirm)
+    return Ok(data=schemas.CloseNewResult.model_validate(payment))
 
 
 @router.post("/openCancel", summary="3.5 Ask the shop owner to cancel a completed payment")
@@ -62,16 +59,13 @@ def open_cancel(
 
 
 @router.post("/closeCancel", summary="3.6 Complete (or revert) an approved cancel")
-async def close_cancel(
+@waiting
+def close_cancel(
     body: schemas.CloseRequest, services: ServicesDep, authorization: Authorization = None
 ) -> Ok[schemas.CloseCancelResult]:
-    def close() -> Ok[schemas.CloseCancelResult]:
-        payment = services.payments.close_cancel(
-            access_key(body.access_key, authorization), body.payment_id, body.confirm
-        )
-        return Ok(data=schemas.CloseCancelResult.model_validate(payment))
-
-    return await waiting(services, close)
+    who = access_key(body.access_key, authorization)
+    payment = services.payments.close_cancel(who, body.payment_id, body.confirm)
+    return Ok(data=schemas.CloseCancelResult.model_validate(payment))
 
 
 @router.post("/purchase", summary="Report a purchase: its loyalty reward is credited after the shop's wait time")
