@@ -1,4 +1,4 @@
-"""What the routes share: the app's services, worker threads for blocking endpoints, the KIOSK's key."""
+"""What the routes share: the app's services, worker threads for blocking endpoints, the KIOSK's access key."""
 
 from __future__ import annotations
 
@@ -45,7 +45,6 @@ async def get_services(request: Request) -> Services:
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
-Authorization = Annotated[str | None, Header(include_in_schema=False)]
 
 
 def in_thread(endpoint: Callable[P, T], waits: bool = False) -> Callable[P, Awaitable[T]]:
@@ -69,14 +68,17 @@ def waiting(endpoint: Callable[P, T]) -> Callable[P, Awaitable[T]]:
     return in_thread(endpoint, waits=True)
 
 
-def access_key(body_key: str | None, authorization: str | None) -> AccessKey:
-    """The KIOSK's access key: `accessKey` in the body (as the spec says) or `Authorization: Bearer <key>`."""
-    if not body_key and authorization and authorization.lower().startswith("bearer "):
-        body_key = authorization[7:].strip()
-    return AccessKey(body_key)
+def bearer(authorization: Annotated[str | None, Header(include_in_schema=False)] = None) -> str | None:
+    """The key of `Authorization: Bearer <key>`: a KIOSK may send its access key there instead of in the body."""
+    if authorization and authorization.lower().startswith("bearer "):
+        return authorization[7:].strip()
+    return None
 
 
-def authenticate_kiosk(services: Services, body_key: str | None, authorization: str | None) -> Kiosk:
-    """The KIOSK of the request's access key, checked in a transaction of its own."""
+Bearer = Annotated[str | None, Depends(bearer)]
+
+
+def authenticate_kiosk(services: Services, key: str | None) -> Kiosk:
+    """The KIOSK of an access key, checked in a transaction of its own."""
     with services.db.session() as session:
-        return access_key(body_key, authorization).verify(session)
+        return AccessKey(key).verify(session)
