@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Annotated, ParamSpec, TypeVar
+from typing import Annotated, ParamSpec, TypeVar, cast
 
 import anyio
 import anyio.to_thread
@@ -54,8 +54,7 @@ def in_thread(endpoint: Callable[P, T], waits: bool = False) -> Callable[P, Awai
 
     @functools.wraps(endpoint)
     async def run(*args: P.args, **kwargs: P.kwargs) -> T:
-        services = kwargs.get("services")
-        limiter = services.waits if waits and isinstance(services, Services) else None
+        limiter = cast(Services, kwargs["services"]).waits if waits else None
         return await anyio.to_thread.run_sync(functools.partial(endpoint, *args, **kwargs), limiter=limiter)
 
     return run
