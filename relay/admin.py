@@ -1,9 +1,6 @@
-"""The operator page (`/admin`): shops and their totals, withdrawal requests from the indexed
-events with a "transfer recorded" action, recent payments with their callback delivery state.
-
-Protected by HTTP Basic credentials from the settings (RELAY_ADMIN_USER / RELAY_ADMIN_PASSWORD);
-without a password the page is disabled. Forms carry a CSRF token derived from the password.
-"""
+"""The operator page (`/admin`): shops and their totals, withdrawal requests (indexed events) with a
+"transfer recorded" action, recent payments with their callbacks' delivery. HTTP Basic log-in with
+RELAY_ADMIN_USER / RELAY_ADMIN_PASSWORD (no password: no page); forms carry a CSRF token derived from it."""
 
 from __future__ import annotations
 
@@ -66,52 +63,30 @@ def _csrf(services: Services) -> str:
 @router.get("", response_class=HTMLResponse)
 def overview(request: Request, services: ServicesDep, user: AdminDep) -> HTMLResponse:
     with services.db.session() as session:
-        shops = session.execute(select(Shop).order_by(Shop.name)).scalars().all()
-        open_withdrawals = (
-            session.execute(select(Withdrawal).where(Withdrawal.closed_tx.is_(None)).order_by(Withdrawal.id))
-            .scalars()
-            .all()
-        )
-        history = (
-            session.execute(
-                select(Withdrawal).where(Withdrawal.closed_tx.is_not(None)).order_by(Withdrawal.id.desc()).limit(50)
-            )
-            .scalars()
-            .all()
-        )
-        payments = session.execute(select(Payment).order_by(Payment.open_new_at.desc()).limit(50)).scalars().all()
-        callbacks: dict[str, Callback] = {}
-        for callback in session.execute(
-            select(Callback)
-            .where(Callback.payment_id.in_([p.payment_id for p in payments]))
-            .order_by(Callback.created_at)
-        ).scalars():
-            callbacks[callback.payment_id] = callback  # the latest per payment
-        dead = (
-            session.execute(
+        shops = session.scalars(select(Shop).order_by(Shop.name)).all()
+        payments = session.scalars(select(Payment).order_by(Payment.open_new_at.desc()).limit(50)).all()
+        callbacks = select(Callback).where(Callback.payment_id.in_([p.payment_id for p in payments]))
+        context: dict[str, Any] = {
+            "user": user,
+            "csrf": _csrf(services),
+            "shops": shops,
+            "names": {shop.shop_id: shop.name for shop in shops},
+            "payments": payments,
+            # The latest callback of each payment.
+            "callbacks": {c.payment_id: c for c in session.scalars(callbacks.order_by(Callback.created_at))},
+            "dead": session.scalars(
                 select(Callback).where(Callback.state == "dead").order_by(Callback.created_at.desc()).limit(20)
-            )
-            .scalars()
-            .all()
-        )
-        purchases = session.execute(select(Purchase).order_by(Purchase.created_at.desc()).limit(20)).scalars().all()
-        cursor = session.execute(select(IndexerCursor.next_block)).scalar()
-        pending_callbacks = session.execute(select(func.count()).where(Callback.state == "pending")).scalar_one()
-    names = {shop.shop_id: shop.name for shop in shops}
-    context: dict[str, Any] = {
-        "user": user,
-        "shops": shops,
-        "names": names,
-        "open_withdrawals": open_withdrawals,
-        "history": history,
-        "payments": payments,
-        "callbacks": callbacks,
-        "dead": dead,
-        "purchases": purchases,
-        "indexed_block": (cursor or 1) - 1,
-        "pending_callbacks": pending_callbacks,
-        "csrf": _csrf(services),
-    }
+            ).all(),
+            "open_withdrawals": session.scalars(
+                select(Withdrawal).where(Withdrawal.closed_tx.is_(None)).order_by(Withdrawal.id)
+            ).all(),
+            "history": session.scalars(
+                select(Withdrawal).where(Withdrawal.closed_tx.is_not(None)).order_by(Withdrawal.id.desc()).limit(50)
+            ).all(),
+            "purchases": session.scalars(select(Purchase).order_by(Purchase.created_at.desc()).limit(20)).all(),
+            "indexed_block": (session.scalar(select(IndexerCursor.next_block)) or 1) - 1,
+            "pending_callbacks": session.scalar(select(func.count()).where(Callback.state == "pending")),
+        }
     return templates.TemplateResponse(request, "admin.html", context)
 
 

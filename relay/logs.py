@@ -1,9 +1,6 @@
-"""The relay's logging: its lines never carry the secrets in its settings, at any level.
-
-The relay's own messages name no secret; what this guards against is the rest of the stack at
-DEBUG level (urllib3 logs each request line, which holds a hosted node's API key when it is in the
-RPC URL's path or query) and exception messages that quote a URL. Each configured secret is
-replaced by `[redacted]` in every record the relay's handlers write, exception text included."""
+"""The relay's logging, which never writes a secret of its settings, at any level: the rest of the
+stack at DEBUG level (urllib3 logs each request line, with a hosted node's API key in the RPC URL)
+and exception messages that quote a URL would. Each secret becomes `[redacted]`, exception text included."""
 
 from __future__ import annotations
 
@@ -17,36 +14,20 @@ FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def public_url(url: str) -> str:
-    """`url` as it may be shown: scheme, host and port, without credentials, path or query (a
-    hosted node's API key is in one of them)."""
+    """`url` as it may be shown: scheme, host and port (a hosted node's API key is in the rest)."""
     parts = urlsplit(url)
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{host}{port}"
-
-
-def url_secrets(url: str) -> list[str]:
-    """The parts of a node's URL that may be credentials: the password, the path (beyond "/")
-    and the query."""
-    parts = urlsplit(url)
-    found = [parts.password or "", parts.query]
-    if parts.path not in ("", "/"):
-        found.append(parts.path)
-    return [part for part in found if part]
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
 
 
 def settings_secrets(settings: Settings) -> list[str]:
+    """The signer keys, passwords and tokens, and what of the node's URL may be credentials: its password,
+    path (beyond "/") and query. A database URL's path is the database's name, not a secret."""
     keys = [key.get_secret_value() for key in settings.signer_keys]
     found = keys + [key.removeprefix("0x") for key in keys]
-    for secret in (settings.admin_password, settings.expo_access_token):
-        if secret is not None:
-            found.append(secret.get_secret_value())
-    found += url_secrets(settings.rpc_url)
-    # A database URL's path is the database's name (or file), not a secret; its password is.
-    found.append(urlsplit(settings.database_url).password or "")
-    return found
+    found += [s.get_secret_value() for s in (settings.admin_password, settings.expo_access_token) if s is not None]
+    rpc = urlsplit(settings.rpc_url)
+    found += [rpc.password or "", rpc.query, rpc.path if rpc.path != "/" else ""]
+    return [*found, urlsplit(settings.database_url).password or ""]
 
 
 class Redact(logging.Filter):
@@ -56,7 +37,6 @@ class Redact(logging.Filter):
         super().__init__()
         self.secrets: list[str] = []
         self.add(secrets)
-        self._format_exception = logging.Formatter().formatException
 
     def add(self, secrets: list[str]) -> None:
         # Longest first, so a secret that contains another is replaced whole.
@@ -72,11 +52,10 @@ class Redact(logging.Filter):
             message = record.getMessage()
         except Exception:  # a malformed logging call: the handler reports it when it formats
             return True
-        scrubbed = self._scrub(message)
-        if scrubbed != message:
+        if (scrubbed := self._scrub(message)) != message:
             record.msg, record.args = scrubbed, None
         if record.exc_info and not record.exc_text:
-            record.exc_text = self._format_exception(record.exc_info)
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
             record.exc_text = self._scrub(record.exc_text)
         return True

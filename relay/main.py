@@ -21,7 +21,7 @@ from relay.api.deps import Services
 from relay.api.routes import app as app_routes
 from relay.api.routes import kiosk as kiosk_routes
 from relay.api.routes import shop as shop_routes
-from relay.api.schemas import ErrorResponse
+from relay.api.schemas import error_responses
 from relay.chain import Chain
 from relay.config import Settings, get_settings
 from relay.services.indexer import Indexer
@@ -62,8 +62,7 @@ Error codes:
 """
 
 
-# The background workers that need not run every RELAY_WORKER_INTERVAL run this many times less often.
-SLOW_WORKERS = 4
+SLOW_WORKERS = 4  # the workers that tolerate seconds of delay run this many times less often
 BUSY = "A record this request needs is held by another request for too long; try again."
 
 
@@ -87,16 +86,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         keys = [key.get_secret_value() for key in settings.signer_keys]
         chain = Chain(settings.rpc_url, settings.deployment_file, keys, settings.rpc_timeout)
-        # Callbacks (a KIOSK waits for them) and live streams (an app in the foreground) start as
-        # soon as this process commits something for them; what other processes commit, and
-        # retries, they find at their next interval. Pushes reach apps in the background through
-        # Expo, seconds anyway: they keep to their interval.
+        # A KIOSK waits for its callback and an app in the foreground for its stream: both start as
+        # soon as this process commits something for them (other processes' commits, at the next interval).
         callbacks_woken, streams_woken = Wakeup(), Wakeup()
         db.on_commit(CALLBACK_TOPIC, callbacks_woken.set)
         db.on_commit(NOTIFICATION_TOPIC, streams_woken.set)
-        # Timeouts (45 s and more), the watcher's sweep (operations unfinished for 2 s), purchase
-        # rewards (the shop's wait time) and the indexer tolerate a few seconds, and polling them as
-        # often as callbacks cost an idle process half its CPU.
+        # Timeouts (45 s and more), the watcher's sweep, purchase rewards and the indexer tolerate a few
+        # seconds; polling them as often as callbacks cost an idle process half its CPU.
         fast, slow = settings.worker_interval, settings.worker_interval * SLOW_WORKERS
         ops = Operations(db, chain, settings)
         watcher = Watcher(chain, ops.finish, ops.in_flight, slow, settings.receipt_timeout)
@@ -105,27 +101,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         payments = Payments(db, chain, settings, ops, watcher)
         rewards = Rewards(db, chain, settings, ops.nonces, watcher)
         wallets = Wallets(db, chain, settings)
-        app.state.services = Services(
-            settings,
-            db,
-            chain,
-            payments,
-            Shops(chain, settings, ops.nonces, watcher),
-            rewards,
-            wallets,
-            anyio.CapacityLimiter(settings.waiting_requests),
-            NotificationHub(wallets, settings.worker_interval, streams_woken),
-        )
+        shops = Shops(chain, settings, ops.nonces, watcher)
+        waits = anyio.CapacityLimiter(settings.waiting_requests)
+        streams = NotificationHub(wallets, settings.worker_interval, streams_woken)
+        app.state.services = Services(settings, db, chain, payments, shops, rewards, wallets, waits, streams)
         sender = CallbackSender(db, settings)
         pusher = Pusher(db, settings)
-        indexer = Indexer(
-            db,
-            chain,
-            start_block=int(chain.deployment.get("startBlock", 0)),
-            confirmations=settings.indexer_confirmations,
-            batch=settings.indexer_batch,
-        )
-        # Callbacks and pushes are waited for (a KIOSK closes a payment when its callback comes).
+        start_block = int(chain.deployment.get("startBlock", 0))
+        indexer = Indexer(db, chain, start_block, settings.indexer_confirmations, settings.indexer_batch)
         tasks = [
             asyncio.create_task(run_forever("callbacks", sender.run_once, fast, callbacks_woken)),
             asyncio.create_task(run_forever("push", pusher.run_once, fast)),
@@ -149,12 +132,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="1.0.0",
         description=DESCRIPTION,
         lifespan=lifespan,
-        responses={500: {"model": ErrorResponse, "description": "Unexpected server error (5000)"}},
+        responses=error_responses(500),
     )
-    app.include_router(kiosk_routes.router)
-    app.include_router(app_routes.router)
-    app.include_router(shop_routes.router)
-    app.include_router(admin.router)
+    for router in (kiosk_routes.router, app_routes.router, shop_routes.router, admin.router):
+        app.include_router(router)
 
     @app.exception_handler(errors.RelayError)
     async def relay_error(_: Request, exc: errors.RelayError) -> JSONResponse:

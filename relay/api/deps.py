@@ -1,11 +1,11 @@
-"""Shared dependencies of the routes."""
+"""What the routes share: the app's services, worker threads for blocking endpoints, the KIOSK's access key."""
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Annotated, ParamSpec, TypeVar
+from typing import Annotated, ParamSpec, TypeVar, cast
 
 import anyio
 import anyio.to_thread
@@ -14,13 +14,15 @@ from fastapi import Depends, Header, Request
 from relay.chain import Chain
 from relay.config import Settings
 from relay.db import Database
-from relay.services import kiosks
-from relay.services.kiosks import Kiosk
+from relay.services.kiosks import AccessKey, Kiosk
 from relay.services.payments import Payments
 from relay.services.rewards import Rewards
 from relay.services.shops import Shops
 from relay.services.streams import NotificationHub
 from relay.services.wallets import Wallets
+
+T = TypeVar("T")
+P = ParamSpec("P")
 
 
 @dataclass
@@ -32,54 +34,50 @@ class Services:
     shops: Shops
     rewards: Rewards
     wallets: Wallets
-    waits: anyio.CapacityLimiter  # requests that wait for the chain (`waiting`)
+    waits: anyio.CapacityLimiter  # requests that wait for a transaction to be mined (`waiting`)
     streams: NotificationHub  # the live notification streams of this process
 
 
 async def get_services(request: Request) -> Services:
-    """A coroutine, so FastAPI resolves it on the event loop instead of handing it to a worker
-    thread (a thread hop per request for an attribute read)."""
+    """A coroutine, which FastAPI runs on the event loop: no thread hop for an attribute read."""
     services: Services = request.app.state.services
     return services
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
-T = TypeVar("T")
-P = ParamSpec("P")
 
 
-def in_thread(endpoint: Callable[P, T]) -> Callable[P, Awaitable[T]]:
-    """A blocking endpoint as a coroutine that runs it in a worker thread (AnyIO's default pool,
-    as FastAPI runs a plain `def` endpoint). FastAPI checks a plain endpoint's result against its
-    response model in a second worker thread, a coroutine's on the event loop: one thread hop per
-    request instead of two. FastAPI reads the parameters from the wrapped function's signature."""
+def in_thread(endpoint: Callable[P, T], waits: bool = False) -> Callable[P, Awaitable[T]]:
+    """A blocking endpoint as a coroutine that runs it in a worker thread. FastAPI checks a coroutine's
+    result on the event loop, a plain `def`'s in a second thread: one thread hop per request, not two.
+    FastAPI reads the parameters from the wrapped function's signature."""
 
     @functools.wraps(endpoint)
     async def run(*args: P.args, **kwargs: P.kwargs) -> T:
-        return await anyio.to_thread.run_sync(functools.partial(endpoint, *args, **kwargs))
+        limiter = cast(Services, kwargs["services"]).waits if waits else None
+        return await anyio.to_thread.run_sync(functools.partial(endpoint, *args, **kwargs), limiter=limiter)
 
     return run
 
 
-async def waiting(services: Services, work: Callable[[], T]) -> T:
-    """Runs a request's `work` that waits for a transaction to be mined (seconds per block on a
-    public chain) in a worker thread under the relay's own limit for such requests
-    (`RELAY_WAITING_REQUESTS`), not in AnyIO's default pool of 40 threads that serves every other
-    request: closes waiting for blocks cannot starve reads, approvals and new payments."""
-    return await anyio.to_thread.run_sync(work, limiter=services.waits)
+def waiting(endpoint: Callable[P, T]) -> Callable[P, Awaitable[T]]:
+    """`in_thread` for an endpoint that waits for a transaction to be mined (seconds per block on a public
+    chain): under the relay's own limit (`RELAY_WAITING_REQUESTS`), not AnyIO's default pool of 40
+    threads that serves every other request, so waiting closes cannot starve reads and new payments."""
+    return in_thread(endpoint, waits=True)
 
 
-Authorization = Annotated[str | None, Header(include_in_schema=False)]
+def bearer(authorization: Annotated[str | None, Header(include_in_schema=False)] = None) -> str | None:
+    """The key of `Authorization: Bearer <key>`: a KIOSK may send its access key there instead of in the body."""
+    if authorization and authorization.lower().startswith("bearer "):
+        return authorization[7:].strip()
+    return None
 
 
-def access_key(body_key: str | None, authorization: str | None) -> kiosks.AccessKey:
-    """The KIOSK's access key: `accessKey` in the body (as the spec says) or `Authorization: Bearer <key>`."""
-    if not body_key and authorization and authorization.lower().startswith("bearer "):
-        body_key = authorization[7:].strip()
-    return kiosks.AccessKey(body_key)
+Bearer = Annotated[str | None, Depends(bearer)]
 
 
-def authenticate_kiosk(services: Services, body_key: str | None, authorization: str | None) -> Kiosk:
-    """The KIOSK of the request's access key (`access_key`), checked in a transaction of its own."""
+def authenticate_kiosk(services: Services, key: str | None) -> Kiosk:
+    """The KIOSK of an access key, checked in a transaction of its own."""
     with services.db.session() as session:
-        return access_key(body_key, authorization).verify(session)
+        return AccessKey(key).verify(session)

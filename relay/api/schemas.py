@@ -11,6 +11,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from pydantic.alias_generators import to_camel
 
 from relay.chain import checksum
+from relay.errors import ERRORS
 
 T = TypeVar("T")
 
@@ -117,22 +118,15 @@ class ErrorResponse(BaseModel):
     error: ErrorBody
 
 
-_STATUS_TEXT = {
-    400: "Invalid parameter (code 1000) or unknown currency (2004)",
-    401: "Missing, unknown or revoked access key (1001)",
-    403: "Access key not allowed for the shop (1002), or a bad or expired signature (3002, 3003)",
-    404: "Unknown payment, shop, purchase or temporary account (2001-2005)",
-    409: "Wrong status for this action (3001), purchase id reused (3005), rates moved past the signed maxTotal "
-    "(3007), loyalty type changed (3008), escrow expired: refund only (3009), shop credit limit (3010), "
-    "or rejected by the chain (4002)",
-    422: "Insufficient balance (3004) or amount not withdrawable (3006)",
-    503: "The chain node (4001) or the database (4003) is unreachable",
-}
-
-
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI documentation of the error responses a group of routes can give."""
-    return {status: {"model": ErrorResponse, "description": _STATUS_TEXT[status]} for status in statuses}
+    """OpenAPI documentation of the error responses a group of routes can give: the codes of each status."""
+    return {
+        status: {
+            "model": ErrorResponse,
+            "description": "\n".join(f"* {e.code}: {e.default_message}" for e in ERRORS if e.http_status == status),
+        }
+        for status in statuses
+    }
 
 
 # ----------------------------------------------------------------------------- requests
@@ -142,8 +136,7 @@ class AccountQuery(Request):
     account: Address = Field(description="Wallet address or temporary address")
 
 
-class InfoQuery(Request):
-    account: Address
+class InfoQuery(AccountQuery):
     amount: Amount
     currency: Currency
 

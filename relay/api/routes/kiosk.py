@@ -7,9 +7,10 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from relay.api import schemas
-from relay.api.deps import Authorization, ServicesDep, access_key, authenticate_kiosk, in_thread, waiting
+from relay.api.deps import Bearer, ServicesDep, authenticate_kiosk, in_thread, waiting
 from relay.api.schemas import Ok, error_responses
 from relay.errors import PurchaseNotFound
+from relay.services.kiosks import AccessKey
 
 router = APIRouter(prefix="/v1/payment", tags=["KIOSK"], responses=error_responses(400, 401, 403, 404, 409, 422, 503))
 
@@ -25,16 +26,13 @@ def user_balance(q: Annotated[schemas.AccountQuery, Query()], services: Services
 @in_thread
 def payment_info(q: Annotated[schemas.InfoQuery, Query()], services: ServicesDep) -> Ok[schemas.PaymentInfo]:
     estimate = services.payments.estimate(q.account, int(q.amount), q.currency)
-    fields = vars(estimate) | q.model_dump(include={"account", "amount", "currency"})
-    return Ok(data=schemas.PaymentInfo.model_validate(fields))
+    return Ok(data=schemas.PaymentInfo.model_validate(vars(estimate) | q.model_dump()))
 
 
 @router.post("/openNew", summary="3.3 Open a new payment")
 @in_thread
-def open_new(
-    body: schemas.OpenNewRequest, services: ServicesDep, authorization: Authorization = None
-) -> Ok[schemas.OpenNewResult]:
-    who = access_key(body.access_key, authorization)
+def open_new(body: schemas.OpenNewRequest, services: ServicesDep, key: Bearer) -> Ok[schemas.OpenNewResult]:
+    who = AccessKey(body.access_key or key)
     payment = services.payments.open_new(
         who, body.purchase_id, int(body.amount), body.currency, body.shop_id, body.account
     )
@@ -42,44 +40,31 @@ def open_new(
 
 
 @router.post("/closeNew", summary="3.4 Complete (or refund) an approved payment")
-async def close_new(
-    body: schemas.CloseRequest, services: ServicesDep, authorization: Authorization = None
-) -> Ok[schemas.CloseNewResult]:
-    def close() -> Ok[schemas.CloseNewResult]:
-        payment = services.payments.close_new(access_key(body.access_key, authorization), body.payment_id, body.confirm)
-        return Ok(data=schemas.CloseNewResult.model_validate(payment))
-
-    return await waiting(services, close)
+@waiting
+def close_new(body: schemas.CloseRequest, services: ServicesDep, key: Bearer) -> Ok[schemas.CloseNewResult]:
+    payment = services.payments.close_new(AccessKey(body.access_key or key), body.payment_id, body.confirm)
+    return Ok(data=schemas.CloseNewResult.model_validate(payment))
 
 
 @router.post("/openCancel", summary="3.5 Ask the shop owner to cancel a completed payment")
 @in_thread
-def open_cancel(
-    body: schemas.PaymentRequest, services: ServicesDep, authorization: Authorization = None
-) -> Ok[schemas.OpenCancelResult]:
-    payment = services.payments.open_cancel(access_key(body.access_key, authorization), body.payment_id)
+def open_cancel(body: schemas.PaymentRequest, services: ServicesDep, key: Bearer) -> Ok[schemas.OpenCancelResult]:
+    payment = services.payments.open_cancel(AccessKey(body.access_key or key), body.payment_id)
     return Ok(data=schemas.OpenCancelResult.model_validate(payment))
 
 
 @router.post("/closeCancel", summary="3.6 Complete (or revert) an approved cancel")
-async def close_cancel(
-    body: schemas.CloseRequest, services: ServicesDep, authorization: Authorization = None
-) -> Ok[schemas.CloseCancelResult]:
-    def close() -> Ok[schemas.CloseCancelResult]:
-        payment = services.payments.close_cancel(
-            access_key(body.access_key, authorization), body.payment_id, body.confirm
-        )
-        return Ok(data=schemas.CloseCancelResult.model_validate(payment))
-
-    return await waiting(services, close)
+@waiting
+def close_cancel(body: schemas.CloseRequest, services: ServicesDep, key: Bearer) -> Ok[schemas.CloseCancelResult]:
+    who = AccessKey(body.access_key or key)
+    payment = services.payments.close_cancel(who, body.payment_id, body.confirm)
+    return Ok(data=schemas.CloseCancelResult.model_validate(payment))
 
 
 @router.post("/purchase", summary="Report a purchase: its loyalty reward is credited after the shop's wait time")
 @in_thread
-def report_purchase(
-    body: schemas.PurchaseRequest, services: ServicesDep, authorization: Authorization = None
-) -> Ok[schemas.PurchaseResult]:
-    kiosk = authenticate_kiosk(services, body.access_key, authorization)
+def report_purchase(body: schemas.PurchaseRequest, services: ServicesDep, key: Bearer) -> Ok[schemas.PurchaseResult]:
+    kiosk = authenticate_kiosk(services, body.access_key or key)
     purchase = services.rewards.report(
         kiosk, body.purchase_id, int(body.amount), body.currency, body.shop_id, body.account
     )

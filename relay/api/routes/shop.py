@@ -7,47 +7,48 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from relay.api import schemas
-from relay.api.deps import ServicesDep, in_thread, waiting
+from relay.api.deps import Services, ServicesDep, in_thread, waiting
 from relay.api.schemas import Ok, error_responses
 
 router = APIRouter(
     prefix="/v1/payment/shop", tags=["Shop owner"], responses=error_responses(400, 403, 404, 409, 422, 503)
 )
-SIGNED = {"deadline", "signature"}
 
 
 @router.get("/typedData", summary="The EIP-712 document the shop owner signs for an action")
 @in_thread
 def typed_data(q: Annotated[schemas.ShopTypedDataQuery, Query()], services: ServicesDep) -> Ok[dict[str, Any]]:
     message = q.model_dump(by_alias=True, exclude={"action"}, exclude_none=True)
-    if "amount" in message:
-        message["amount"] = int(message["amount"])
     return Ok(data=services.shops.typed_data(q.action, message))
 
 
-async def _submit(services: ServicesDep, action: str, body: schemas.WithdrawalCloseRequest) -> Ok[schemas.ShopTx]:
-    message = body.model_dump(by_alias=True, exclude=SIGNED)
+def _submit(services: Services, action: str, body: schemas.WithdrawalCloseRequest) -> Ok[schemas.ShopTx]:
+    message = body.model_dump(by_alias=True, exclude={"deadline", "signature"})
     if "amount" in message:
-        message["amount"] = int(message["amount"])
-    shop, tx = await waiting(services, lambda: services.shops.submit(action, message, body.deadline, body.signature))
+        message["amount"] = int(message["amount"])  # compared with the shop's balance, and a contract argument
+    shop, tx = services.shops.submit(action, message, body.deadline, body.signature)
     return Ok(data=schemas.ShopTx.model_validate(vars(shop) | {"tx_hash": tx}))
 
 
 @router.post("/add", summary="Register a shop (signed by its owner)")
-async def add_shop(body: schemas.AddShopRequest, services: ServicesDep) -> Ok[schemas.ShopTx]:
-    return await _submit(services, "AddShop", body)
+@waiting
+def add_shop(body: schemas.AddShopRequest, services: ServicesDep) -> Ok[schemas.ShopTx]:
+    return _submit(services, "AddShop", body)
 
 
 @router.post("/update", summary="Change a shop's name and reward settings (signed by its owner)")
-async def update_shop(body: schemas.ShopRequest, services: ServicesDep) -> Ok[schemas.ShopTx]:
-    return await _submit(services, "UpdateShop", body)
+@waiting
+def update_shop(body: schemas.ShopRequest, services: ServicesDep) -> Ok[schemas.ShopTx]:
+    return _submit(services, "UpdateShop", body)
 
 
 @router.post("/withdrawal/open", summary="Register a withdrawal of the shop's settlement (signed by its owner)")
-async def open_withdrawal(body: schemas.WithdrawalOpenRequest, services: ServicesDep) -> Ok[schemas.ShopTx]:
-    return await _submit(services, "OpenWithdrawal", body)
+@waiting
+def open_withdrawal(body: schemas.WithdrawalOpenRequest, services: ServicesDep) -> Ok[schemas.ShopTx]:
+    return _submit(services, "OpenWithdrawal", body)
 
 
 @router.post("/withdrawal/close", summary="Confirm the withdrawal's money arrived (signed by its owner)")
-async def close_withdrawal(body: schemas.WithdrawalCloseRequest, services: ServicesDep) -> Ok[schemas.ShopTx]:
-    return await _submit(services, "CloseWithdrawal", body)
+@waiting
+def close_withdrawal(body: schemas.WithdrawalCloseRequest, services: ServicesDep) -> Ok[schemas.ShopTx]:
+    return _submit(services, "CloseWithdrawal", body)
