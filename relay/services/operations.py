@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Update, bindparam, select, update
+from sqlalchemy import BindParameter, Update, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from relay import chain as onchain
@@ -135,18 +135,19 @@ def _update_statement(where: tuple[tuple[str, str], ...], columns: tuple[str, ..
     conditions = [Payment.payment_id == bindparam("w_payment_id")]
     for column, kind in where:
         attribute = getattr(Payment, column)
-        value = bindparam(f"w_{column}", expanding=kind == "in")
+        value: BindParameter[Any] = bindparam(f"w_{column}", expanding=kind == "in")
         conditions.append(
             attribute.is_(None) if kind == "null" else attribute.in_(value) if kind == "in" else attribute == value
         )
-    assigned = {c: bindparam(f"v_{c}") for c in ("updated_at", *columns)}
+    assigned: dict[str, BindParameter[Any]] = {c: bindparam(f"v_{c}") for c in ("updated_at", *columns)}
     return (
         update(Payment).where(*conditions).values(assigned).returning(Payment)
         .execution_options(populate_existing=True, synchronize_session=False)
     )  # fmt: skip
 
 
-BY_ID = select(Payment).where(Payment.payment_id == bindparam("payment_id"))
+# populate_existing: a read inside a transaction sees what a concurrent request committed meanwhile.
+BY_ID = select(Payment).where(Payment.payment_id == bindparam("payment_id")).execution_options(populate_existing=True)
 
 
 class Operations:

@@ -18,7 +18,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from relay import chain as onchain
-from relay import typed_data
 from relay.chain import Chain, Estimate, checksum
 from relay.config import Settings
 from relay.db import Database
@@ -32,24 +31,18 @@ from relay.errors import (
     TemporaryAccountNotFound,
 )
 from relay.models import ChainOp, Payment, PaymentStatus, now
-from relay.services import kiosks, wallets
+from relay.services import decisions, kiosks, wallets
 from relay.services.kiosks import Kiosk, KioskCredentials
-from relay.services.operations import BY_ID, POINT, Operations, kiosk_view, max_total, update_payment
+from relay.services.operations import BY_ID, POINT, Operations, kiosk_view, update_payment
 from relay.services.outbox import DENIED, TIMEOUT, enqueue_callback, notify
 from relay.services.signatures import require_deadline, verify
 from relay.workers.watcher import Watcher
 
 log = logging.getLogger(__name__)
 S = PaymentStatus
-UNSENT_SIGNATURES = select(Payment.payment_id, Payment.chain_op).where(
-    Payment.signer == bindparam("signer"),
-    Payment.chain_op.in_([ChainOp.OPEN, ChainOp.OPEN_CANCEL]),
-    Payment.chain_tx.is_(None),
-)
 BY_PURCHASE = select(Payment).where(
     Payment.shop_id == bindparam("shop_id"), Payment.purchase_id == bindparam("purchase_id")
 )
-NONCE_READS = 5  # how often the signature nonce is read around unsent signatures before giving up
 SENDING_WAIT = 0.02  # seconds between looks at a claimed operation whose transaction is being sent
 MESSAGES = {
     ("create", DENIED): "The payment was denied by the user.",
@@ -150,40 +143,17 @@ class Payments:
         """The payment, and the EIP-712 documents the app may sign for its pending decision."""
         with self.db.session() as session:
             p = self.get(payment_id, session)
-            if p.status == S.NEW:
-                deadline = p.open_new_at + self.settings.signature_ttl
-                confirm = self._new_payment_typed(p, self._expected_nonce(session, p.account), deadline)
-                return p, {"confirm": confirm, "deny": self._deny_typed("DenyPayment", p, p.account, deadline)}
-            if p.status == S.CANCEL_RECEIVED:
-                owner = self.chain.shop_owner(p.shop_id)
-                deadline = (p.open_cancel_at or 0) + self.settings.signature_ttl
-                confirm = self._cancel_typed(p, owner, self._expected_nonce(session, owner), deadline)
-                return p, {"confirm": confirm, "deny": self._deny_typed("DenyCancel", p, owner, deadline)}
-            return p, None
+            if p.status not in (S.NEW, S.CANCEL_RECEIVED):
+                return p, None
+            signer, deadline = decisions.signer_and_deadline(self.chain, self.settings, p)
+            confirm = decisions.approval(session, self.chain, self.settings, p, signer, deadline)
+            return p, {"confirm": confirm, "deny": decisions.denial(self.chain, p, signer, deadline)}
 
     def confirm_new(self, payment_id: str, signature: str) -> Payment:
-        claimed = None
-        with self.db.session() as session:
-            p = self.get(payment_id, session)
-            if p.status != S.APPROVED or p.signature != signature:  # else a retry
-                self._require(p, S.NEW)
-                deadline = p.open_new_at + self.settings.signature_ttl
-                typed = self._new_payment_typed(p, self._expected_nonce(session, p.account), deadline)
-                self._verify_decision(p, typed, signature, p.account, deadline, S.APPROVED)
-                claimed = self.ops.claim(session, p, {S.NEW}, ChainOp.OPEN, status=S.APPROVED,
-                                         signature=signature, signer=p.account)  # fmt: skip
-                p = claimed or self._retry_of(session, payment_id, S.APPROVED, signature)
-        if claimed is not None:
-            return self.ops.submit(claimed, restore={"status": S.NEW, "signature": None, "signer": None})
-        return self._sent(p)
+        return self._approve(payment_id, signature, S.NEW, S.APPROVED, ChainOp.OPEN)
 
     def deny_new(self, payment_id: str, signature: str) -> Payment:
-        with self.db.session() as session:
-            p = self.get(payment_id, session)
-            self._require(p, S.NEW)
-            deadline = p.open_new_at + self.settings.signature_ttl
-            self._verify(self._deny_typed("DenyPayment", p, p.account, deadline), signature, p.account, deadline)
-            return self._decide(session, p, {S.NEW}, S.DENIED, "create", notify_app=True)
+        return self._deny(payment_id, signature, S.NEW, S.DENIED, "create")
 
     def close_new(self, who: KioskCredentials, payment_id: str, confirm: bool) -> Payment:
         op = ChainOp.CLOSE if confirm else ChainOp.REFUND
@@ -212,30 +182,10 @@ class Payments:
         return received
 
     def confirm_cancel(self, payment_id: str, signature: str) -> Payment:
-        claimed = None
-        with self.db.session() as session:
-            p = self.get(payment_id, session)
-            if p.status != S.CANCEL_APPROVED or p.signature != signature:  # else a retry
-                self._require(p, S.CANCEL_RECEIVED)
-                owner = self.chain.shop_owner(p.shop_id)
-                deadline = (p.open_cancel_at or 0) + self.settings.signature_ttl
-                typed = self._cancel_typed(p, owner, self._expected_nonce(session, owner), deadline)
-                self._verify_decision(p, typed, signature, owner, deadline, S.CANCEL_APPROVED)
-                claimed = self.ops.claim(session, p, {S.CANCEL_RECEIVED}, ChainOp.OPEN_CANCEL,
-                                         status=S.CANCEL_APPROVED, signature=signature, signer=owner)  # fmt: skip
-                p = claimed or self._retry_of(session, payment_id, S.CANCEL_APPROVED, signature)
-        if claimed is not None:
-            return self.ops.submit(claimed, restore={"status": S.CANCEL_RECEIVED, "signature": None})
-        return self._sent(p)
+        return self._approve(payment_id, signature, S.CANCEL_RECEIVED, S.CANCEL_APPROVED, ChainOp.OPEN_CANCEL)
 
     def deny_cancel(self, payment_id: str, signature: str) -> Payment:
-        with self.db.session() as session:
-            p = self.get(payment_id, session)
-            self._require(p, S.CANCEL_RECEIVED)
-            owner = self.chain.shop_owner(p.shop_id)
-            deadline = (p.open_cancel_at or 0) + self.settings.signature_ttl
-            self._verify(self._deny_typed("DenyCancel", p, owner, deadline), signature, owner, deadline)
-            return self._decide(session, p, {S.CANCEL_RECEIVED}, S.CANCEL_DENIED, "cancel")
+        return self._deny(payment_id, signature, S.CANCEL_RECEIVED, S.CANCEL_DENIED, "cancel")
 
     def close_cancel(self, who: KioskCredentials, payment_id: str, confirm: bool) -> Payment:
         op = ChainOp.CLOSE_CANCEL if confirm else ChainOp.REVERT_CANCEL
@@ -296,6 +246,31 @@ class Payments:
         return 1
 
     # ================================================================== internals
+
+    def _approve(self, payment_id: str, signature: str, pending: int, approved: int, op: ChainOp) -> Payment:
+        """The user's (or for a cancel the owner's) signed approval: verified, claimed and sent. A
+        retry of an approval already claimed answers with the payment once its transaction is sent."""
+        claimed = None
+        with self.db.session() as session:
+            p = self.get(payment_id, session)
+            if p.status != approved or p.signature != signature:  # else a retry
+                self._require(p, pending)
+                signer, deadline = decisions.signer_and_deadline(self.chain, self.settings, p)
+                typed = decisions.approval(session, self.chain, self.settings, p, signer, deadline)
+                self._verify_decision(p, typed, signature, signer, deadline, approved)
+                claimed = self.ops.claim(session, p, {pending}, op, status=approved, signature=signature, signer=signer)
+                p = claimed or self._retry_of(session, payment_id, approved, signature)
+        if claimed is not None:
+            return self.ops.submit(claimed, restore={"status": pending, "signature": None, "signer": None})
+        return self._sent(p)
+
+    def _deny(self, payment_id: str, signature: str, pending: int, denied: int, type_: str) -> Payment:
+        with self.db.session() as session:
+            p = self.get(payment_id, session)
+            self._require(p, pending)
+            signer, deadline = decisions.signer_and_deadline(self.chain, self.settings, p)
+            self._verify(decisions.denial(self.chain, p, signer, deadline), signature, signer, deadline)
+            return self._decide(session, p, {pending}, denied, type_, notify_app=pending == S.NEW)
 
     def _close(
         self, who: KioskCredentials, payment_id: str, opening: ChainOp, approved: int, op: ChainOp, done: int
@@ -401,42 +376,3 @@ class Payments:
     def _verify(self, typed: dict[str, Any], signature: str, signer: str, deadline: int) -> None:
         require_deadline(deadline)
         verify(self.chain, typed, signature, signer)
-
-    def _expected_nonce(self, session: Session, account: str) -> int:
-        """The nonce the next signature of `account` must carry: its nonce on the node's pending
-        state (every transaction the node has accepted), plus its signatures the relay has claimed
-        but not yet handed to the node. A mined block's state is no better: a node may answer calls
-        at the newest block from a state it is still changing (anvil does while it mines)."""
-        unsent = session.execute(UNSENT_SIGNATURES, {"signer": account}).all()
-        nonce = self.chain.payment_nonce(account, "pending")
-        for _ in range(NONCE_READS):
-            if not unsent:
-                return nonce
-            # Claimed with no hash recorded: not sent yet, or sent a moment ago (then the pending
-            # state has it, and the payment has left the status before its operation).
-            waiting = sum(
-                self.chain.payment_of(row.payment_id, "pending").status == self.ops.table[ChainOp(row.chain_op)].before
-                for row in unsent
-            )
-            again = self.chain.payment_nonce(account, "pending")  # one sent meanwhile is counted in neither
-            if again == nonce:
-                return nonce + waiting
-            nonce = again
-        raise ChainUnavailable(f"The signature nonce of {account} keeps changing; try again.")
-
-    def _new_payment_typed(self, p: Payment, nonce: int, deadline: int) -> dict[str, Any]:
-        message = {
-            "paymentId": p.payment_id, "purchaseId": p.purchase_id, "amount": int(p.amount), "currency": p.currency,
-            "shopId": p.shop_id, "account": p.account, "loyaltyType": p.loyalty_type,
-            "maxTotal": max_total(p, self.settings), "nonce": nonce, "deadline": deadline,
-        }  # fmt: skip
-        return typed_data.build("NewPayment", self.chain.payment_domain(), message)
-
-    def _cancel_typed(self, p: Payment, owner: str, nonce: int, deadline: int) -> dict[str, Any]:
-        message = {"paymentId": p.payment_id, "purchaseId": p.purchase_id, "shopId": p.shop_id, "account": owner,
-                   "nonce": nonce, "deadline": deadline}  # fmt: skip
-        return typed_data.build("CancelPayment", self.chain.payment_domain(), message)
-
-    def _deny_typed(self, primary_type: str, p: Payment, account: str, deadline: int) -> dict[str, Any]:
-        message = {"paymentId": p.payment_id, "account": account, "deadline": deadline}
-        return typed_data.build(primary_type, self.chain.payment_domain(), message)

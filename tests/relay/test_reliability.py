@@ -26,6 +26,7 @@ from relay import db as database
 from relay.devnet import anvil_key
 from relay.models import Callback, CallbackState, Notification, Payment
 from relay.models import PaymentStatus as S
+from relay.services import decisions
 from tests.relay.checks import (
     balance_of,
     call,
@@ -326,7 +327,7 @@ def _send(approval: _ClaimedApproval) -> str:
 
 def _expected_nonce(approval: _ClaimedApproval, account: str) -> int:
     with approval.db.session() as session:
-        return approval.payments.payments._expected_nonce(session, account)
+        return decisions.expected_nonce(session, approval.chain, account)
 
 
 def test_expected_nonce__signature_mined_before_its_hash_or_receipt_is_seen__counted_once(
