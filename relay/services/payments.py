@@ -413,7 +413,7 @@ class Payments:
                 return nonce
             # Claimed with no hash recorded: not sent yet, or sent a moment ago (then the pending
             # state has it, and the payment has left the status before its operation).
-            waiting = sum(
+            waiting: int = sum(
                 self.chain.payment_of(row.payment_id, "pending").status == self.ops.table[ChainOp(row.chain_op)].before
                 for row in unsent
             )
