@@ -7,7 +7,6 @@ each use: the indexer's step over 385 events takes 22 ms of CPU here, 53 ms thro
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, make_dataclass
 from functools import lru_cache
@@ -22,11 +21,7 @@ from pydantic.alias_generators import to_snake
 
 ABI_DIR = Path(__file__).resolve().parent.parent / "abi"
 CONTRACTS = ("LoyaltyToken", "CurrencyRate", "ShopRegistry", "Ledger", "LoyaltyPayment")
-
-
-def load_abi(name: str) -> list[dict[str, Any]]:
-    abi: list[dict[str, Any]] = json.loads((ABI_DIR / f"{name}.json").read_text())
-    return abi
+Errors = dict[bytes, tuple[str, list[str], list[str]]]  # selector -> (name, argument names, argument types)
 
 
 @lru_cache(maxsize=4096)
@@ -168,28 +163,27 @@ class Contract:
         ]
 
 
-class ErrorDecoder:
-    """Names the custom error in revert data, with its arguments, from the contracts' ABIs."""
+def errors(abis: Iterable[list[dict[str, Any]]]) -> Errors:
+    """Every custom error of the ABIs by selector."""
+    return {
+        function_abi_to_4byte_selector(item): (  # type: ignore[arg-type]
+            item["name"],
+            [i["name"] for i in item["inputs"]],
+            [collapse_if_tuple(i) for i in item["inputs"]],
+        )
+        for abi in abis
+        for item in abi
+        if item["type"] == "error"
+    }
 
-    def __init__(self, abis: Iterable[list[dict[str, Any]]]) -> None:
-        self.errors: dict[bytes, tuple[str, list[str], list[str]]] = {
-            function_abi_to_4byte_selector(item): (  # type: ignore[arg-type]
-                item["name"],
-                [i["name"] for i in item["inputs"]],
-                [collapse_if_tuple(i) for i in item["inputs"]],
-            )
-            for abi in abis
-            for item in abi
-            if item["type"] == "error"
-        }
 
-    def decode(self, data: bytes) -> tuple[str, dict[str, Any]] | None:
-        """(error name, arguments), or None for revert data of no known error."""
-        if (known := self.errors.get(data[:4])) is None:
-            return None
-        name, names, types = known
-        try:
-            values = decode(types, data[4:])
-        except DecodingError:
-            return name, {}
-        return name, {n: _from_abi(t, v) for n, t, v in zip(names, types, values, strict=True)}
+def decode_error(known: Errors, data: bytes) -> tuple[str, dict[str, Any]] | None:
+    """(error name, arguments) of revert data, or None for revert data of no known error."""
+    if (error := known.get(data[:4])) is None:
+        return None
+    name, names, types = error
+    try:
+        values = decode(types, data[4:])
+    except DecodingError:
+        return name, {}
+    return name, {n: _from_abi(t, v) for n, t, v in zip(names, types, values, strict=True)}

@@ -18,7 +18,7 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
 from relay import typed_data
-from relay.chain.abi import CONTRACTS, Call, Contract, ErrorDecoder, checksum, load_abi
+from relay.chain.abi import ABI_DIR, CONTRACTS, Call, Contract, Errors, checksum, decode_error, errors
 from relay.chain.rpc import NodeRpc, Reverted, RpcError
 from relay.errors import (
     ERRORS,
@@ -68,13 +68,13 @@ def _mined(raw: dict[str, Any]) -> Receipt:
     return {**raw, "blockNumber": int(raw["blockNumber"], 16), "status": int(raw["status"], 16)}
 
 
-def rejection(decoder: ErrorDecoder, data: bytes) -> RelayError:
+def rejection(known: Errors, data: bytes) -> RelayError:
     """The relay's error for revert data: the ChainRejected subclass that explains a contract error a
     client can act on, else ChainRejected("ErrorName(arg=value, ...)"); an arithmetic panic is an
     amount out of range (amounts are checked below 2^256, not against what the contracts add up)."""
     if data[:4] == PANIC:
         return InvalidParameter(f"An amount is out of range for the contracts (panic {data[4:].hex().lstrip('0')}).")
-    decoded = decoder.decode(data)
+    decoded = decode_error(known, data)
     if decoded is None:
         return ChainRejected("execution reverted")
     name, args = decoded
@@ -93,12 +93,12 @@ class Chain:
         self.rpc = NodeRpc(rpc_url, timeout)
         self.deployment = json.loads(Path(deployment_file).read_text())
         self.chain_id: int = self.deployment["chainId"]
-        abis = {name: load_abi(name) for name in CONTRACTS}
+        abis = {name: json.loads((ABI_DIR / f"{name}.json").read_text()) for name in CONTRACTS}
         self.contracts = {name: Contract(self.deployment["contracts"][name], abis[name]) for name in CONTRACTS}
         self.payment = self.contracts["LoyaltyPayment"]
         self.ledger = self.contracts["Ledger"]
         self.shops = self.contracts["ShopRegistry"]
-        self.decoder = ErrorDecoder(abis.values())
+        self.errors = errors(abis.values())
         self.signers: list[LocalAccount] = [Account.from_key(key) for key in signer_keys]
         self._locks = {s.address: threading.Lock() for s in self.signers}
         self._turns = itertools.count(1)
@@ -113,7 +113,7 @@ class Chain:
         except (ConnectionError, TimeoutError) as exc:
             raise ChainUnavailable() from exc
         except Reverted as exc:
-            raise rejection(self.decoder, exc.data) from exc
+            raise rejection(self.errors, exc.data) from exc
         except RpcError as exc:
             raise ChainRejected(str(exc)) from exc
 

@@ -1,14 +1,11 @@
-"""JSON-RPC to the chain node over one pool of keep-alive HTTP connections (urllib3).
-
-Kept over web3.py: an eth_call costs 0.37 ms of client CPU here, 1.0 ms through web3.py's provider
-and 5.3 ms through `w3.eth.call` (`python -m bench.rpc`, docs/benchmarks.md).
+"""JSON-RPC to the chain node over one pool of keep-alive HTTP connections (urllib3). Kept over
+web3.py: an eth_call costs 0.37 ms of client CPU here, 1.0 ms through web3.py's provider and 5.3 ms
+through `w3.eth.call` (`python -m tools.bench_rpc`, docs/benchmarks.md).
 
 An unreachable node raises ConnectionError, a slow one TimeoutError, an error response RpcError
-(Reverted, with the revert data, for a call a contract refused). After a timeout the node is paused:
-calls fail at once with ConnectionError; when the pause is over one call probes the node while the
-others still fail, and its answer ends the pause (its timeout starts a new one). The first pause is
-short and each timeout in a row doubles it, up to PAUSE_AFTER_TIMEOUT.
-"""
+(Reverted for a contract's refusal). After a timeout calls fail at once (ConnectionError) for a
+pause, which doubles with each timeout in a row; then one call probes the node, and its answer
+ends the pause."""
 
 from __future__ import annotations
 

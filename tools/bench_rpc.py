@@ -2,7 +2,7 @@
 web3.py's `w3.eth` methods, each calling a stub node (a separate process answering canned results),
 so only the caller's CPU is measured.
 
-    python -m bench.rpc [--calls 500] [--rounds 5]
+    python -m tools.bench_rpc [--calls 500] [--rounds 5]
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ def main() -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    node = subprocess.Popen([sys.executable, "-m", "bench.rpc", "--serve", str(port)])
+    node = subprocess.Popen([sys.executable, "-m", "tools.bench_rpc", "--serve", str(port)])
     try:
         for _ in range(300):  # until the node listens
             with socket.socket() as attempt:
