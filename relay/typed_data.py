@@ -1,12 +1,5 @@
-"""EIP-712 typed data of every signed action, shared by the relay, the SDK, scripts and tests.
-
-Field names and order are an interface: they must match the type hashes in `contracts/`.
-`build()` returns the full ``eth_signTypedData_v4`` structure a wallet signs, with every integer
-of its message (uintN / intN fields) as a decimal string: `JSON.parse` keeps a string exact where
-it turns a number beyond 2**53 into a float (which ethers v6 refuses, and other libraries sign as
-another value). eth-account encodes a decimal string of an integer field as the integer it spells,
-so what the relay signs and verifies is the integer values.
-"""
+"""EIP-712 typed data of every signed action, shared by the relay, scripts and tests. Field names
+and order are an interface: they must match the type hashes in `contracts/`."""
 
 from __future__ import annotations
 
@@ -45,16 +38,9 @@ _SIGNATURES = {
     "SwitchToToken": "address account,uint256 minToken,uint256 nonce,uint256 deadline",
 }
 # Each type's (field, type) pairs, in order.
-TYPES: dict[str, list[tuple[str, str]]] = {
-    name: [(field.split()[1], field.split()[0]) for field in fields.split(",")] for name, fields in _SIGNATURES.items()
-}
-
-DOMAIN_FIELDS = [
-    {"name": "name", "type": "string"},
-    {"name": "version", "type": "string"},
-    {"name": "chainId", "type": "uint256"},
-    {"name": "verifyingContract", "type": "address"},
-]
+TYPES = {name: [(f.split()[1], f.split()[0]) for f in fields.split(",")] for name, fields in _SIGNATURES.items()}
+DOMAIN = "string name,string version,uint256 chainId,address verifyingContract"
+DOMAIN_FIELDS = [{"name": f.split()[1], "type": f.split()[0]} for f in DOMAIN.split(",")]
 
 
 def domain(name: str, chain_id: int, verifying_contract: str) -> dict[str, Any]:
@@ -62,7 +48,9 @@ def domain(name: str, chain_id: int, verifying_contract: str) -> dict[str, Any]:
 
 
 def build(primary_type: str, domain_: dict[str, Any], message: dict[str, Any]) -> dict[str, Any]:
-    """The full typed-data document for ``eth_signTypedData_v4``; JSON-serialisable."""
+    """The ``eth_signTypedData_v4`` document, every integer of its message a decimal string:
+    `JSON.parse` turns a number beyond 2**53 into a float (which wallets refuse or sign as another
+    value); eth-account encodes the string as the integer it spells."""
     fields = TYPES[primary_type]
     missing = {name for name, _ in fields} - message.keys()
     if missing:
@@ -74,12 +62,11 @@ def build(primary_type: str, domain_: dict[str, Any], message: dict[str, Any]) -
         },
         "primaryType": primary_type,
         "domain": domain_,
-        "message": {name: _json(type_, message[name]) for name, type_ in fields},
+        "message": {
+            name: str(int(message[name])) if type_.startswith(("uint", "int")) else message[name]
+            for name, type_ in fields
+        },
     }
-
-
-def _json(type_: str, value: Any) -> Any:
-    return str(int(value)) if type_.startswith(("uint", "int")) else value
 
 
 def sign(private_key: bytes | str, typed: dict[str, Any]) -> str:

@@ -1,39 +1,32 @@
-"""The contracts' ABI, encoded and decoded straight with eth-abi.
+"""The contracts' ABI, encoded and decoded straight with eth-abi: each function's selector and types,
+each event's topic and each error's selector worked out once per contract.
 
-web3.py's `contract.functions.name(...)` searches the whole ABI, recomputing every function
-selector, and re-validates each argument every time it is used: that was most of the relay's CPU
-per payment. Here each function's selector and types, each event's topic and types and each
-error's selector are worked out once per contract; a call is one `eth_abi.encode`, a log one
-`eth_abi.decode` of its data plus one per indexed topic.
-"""
+Kept over web3.py's contract objects, which search the whole ABI and re-validate every argument on
+each use: the indexer's step over 385 events takes 22 ms of CPU here, 53 ms through web3.py
+(docs/benchmarks.md)."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, make_dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from eth_abi.abi import decode, encode
 from eth_abi.exceptions import DecodingError
-from eth_utils import event_abi_to_log_topic, function_abi_to_4byte_selector, keccak, to_bytes, to_checksum_address
+from eth_utils import event_abi_to_log_topic, function_abi_to_4byte_selector, to_bytes, to_checksum_address
 from eth_utils.abi import collapse_if_tuple
+from pydantic.alias_generators import to_snake
 
 ABI_DIR = Path(__file__).resolve().parent.parent / "abi"
 CONTRACTS = ("LoyaltyToken", "CurrencyRate", "ShopRegistry", "Ledger", "LoyaltyPayment")
-
-
-def load_abi(name: str) -> list[dict[str, Any]]:
-    abi: list[dict[str, Any]] = json.loads((ABI_DIR / f"{name}.json").read_text())
-    return abi
+Errors = dict[bytes, tuple[str, list[str], list[str]]]  # selector -> (name, argument names, argument types)
 
 
 @lru_cache(maxsize=4096)
 def checksum(address: str) -> str:
-    """`to_checksum_address`, remembered: the relay sees the same few addresses over and over, and
-    each conversion is a keccak hash."""
+    """`to_checksum_address`, remembered: the relay sees the same few addresses over and over."""
     return str(to_checksum_address(address))
 
 
@@ -42,60 +35,63 @@ def hex_bytes(value: Any) -> bytes:
     return bytes.fromhex(value[2:]) if isinstance(value, str) else bytes(value)
 
 
-def _normalizer(abi_type: dict[str, Any]) -> Callable[[Any], Any]:
-    """Converts a Python argument to what eth-abi encodes: hex strings to bytes for `bytes*` types,
-    recursively through tuples and arrays."""
+def _to_abi(kind: str, value: Any) -> Any:
+    """A Python argument as eth-abi encodes it: `bytes*` given as hex strings turned into bytes."""
+    if kind.startswith("bytes"):
+        return to_bytes(hexstr=value) if isinstance(value, str) else bytes(value)
+    return value
+
+
+def _from_abi(kind: str, value: Any) -> Any:
+    """A decoded value as the relay uses it: addresses checksummed, `bytes*` as 0x-hex."""
+    if kind == "address":
+        return checksum(value)
+    return "0x" + value.hex() if kind.startswith("bytes") else value
+
+
+def _mapper(abi_type: Mapping[str, Any], leaf: Callable[[str, Any], Any]) -> Callable[[Any], Any]:
+    """Applies `leaf(type, value)` to each value of an ABI type, through arrays and tuples."""
     kind: str = abi_type["type"]
     if kind.endswith("]"):
-        element = _normalizer({**abi_type, "type": kind[: kind.rindex("[")]})
+        element = _mapper({**abi_type, "type": kind[: kind.rindex("[")]}, leaf)
         return lambda value: [element(v) for v in value]
     if kind == "tuple":
-        fields = [_normalizer(component) for component in abi_type["components"]]
+        fields = [_mapper(component, leaf) for component in abi_type["components"]]
         return lambda value: tuple(f(v) for f, v in zip(fields, value, strict=True))
-    if kind.startswith("bytes"):
-        return lambda value: to_bytes(hexstr=value) if isinstance(value, str) else bytes(value)
-    return lambda value: value
+    return lambda value: leaf(kind, value)
 
 
-def _output(kind: str, value: Any) -> Any:
+def _of_event(kind: str, value: Any) -> Any:
     return checksum(value) if kind == "address" else value
 
 
-@dataclass(frozen=True)
 class Event:
-    name: str
-    topic: bytes
-    indexed: list[tuple[str, str]]  # (argument, static ABI type), in topic order
-    data_names: list[str]
-    data_types: list[str]
+    """A contract's event: its topic, and `decode` for its logs."""
 
-    @classmethod
-    def from_abi(cls, entry: dict[str, Any]) -> Event:
+    def __init__(self, entry: dict[str, Any]) -> None:
         inputs = entry["inputs"]
-        return cls(
-            name=entry["name"],
-            topic=event_abi_to_log_topic(entry),  # type: ignore[arg-type]
-            indexed=[(i["name"], collapse_if_tuple(i)) for i in inputs if i["indexed"]],
-            data_names=[i["name"] for i in inputs if not i["indexed"]],
-            data_types=[collapse_if_tuple(i) for i in inputs if not i["indexed"]],
-        )
+        self.name: str = entry["name"]
+        self.topic = event_abi_to_log_topic(entry)  # type: ignore[arg-type]
+        self.indexed = [(i["name"], collapse_if_tuple(i)) for i in inputs if i["indexed"]]  # in topic order
+        self.data_names = [i["name"] for i in inputs if not i["indexed"]]
+        self.data_types = [collapse_if_tuple(i) for i in inputs if not i["indexed"]]
 
     def decode(self, log: Mapping[str, Any]) -> dict[str, Any]:
-        """The log's arguments, as web3.py's `process_log` gives them (addresses checksummed, in the
-        ABI's order of indexed arguments first). ValueError if the log does not decode as this event."""
+        """The log's arguments as web3.py's `process_log` gives them (indexed first, addresses
+        checksummed). ValueError if the log does not decode as this event."""
         topics = [hex_bytes(t) for t in log["topics"]]
         if not topics or topics[0] != self.topic or len(topics) != len(self.indexed) + 1:
             raise ValueError(f"the log is not a {self.name} event")
         try:
             args = {
-                name: _output(kind, decode([kind], topic)[0])
+                name: _of_event(kind, decode([kind], topic)[0])
                 for (name, kind), topic in zip(self.indexed, topics[1:], strict=True)
             }
             values = decode(self.data_types, hex_bytes(log["data"]))
         except (DecodingError, UnicodeDecodeError) as exc:
             raise ValueError(f"the log does not decode as {self.name}: {exc}") from exc
         args.update(
-            (name, _output(kind, value))
+            (name, _of_event(kind, value))
             for name, kind, value in zip(self.data_names, self.data_types, values, strict=True)
         )
         return args
@@ -103,51 +99,59 @@ class Event:
 
 @dataclass(frozen=True)
 class Call:
-    """One encoded call of a contract function."""
+    """One encoded call of a contract function; `decode` turns its raw result into Python values:
+    a single output as itself, a struct as a frozen dataclass of its fields in snake_case."""
 
     to: str
     data: str
-    output_types: list[str]
+    decode: Callable[[str], Any]
 
-    def decode(self, raw: str) -> Any:
-        values = decode(self.output_types, bytes.fromhex(raw[2:]))
+
+def _struct(output: dict[str, Any]) -> type | None:
+    """A frozen dataclass of a struct output's fields in snake_case; None for another output."""
+    if output["type"] != "tuple":
+        return None
+    name = output["internalType"].rpartition(".")[2]  # "struct IShopRegistry.ShopInfo"
+    return make_dataclass(name, [to_snake(c["name"]) for c in output["components"]], frozen=True)
+
+
+def _result_decoder(outputs: list[dict[str, Any]]) -> Callable[[str], Any]:
+    types = [collapse_if_tuple(o) for o in outputs]
+    convert = _mapper({"type": "tuple", "components": outputs}, _from_abi)
+    structs = [_struct(o) for o in outputs]
+
+    def decode_result(raw: str) -> Any:
+        values = convert(decode(types, bytes.fromhex(raw[2:])))
+        values = [v if struct is None else struct(*v) for struct, v in zip(structs, values, strict=True)]
         return values[0] if len(values) == 1 else values
 
-
-@dataclass(frozen=True)
-class _Function:
-    selector: bytes
-    input_types: list[str]
-    output_types: list[str]
-    normalize: list[Callable[[Any], Any]]
+    return decode_result
 
 
 class Contract:
-    """A deployed contract: `call(name, *args)` encodes a function call, `events` by name and by
-    topic decode its logs."""
+    """A deployed contract: `call(name, *args)` encodes a function call, `events` by name and
+    `topics` by topic decode its logs."""
 
     def __init__(self, address: str, abi: list[dict[str, Any]]) -> None:
         self.address = checksum(address)
-        self._functions: dict[str, _Function] = {}
-        self.events: dict[str, Event] = {}
-        for entry in abi:
-            if entry["type"] == "event":
-                self.events[entry["name"]] = Event.from_abi(entry)
-            elif entry["type"] == "function":
-                self._functions[entry["name"]] = _Function(
-                    selector=function_abi_to_4byte_selector(entry),  # type: ignore[arg-type]
-                    input_types=[collapse_if_tuple(i) for i in entry["inputs"]],
-                    output_types=[collapse_if_tuple(o) for o in entry["outputs"]],
-                    normalize=[_normalizer(i) for i in entry["inputs"]],
-                )
+        self.events = {e["name"]: Event(e) for e in abi if e["type"] == "event"}
         self.topics = {event.topic: event for event in self.events.values()}
+        self._functions = {
+            f["name"]: (
+                function_abi_to_4byte_selector(f),  # type: ignore[arg-type]
+                [collapse_if_tuple(i) for i in f["inputs"]],
+                _mapper({"type": "tuple", "components": f["inputs"]}, _to_abi),
+                _result_decoder(f["outputs"]),
+            )
+            for f in abi
+            if f["type"] == "function"
+        }
 
     def call(self, name: str, *args: Any) -> Call:
-        f = self._functions.get(name)
-        if f is None:
+        if name not in self._functions:
             raise AttributeError(f"the contract has no function {name}")
-        data = f.selector + encode(f.input_types, [n(a) for n, a in zip(f.normalize, args, strict=True)])
-        return Call(self.address, "0x" + data.hex(), f.output_types)
+        selector, types, to_abi, decode_result = self._functions[name]
+        return Call(self.address, "0x" + (selector + encode(types, to_abi(args))).hex(), decode_result)
 
     def logs(self, receipt: Mapping[str, Any], name: str) -> list[dict[str, Any]]:
         """The arguments of every `name` event this contract emitted in the receipt's transaction."""
@@ -159,27 +163,27 @@ class Contract:
         ]
 
 
-class ErrorDecoder:
-    """Names the custom error in revert data, with its arguments, from every contract's ABI."""
+def errors(abis: Iterable[list[dict[str, Any]]]) -> Errors:
+    """Every custom error of the ABIs by selector."""
+    return {
+        function_abi_to_4byte_selector(item): (  # type: ignore[arg-type]
+            item["name"],
+            [i["name"] for i in item["inputs"]],
+            [collapse_if_tuple(i) for i in item["inputs"]],
+        )
+        for abi in abis
+        for item in abi
+        if item["type"] == "error"
+    }
 
-    def __init__(self, abis: list[list[dict[str, Any]]]) -> None:
-        self.errors: dict[bytes, tuple[str, list[str], list[str]]] = {}
-        for abi in abis:
-            for item in abi:
-                if item["type"] == "error":
-                    types = [collapse_if_tuple(i) for i in item["inputs"]]
-                    selector = keccak(text=f"{item['name']}({','.join(types)})")[:4]
-                    self.errors[selector] = (item["name"], [i["name"] for i in item["inputs"]], types)
 
-    def decode(self, data: bytes) -> tuple[str, dict[str, Any]] | None:
-        """(error name, arguments), or None for revert data of no known error."""
-        known = self.errors.get(data[:4]) if len(data) >= 4 else None
-        if known is None:
-            return None
-        name, names, types = known
-        try:
-            values = decode(types, data[4:])
-        except DecodingError:
-            return name, {}
-        hexed = ("0x" + v.hex() if isinstance(v, bytes) else _output(t, v) for t, v in zip(types, values, strict=True))
-        return name, dict(zip(names, hexed, strict=True))
+def decode_error(known: Errors, data: bytes) -> tuple[str, dict[str, Any]] | None:
+    """(error name, arguments) of revert data, or None for revert data of no known error."""
+    if (error := known.get(data[:4])) is None:
+        return None
+    name, names, types = error
+    try:
+        values = decode(types, data[4:])
+    except DecodingError:
+        return name, {}
+    return name, {n: _from_abi(t, v) for n, t, v in zip(names, types, values, strict=True)}

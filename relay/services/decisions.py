@@ -66,7 +66,7 @@ def expected_nonce(session: Session, chain: Chain, account: str) -> int:
             return nonce
         # Claimed with no hash recorded: not sent yet, or sent a moment ago (then the pending
         # state has it, and the payment has left the status before its operation).
-        waiting = sum(chain.payment_of(row.payment_id, "pending").status == BEFORE[row.chain_op] for row in unsent)
+        waiting: int = sum(chain.payment_of(row.payment_id, "pending").status == BEFORE[row.chain_op] for row in unsent)
         again = chain.payment_nonce(account, "pending")  # one sent meanwhile is counted in neither
         if again == nonce:
             return nonce + waiting

@@ -8,7 +8,7 @@ import json
 import pytest
 from eth_abi import encode as abi_encode
 
-from relay.chain.abi import ABI_DIR, CONTRACTS, ErrorDecoder
+from relay.chain.abi import ABI_DIR, CONTRACTS, errors
 from relay.chain.client import REJECTIONS, rejection
 from tools.export_abi import compiled_abis
 
@@ -32,11 +32,11 @@ def test_abi_file__equals_the_compiled_abi(compiled, name):
 @pytest.mark.parametrize("name", sorted(REJECTIONS))
 def test_explained_error__declared_by_a_contract_and_explained_with_its_arguments(name):
     """A renamed contract error or argument would otherwise come back as a bare 4002, or a 500."""
-    decoder = ErrorDecoder([json.loads((ABI_DIR / f"{contract}.json").read_text()) for contract in CONTRACTS])
-    declared = [(selector, types) for selector, (error, _, types) in decoder.errors.items() if error == name]
+    known = errors([json.loads((ABI_DIR / f"{contract}.json").read_text()) for contract in CONTRACTS])
+    declared = [(selector, types) for selector, (error, _, types) in known.items() if error == name]
     assert declared, f"no contract declares {name}"
     for selector, types in declared:
         values = [b"\x01" * 32 if t == "bytes32" else "0x" + "02" * 20 if t == "address" else 3 for t in types]
-        refused = rejection(decoder, selector + abi_encode(types, values))
+        refused = rejection(known, selector + abi_encode(types, values))
         assert type(refused) is REJECTIONS[name]
         assert f"[{name}(" in refused.message and "{" not in refused.message
