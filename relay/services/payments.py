@@ -98,9 +98,14 @@ class Payments:
             kiosk = who.verify(session)
             kiosks.require_shop(kiosk, shop_id)
             existing = self._by_purchase(session, shop_id, purchase_id)
+            try:
+                account = wallets.resolve(session, address) or checksum(address)
+            except TemporaryAccountNotFound:  # perhaps used by the same purchase a moment ago: a retry
+                existing = existing or self._by_purchase(session, shop_id, purchase_id)
+                if existing is None:
+                    raise
             if existing is not None:
                 return self._same_purchase(existing, kiosk, amount, currency, address)
-            account = wallets.resolve(session, address) or checksum(address)
         self.chain.require_shop(shop_id)
         estimate = self.chain.estimate(account, amount, currency)
         total = estimate.total_point if estimate.loyalty_type == POINT else estimate.total_token
