@@ -25,9 +25,8 @@ log = logging.getLogger(__name__)
 TOP_UP_AFTER = 0.1  # seconds a step waits for its deliveries before claiming more
 
 _earlier = aliased(Callback)
-# Due callbacks, for the lease below: a module constant, as it runs every worker interval in every
-# relay process and building it cost more CPU than running it. A callback waits while an earlier
-# one of its payment is still pending.
+# Due callbacks; one waits while an earlier one of its payment is pending. A module constant: it runs
+# every worker interval in every relay process, and building it cost more CPU than running it.
 _DUE = (
     select(
         Callback.id,
@@ -124,7 +123,11 @@ class CallbackSender:
         started = 0
         deadline = time.monotonic() + self.settings.worker_interval
         while True:
-            self._reap()
+            # A delivery that failed to record its outcome is sent again, same id, once its lease ends.
+            for future in [f for f in self._in_flight if f.done()]:
+                del self._in_flight[future]
+                if not future.cancelled() and (error := future.exception()) is not None:
+                    log.warning("callback delivery: %s", error)
             room = self.batch - len(self._in_flight)
             due, more = self._claim(room, Counter(self._in_flight.values())) if room > 0 else ([], True)
             for callback in due:
@@ -135,14 +138,6 @@ class CallbackSender:
                 return started
             # More is due: claim again once the deliveries under way finish (or TOP_UP_AFTER passes).
             wait(self._in_flight, timeout=min(left, TOP_UP_AFTER), return_when=ALL_COMPLETED)
-
-    def _reap(self) -> None:
-        """Forgets finished deliveries; one that failed to record its outcome is logged (its
-        lease runs out and it is sent again, with the same id)."""
-        for future in [f for f in self._in_flight if f.done()]:
-            del self._in_flight[future]
-            if not future.cancelled() and (error := future.exception()) is not None:
-                log.warning("callback delivery: %s", error)
 
     def deliver(self, due: Due) -> None:
         if now() + self.settings.callback_timeout >= due.leased_until:

@@ -49,11 +49,9 @@ class Pusher:
     def __init__(self, db: Database, settings: Settings, batch: int = 100) -> None:
         self.db = db
         self.batch = batch
-        session = requests.Session()
-        session.headers.update({"accept": "application/json", "content-type": "application/json"})
+        self.client = PushClient(host=settings.expo_base_url, timeout=10)
         if settings.expo_access_token is not None:
-            session.headers["authorization"] = f"Bearer {settings.expo_access_token.get_secret_value()}"
-        self.client = PushClient(host=settings.expo_base_url, session=session, timeout=10)
+            self.client.session.headers["authorization"] = f"Bearer {settings.expo_access_token.get_secret_value()}"
 
     def run_once(self) -> int:
         messages = self._claim()
