@@ -60,9 +60,10 @@ class Indexer:
         safe = self.chain.block_number() - self.confirmations
         lock = select(IndexerCursor).where(IndexerCursor.name == CURSOR).with_for_update(skip_locked=True)
         with self.db.session() as session:
-            if session.get(IndexerCursor, CURSOR) is None:  # the first step ever (maybe of several instances)
-                session.execute(insert_if_absent(self.db, IndexerCursor, name=CURSOR, next_block=self.start_block))
             cursor = session.execute(lock).scalar_one_or_none()
+            if cursor is None and session.get(IndexerCursor, CURSOR) is None:  # the first step (maybe of several)
+                session.execute(insert_if_absent(self.db, IndexerCursor, name=CURSOR, next_block=self.start_block))
+                cursor = session.execute(lock).scalar_one_or_none()
             if cursor is None or cursor.next_block > safe:
                 return 0  # another instance holds the cursor, or no new block is confirmed
             start, end = cursor.next_block, min(safe, cursor.next_block + self.batch - 1)
