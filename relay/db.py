@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -10,14 +9,12 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, exc
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
-# A pooled connection idle longer than this is checked with a round trip before it is handed out.
-PING_AFTER_IDLE = 2.0
 SQLITE_BUSY_TIMEOUT = 30
 COMMIT_TOPICS = "relay.commit_topics"  # Session.info key of the topics a transaction marked
 
@@ -36,12 +33,12 @@ def make_engine(
     """The engine; statement parameters are left out of its errors and logs (they hold signatures,
     callback secrets and push tokens).
 
-    PostgreSQL: `lock_timeout` is how long (seconds) a statement waits for a row another
-    transaction holds, then fails; a request answers 503 instead of hanging behind a relay
-    instance that stopped (frozen, or cut off from the network) inside a transaction.
-    `idle_transaction_timeout`: such an instance's session is ended by the server, and its locks
-    released, once it has been idle in a transaction this long. SQLite (one relay process, one
-    writer at a time) waits up to SQLITE_BUSY_TIMEOUT for the database's write lock."""
+    PostgreSQL: a statement waits at most `lock_timeout` seconds for a row another transaction
+    holds, so a request answers 503 instead of hanging behind a relay instance that stopped inside
+    a transaction; the server ends such an instance's session, releasing its locks, once it has
+    been idle in a transaction for `idle_transaction_timeout`. Pooled connections are pinged
+    before use (the server may have restarted). SQLite (one relay process, one writer at a time)
+    waits up to SQLITE_BUSY_TIMEOUT for the database's write lock."""
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
@@ -65,42 +62,14 @@ def make_engine(
     options = f"-c lock_timeout={round(lock_timeout * 1000)}"
     if idle_transaction_timeout is not None:
         options += f" -c idle_in_transaction_session_timeout={round(idle_transaction_timeout * 1000)}"
-    engine = create_engine(
+    return create_engine(
         url,
         pool_size=pool_size,
         max_overflow=max_overflow,
+        pool_pre_ping=True,
         hide_parameters=True,
         connect_args={"options": options},
     )
-    _ping_idle_connections(engine)
-    return engine
-
-
-def _ping_idle_connections(engine: Engine) -> None:
-    """Pessimistic disconnect handling for connections that sat idle in the pool (the server may
-    have restarted or dropped them meanwhile): a failed ping makes the pool open a new connection.
-    Connections in steady use skip the round trip; if the server goes away under them, the first
-    statement fails, the request answers 503 and SQLAlchemy replaces every pooled connection."""
-
-    @event.listens_for(engine, "checkin")
-    def _checked_in(_: Any, record: Any) -> None:
-        record.info["idle_since"] = time.monotonic()
-
-    @event.listens_for(engine, "checkout")
-    def _checked_out(dbapi_connection: Any, record: Any, _: Any) -> None:
-        if time.monotonic() - record.info.get("idle_since", 0.0) < PING_AFTER_IDLE:
-            return
-        try:
-            cursor = dbapi_connection.cursor()
-            cursor.execute("SELECT 1")
-            cursor.close()
-            dbapi_connection.rollback()
-        except Exception as error:
-            raise exc.DisconnectionError() from error
-
-
-def is_postgres(engine: Engine) -> bool:
-    return engine.dialect.name == "postgresql"
 
 
 def upgrade(url: str, revision: str = "head") -> None:
@@ -120,7 +89,6 @@ class Database:
         lock_timeout: float = 30.0,
         idle_transaction_timeout: float | None = None,
     ) -> None:
-        self.url = url
         self.engine = make_engine(url, pool_size, max_overflow, lock_timeout, idle_transaction_timeout)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._on_commit: dict[str, list[Callable[[], None]]] = {}
@@ -132,7 +100,6 @@ class Database:
 
     @staticmethod
     def mark(session: Session, topic: str) -> None:
-        """Says that the session's transaction wrote something for `topic`'s hooks."""
         session.info.setdefault(COMMIT_TOPICS, set()).add(topic)
 
     def _committed(self, session: Session) -> None:
@@ -149,5 +116,5 @@ class Database:
 
 def insert_if_absent(db: Database, model: Any, **values: Any) -> Any:
     """INSERT of a row unless one with its key exists (processes starting together may each try)."""
-    insert = pg_insert if is_postgres(db.engine) else sqlite_insert
+    insert = pg_insert if db.engine.dialect.name == "postgresql" else sqlite_insert
     return insert(model).values(**values).on_conflict_do_nothing()

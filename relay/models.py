@@ -94,13 +94,10 @@ class Payment(Base):
     close_new_at: Mapped[int | None] = mapped_column(BigInteger)
     open_cancel_at: Mapped[int | None] = mapped_column(BigInteger)
     close_cancel_at: Mapped[int | None] = mapped_column(BigInteger)
-    # The on-chain transaction in flight, if any, and what it does.
-    chain_op: Mapped[str | None] = mapped_column(String(16))
+    chain_op: Mapped[str | None] = mapped_column(String(16))  # the on-chain transaction in flight (ChainOp)
     chain_tx: Mapped[str | None] = mapped_column(String(66))
     chain_op_at: Mapped[float | None] = mapped_column(Float)
-    # Signature the app sent for the pending on-chain open or cancel, kept until it is mined,
-    # its signer, and when the decision was made.
-    signature: Mapped[str | None] = mapped_column(Text)
+    signature: Mapped[str | None] = mapped_column(Text)  # the app's, for the open or cancel in flight
     signer: Mapped[str | None] = mapped_column(String(42))
     decided_at: Mapped[float | None] = mapped_column(Float)
     open_tx: Mapped[str | None] = mapped_column(String(66))
@@ -142,8 +139,7 @@ class Notification(Base):
     """Messages to the app (a user or a shop owner): pushed through Expo and streamed over SSE."""
 
     __tablename__ = "notifications"
-    # The push worker's queue: only the rows still to be pushed (a handful), not the history.
-    __table_args__ = (
+    __table_args__ = (  # the push worker's queue: only the rows still to push, not the history
         Index("ix_notifications_unpushed", "id", postgresql_where=text("pushed = 0"), sqlite_where=text("pushed = 0")),
     )
 
@@ -213,8 +209,6 @@ class Purchase(Base):
 
 
 class IndexerCursor(Base):
-    """The next block the event indexer reads."""
-
     __tablename__ = "indexer_cursor"
 
     name: Mapped[str] = mapped_column(String(32), primary_key=True)
@@ -258,8 +252,6 @@ class Shop(Base):
 
 
 class Withdrawal(Base):
-    """A shop withdrawal from its registration to its completion, and the operator's transfer."""
-
     __tablename__ = "withdrawals"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)

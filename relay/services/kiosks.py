@@ -23,15 +23,13 @@ class Kiosk:
     shops: frozenset[str]
     callback_url: str | None
 
-    def verify(self, session: Session) -> Kiosk:
-        """Already authenticated (see AccessKey)."""
+    def verify(self, session: Session) -> Kiosk:  # already authenticated (see AccessKey)
         return self
 
 
 @dataclass(frozen=True)
 class AccessKey:
-    """A KIOSK's access key as a request presents it, checked by `verify` in the first database
-    transaction of the action it authorizes (not in a transaction of its own)."""
+    """A KIOSK's access key as a request presents it, checked in the first transaction of the action."""
 
     key: str | None
 
@@ -48,10 +46,6 @@ class NewKiosk:
     kiosk: Kiosk
     access_key: str
     callback_secret: str
-
-
-def hash_key(access_key: str) -> str:
-    return hashlib.sha256(access_key.encode()).hexdigest()
 
 
 def new_callback_secret() -> str:
@@ -71,7 +65,7 @@ def add(
     secret = callback_secret or new_callback_secret()
     client = KioskClient(
         name=name,
-        key_hash=hash_key(access_key),
+        key_hash=hashlib.sha256(access_key.encode()).hexdigest(),
         key_hint=access_key[:8],
         callback_url=callback_url,
         callback_secret=secret,
@@ -95,7 +89,7 @@ _BY_KEY_HASH = (
 def authenticate(session: Session, access_key: str | None) -> Kiosk:
     if not access_key:
         raise InvalidAccessKey()
-    digest = hash_key(access_key)
+    digest = hashlib.sha256(access_key.encode()).hexdigest()
     rows = session.execute(_BY_KEY_HASH, {"digest": digest}).all()
     client = rows[0] if rows else None
     # The lookup is by hash; the comparison repeats it in constant time so timing reveals nothing.

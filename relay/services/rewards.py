@@ -12,12 +12,11 @@ import logging
 import time
 
 from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from relay.chain import Chain
 from relay.config import Settings
-from relay.db import Database
+from relay.db import Database, insert_if_absent
 from relay.errors import ChainUnavailable, DuplicatePurchase, InvalidStatus, RelayError, RewardCapExceeded
 from relay.models import Payment, PaymentStatus, Purchase, PurchaseStatus, now
 from relay.services import kiosks, wallets
@@ -51,6 +50,7 @@ class Rewards:
     def report(
         self, kiosk: Kiosk, purchase_id: str, amount: int, currency: str, shop_id: str, address: str
     ) -> Purchase:
+        """Records a purchase once; a report repeated with the same values answers the same purchase."""
         kiosks.require_shop(kiosk, shop_id)
         with self.db.session() as session:
             existing = self._reported(session, purchase_id, amount, currency, shop_id, address)
@@ -64,35 +64,22 @@ class Rewards:
             account = wallets.resolve(session, address) or address
         shop = self.chain.shop(shop_id)  # ShopNotFound
         self.chain.estimate(account, amount, currency)  # UnknownCurrency, before anything is stored
-        purchase = Purchase(
-            shop_id=shop_id,
-            purchase_id=purchase_id,
-            account=account,
-            kiosk_account=address,
-            kiosk_id=kiosk.id,
-            amount=str(amount),
-            currency=currency,
-            provide_at=time.time() + shop.provide_wait_time,
-        )
-        try:
-            with self.db.session() as session:
-                session.add(purchase)
-        except IntegrityError:  # the same report arrived concurrently
-            with self.db.session() as session:
-                existing = self._reported(session, purchase_id, amount, currency, shop_id, address)
-            if existing is None:
-                raise
-            return existing
-        return purchase
+        with self.db.session() as session:  # the same report may arrive concurrently: one insert wins
+            values = {"account": account, "kiosk_account": address, "kiosk_id": kiosk.id, "currency": currency}
+            values |= {"amount": str(amount), "provide_at": time.time() + shop.provide_wait_time}
+            session.execute(insert_if_absent(self.db, Purchase, shop_id=shop_id, purchase_id=purchase_id, **values))
+            reported = self._reported(session, purchase_id, amount, currency, shop_id, address)
+        assert reported is not None
+        return reported
 
     @staticmethod
     def _reported(
         session: Session, purchase_id: str, amount: int, currency: str, shop_id: str, address: str
     ) -> Purchase | None:
+        """The purchase if it was reported; DuplicatePurchase if it was, with other values."""
         existing = session.get(Purchase, (shop_id, purchase_id))
-        if existing is not None and (existing.amount, existing.currency, existing.kiosk_account.lower()) != (
-            str(amount), currency, address.lower()
-        ):  # fmt: skip
+        reported = (str(amount), currency, address.lower())
+        if existing is not None and (existing.amount, existing.currency, existing.kiosk_account.lower()) != reported:
             raise DuplicatePurchase(f"Purchase {purchase_id} was already reported with other values.")
         return existing
 
@@ -104,22 +91,10 @@ class Rewards:
         """Credits the purchases whose wait time has passed; returns how many it handled."""
         t = now()
         lease = 2 * self.settings.receipt_timeout
+        waiting = (Purchase.status == PurchaseStatus.WAITING, Purchase.provide_at <= t, Purchase.locked_until <= t)
+        query = select(Purchase).where(*waiting).order_by(Purchase.provide_at).limit(20)
         with self.db.session() as session:
-            due = (
-                session.execute(
-                    select(Purchase)
-                    .where(
-                        Purchase.status == PurchaseStatus.WAITING,
-                        Purchase.provide_at <= t,
-                        Purchase.locked_until <= t,
-                    )
-                    .order_by(Purchase.provide_at)
-                    .limit(20)
-                    .with_for_update(skip_locked=True)
-                )
-                .scalars()
-                .all()
-            )
+            due = session.execute(query.with_for_update(skip_locked=True)).scalars().all()
             claimed = [(p, p.locked_until > 0) for p in due]
             for p in due:
                 p.locked_until = t + lease

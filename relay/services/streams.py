@@ -1,11 +1,9 @@
-"""Live notification streams (GET /v1/payment/events) fed by one query per interval in each relay
-process, whatever the number of streams: a query per stream per interval would spend a core on a
-few hundred connected apps doing nothing.
+"""Live notification streams (GET /v1/payment/events): one query per interval in each relay process
+hands every new notification to the streams of its account, however many streams are open.
 
-The hub reads every notification newer than its cursor and hands each to the streams of its
-account. Notification ids are taken when rows are inserted, not when they commit, so a row may
-become visible after a newer one: each read also looks back over the last LOOKBACK ids, and ids
-already handed out are skipped."""
+Notification ids are taken when rows are inserted, not when they commit, so a row may become
+visible after a newer one: each read also looks back over the last LOOKBACK ids, and skips the
+ids already handed out."""
 
 from __future__ import annotations
 
@@ -44,8 +42,7 @@ class NotificationHub:
         self._task: asyncio.Task[None] | None = None
 
     async def subscribe(self, account: str) -> Subscription:
-        """A stream of `account`'s notifications from now on (the caller reads what came before
-        from the database)."""
+        """A stream of `account`'s notifications from now on (the caller reads earlier ones itself)."""
         async with self._start:
             if self._cursor is None:
                 self._cursor = self._floor = await asyncio.to_thread(self.wallets.latest_notification_id)

@@ -1,7 +1,5 @@
 """What the app does with its wallet besides deciding payments: temporary addresses for QR codes
-(DESIGN.md §5: a short-lived, single-use alias of the wallet), push-token registration and the
-live notification stream. Each request carries the wallet's EIP-712 signature of the action and a
-deadline at most a day ahead."""
+(DESIGN.md §5), push tokens and the notification stream, each signed by the wallet (EIP-712)."""
 
 from __future__ import annotations
 
@@ -24,8 +22,7 @@ USED = "This temporary account has expired or was already used."
 
 
 def resolve(session: Session, address: str) -> str | None:
-    """The wallet behind a temporary address, or None if `address` is not one.
-    TemporaryAccountNotFound if it is one but expired or used."""
+    """The wallet behind a temporary address, or None if it is not one (TemporaryAccountNotFound: used, expired)."""
     found = session.get(TemporaryAccount, checksum(address))
     if found is None:
         return None
@@ -63,9 +60,8 @@ class Wallets:
     def temporary_account(self, account: str, deadline: int, signature: str) -> TemporaryAccount:
         self.verify("TemporaryAccount", {"account": account, "deadline": deadline}, signature)
         address = checksum("0x" + secrets.token_hex(20))
-        created = TemporaryAccount(
-            address=address, account=account, expires_at=now() + self.settings.temporary_account_ttl
-        )
+        expires_at = now() + self.settings.temporary_account_ttl
+        created = TemporaryAccount(address=address, account=account, expires_at=expires_at)
         with self.db.session() as session:
             session.add(created)
         return created
@@ -77,8 +73,7 @@ class Wallets:
                 session.add(PushToken(account=account, token=token))
 
     def open_stream(self, account: str, deadline: int, signature: str, last_event_id: int | None) -> int:
-        """Authorises a notification stream; returns the id after which it starts (by default the
-        latest notification, so only new ones are sent)."""
+        """Authorises a notification stream; returns the id after which it starts (by default the latest)."""
         self.verify("NotificationStream", {"account": account, "deadline": deadline}, signature)
         if last_event_id is not None:
             return last_event_id

@@ -6,35 +6,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import threading
 from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 
-# After a step, a worker that is woken early waits at least this long (seconds) before its next
-# step: a burst of commits is served by one step, not one step each.
+# A worker woken early still rests this long after a step: a burst of commits is served by one step.
 WAKE_AFTER = 0.1
 
 
 class Wakeup:
-    """Cuts a worker's wait short: `set` may be called from any thread (a request's commit), and
-    the worker's next step starts at once. Created inside the event loop the worker runs on."""
+    """Cuts a worker's rest short. Created on the worker's event loop; `set` may be called from any
+    thread (a request's commit)."""
 
     def __init__(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._event = asyncio.Event()
-        self._pending = threading.Event()  # a wake-up is on its way to the loop
 
     def set(self) -> None:
-        if self._pending.is_set():
-            return
-        self._pending.set()
         with contextlib.suppress(RuntimeError):  # the loop has closed (shutting down)
-            self._loop.call_soon_threadsafe(self._fire)
-
-    def _fire(self) -> None:
-        self._pending.clear()
-        self._event.set()
+            self._loop.call_soon_threadsafe(self._event.set)
 
     async def wait(self, timeout: float) -> None:
         """Returns when woken, or after `timeout` seconds."""
@@ -44,13 +34,11 @@ class Wakeup:
 
 
 async def run_forever(name: str, step: Callable[[], object], interval: float, wakeup: Wakeup | None = None) -> None:
-    """Calls `step` in a thread every `interval` seconds until cancelled, and soon after `wakeup`
-    is set (at most every WAKE_AFTER seconds); errors are logged."""
+    """Calls `step` in a thread every `interval` seconds, or sooner when woken, until cancelled;
+    errors are logged."""
     while True:
         try:
             await asyncio.to_thread(step)
-        except asyncio.CancelledError:
-            raise
         except Exception as exc:
             log.warning("%s worker: %s", name, exc, exc_info=log.isEnabledFor(logging.DEBUG))
         await rest(interval, wakeup)

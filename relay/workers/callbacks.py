@@ -3,17 +3,16 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 import random
 import time
 from collections import Counter
 from concurrent.futures import ALL_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import UTC, datetime
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple
 
 import httpx
-from sqlalchemy import BindParameter, Select, bindparam, exists, select, update
+from sqlalchemy import bindparam, exists, select, tuple_, update
 from sqlalchemy.orm import aliased
 from standardwebhooks import Webhook
 
@@ -25,53 +24,33 @@ log = logging.getLogger(__name__)
 
 TOP_UP_AFTER = 0.1  # seconds a step waits for its deliveries before claiming more
 
-
-# A due callback: id, KIOSK, body, attempts so far, when queued, the KIOSK's URL and secret.
-_DueRow = tuple[str, int, str, int, float, str, str]
-
-
-@functools.lru_cache(maxsize=4)
-def _due_statement(batch: int) -> Select[str, int, str, int, float, str | None, str]:
-    """The claim's query, built once: it runs every worker interval in every relay process, busy
-    or idle, and building it (an aliased self-join) cost more CPU than running it."""
-    t: BindParameter[float] = bindparam("now")
-    earlier = aliased(Callback)
-    queued_before = (earlier.created_at < Callback.created_at) | (
-        (earlier.created_at == Callback.created_at) & (earlier.id < Callback.id)
+_earlier = aliased(Callback)
+# Due callbacks; one waits while an earlier one of its payment is pending. A module constant: it runs
+# every worker interval in every relay process, and building it cost more CPU than running it.
+_DUE = (
+    select(
+        Callback.id,
+        Callback.kiosk_id,
+        Callback.body,
+        Callback.attempts,
+        Callback.created_at,
+        KioskClient.callback_url,
+        KioskClient.callback_secret,
     )
-    return (
-        select(
-            Callback.id,
-            Callback.kiosk_id,
-            Callback.body,
-            Callback.attempts,
-            Callback.created_at,
-            KioskClient.callback_url,
-            KioskClient.callback_secret,
-        )
-        .join(KioskClient, KioskClient.id == Callback.kiosk_id)
-        .where(
-            Callback.state == CallbackState.PENDING,
-            Callback.next_attempt_at <= t,
-            Callback.locked_until <= t,
-            ~exists().where(
-                earlier.payment_id == Callback.payment_id,
-                earlier.state == CallbackState.PENDING,
-                queued_before,
-            ),
-        )
-        .order_by(Callback.next_attempt_at)
-        .limit(batch)
-        .with_for_update(skip_locked=True, of=Callback)
+    .join(KioskClient, KioskClient.id == Callback.kiosk_id)
+    .where(
+        Callback.state == CallbackState.PENDING,
+        Callback.next_attempt_at <= bindparam("now"),
+        Callback.locked_until <= bindparam("now"),
+        ~exists().where(
+            _earlier.payment_id == Callback.payment_id,
+            _earlier.state == CallbackState.PENDING,
+            tuple_(_earlier.created_at, _earlier.id) < tuple_(Callback.created_at, Callback.id),
+        ),
     )
-
-
-# The lease of the claimed callbacks (columns and rows, not ORM objects: nothing else is loaded).
-_LEASE = (
-    update(Callback)
-    .where(Callback.id.in_(bindparam("ids", expanding=True)))
-    .values(locked_until=bindparam("lease"))
-    .execution_options(synchronize_session=False)
+    .order_by(Callback.next_attempt_at)
+    .limit(bindparam("batch"))
+    .with_for_update(skip_locked=True, of=Callback)
 )
 
 
@@ -108,10 +87,9 @@ class CallbackSender:
         self.http.close()
 
     def claim(self, limit: int | None = None, busy: Counter[int] | None = None) -> list[Due]:
-        """Locks due callbacks for one delivery attempt (a lease, so a crashed instance's claims
-        come back after it expires): at most `limit`, and no more for a KIOSK than `per_kiosk`
-        less its deliveries already under way (`busy`). A payment's callbacks go out in the order
-        they were queued: one waits while an earlier one of its payment is still to be delivered."""
+        """Leases due callbacks for one delivery attempt (a crashed instance's come back when the
+        lease ends): at most `limit`, and for a KIOSK no more than `per_kiosk` less its deliveries
+        already under way (`busy`). A payment's callbacks go out in the order they were queued."""
         return self._claim(limit, busy)[0]
 
     def _claim(self, limit: int | None, busy: Counter[int] | None) -> tuple[list[Due], bool]:
@@ -119,22 +97,23 @@ class CallbackSender:
         t = now()
         limit = self.batch if limit is None else limit
         taken = Counter(busy or {})
+        lease = t + self.settings.callback_lease
         with self.db.session() as session:
-            rows = cast(list[_DueRow], session.execute(_due_statement(self.batch), {"now": t}).all())
-            claimed: list[Due] = []
+            rows = session.execute(_DUE, {"now": t, "batch": self.batch}).all()
             more = len(rows) == self.batch
-            lease = t + self.settings.callback_lease
-            for id_, kiosk_id, body, attempts, created_at, url, secret in rows:
+            claimed: list[Due] = []
+            for row in rows:
                 if len(claimed) == limit:
                     more = True
                     break
-                if taken[kiosk_id] >= self.per_kiosk:
+                if taken[row.kiosk_id] >= self.per_kiosk:
                     more = True  # left unleased: due again once the KIOSK's deliveries finish
                     continue
-                taken[kiosk_id] += 1
-                claimed.append(Due(id_, kiosk_id, body, attempts, created_at, url, secret, lease))
+                taken[row.kiosk_id] += 1
+                claimed.append(Due._make((*row, lease)))
             if claimed:
-                session.execute(_LEASE, {"ids": [due.id for due in claimed], "lease": lease})
+                ids = [due.id for due in claimed]
+                session.execute(update(Callback).where(Callback.id.in_(ids)).values(locked_until=lease))
             return claimed, more
 
     def run_once(self) -> int:
@@ -144,26 +123,21 @@ class CallbackSender:
         started = 0
         deadline = time.monotonic() + self.settings.worker_interval
         while True:
-            self._reap()
-            room = self.batch - len(self._in_flight)  # deliveries running or queued for a thread
+            # A delivery that failed to record its outcome is sent again, same id, once its lease ends.
+            for future in [f for f in self._in_flight if f.done()]:
+                del self._in_flight[future]
+                if not future.cancelled() and (error := future.exception()) is not None:
+                    log.warning("callback delivery: %s", error)
+            room = self.batch - len(self._in_flight)
             due, more = self._claim(room, Counter(self._in_flight.values())) if room > 0 else ([], True)
             for callback in due:
                 self._in_flight[self.pool.submit(self.deliver, callback)] = callback.kiosk_id
             started += len(due)
             left = deadline - time.monotonic()
             if not more or left <= 0 or not self._in_flight:
-                return started  # nothing more is due now, or the step's time is up
-            # More is due: let the deliveries under way finish (or a tenth of a second pass, if
-            # some hang), then claim again for the room they leave.
+                return started
+            # More is due: claim again once the deliveries under way finish (or TOP_UP_AFTER passes).
             wait(self._in_flight, timeout=min(left, TOP_UP_AFTER), return_when=ALL_COMPLETED)
-
-    def _reap(self) -> None:
-        """Forgets finished deliveries; one that failed to record its outcome is logged (its
-        lease runs out and it is sent again, with the same id)."""
-        for future in [f for f in self._in_flight if f.done()]:
-            del self._in_flight[future]
-            if not future.cancelled() and (error := future.exception()) is not None:
-                log.warning("callback delivery: %s", error)
 
     def deliver(self, due: Due) -> None:
         if now() + self.settings.callback_timeout >= due.leased_until:
@@ -193,14 +167,12 @@ class CallbackSender:
         if error is None:
             values |= {"state": CallbackState.DELIVERED.value, "delivered_at": t}
         else:
-            delay = min(
-                self.settings.callback_backoff_initial * 2 ** (attempts - 1), self.settings.callback_backoff_max
-            )
-            next_at = t + delay * random.uniform(1.0, 1.2)
-            if next_at - due.created_at > self.settings.callback_retry_period:
+            settings = self.settings
+            delay = min(settings.callback_backoff_initial * 2 ** (attempts - 1), settings.callback_backoff_max)
+            values["next_attempt_at"] = t + delay * random.uniform(1.0, 1.2)
+            if values["next_attempt_at"] - due.created_at > settings.callback_retry_period:
                 values["state"] = CallbackState.DEAD.value
                 log.warning("callback %s is dead after %d attempts: %s", due.id, attempts, error)
-            values["next_attempt_at"] = next_at
-        pending = Callback.state == CallbackState.PENDING
         with self.db.session() as session:
+            pending = Callback.state == CallbackState.PENDING
             session.execute(update(Callback).where(Callback.id == due.id, pending).values(**values))

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import functools
 import logging
-from typing import Any, cast
+from typing import cast
 
 import requests
 from exponent_server_sdk import PushClient, PushMessage, PushServerError
-from sqlalchemy import Table, select, update
-from sqlalchemy.sql.dml import ReturningUpdate
+from sqlalchemy import Table, bindparam, select, update
 
 from relay.config import Settings
 from relay.db import Database
@@ -22,44 +20,38 @@ TITLES = {
     "cancel.new": "Approve a cancellation",
 }
 
+_NOTIFICATIONS = cast(Table, Notification.__table__)
+# The oldest notifications still to push, marked pushed and returned by one statement (rows another
+# instance is claiming are skipped); a module constant, as it runs every worker interval.
+_CLAIM = (
+    update(_NOTIFICATIONS)
+    .where(
+        _NOTIFICATIONS.c.id.in_(
+            select(_NOTIFICATIONS.c.id)
+            .where(_NOTIFICATIONS.c.pushed == 0)
+            .order_by(_NOTIFICATIONS.c.id)
+            .limit(bindparam("batch"))
+            .with_for_update(skip_locked=True)
+            .scalar_subquery()
+        )
+    )
+    .values(pushed=1)
+    .returning(*(_NOTIFICATIONS.c[name] for name in ("id", "account", "kind", "payment_id", "payload")))
+)
+
 
 def token_hint(token: str) -> str:
-    """Enough of a push token to tell devices apart in a log; the whole token lets anyone push to
-    the device."""
+    """Enough of a push token to tell devices apart in a log (the whole token lets anyone push)."""
     return token[:22] + "…" if len(token) > 22 else "…"
-
-
-@functools.lru_cache(maxsize=4)
-def _claim_statement(batch: int) -> ReturningUpdate[int, str, str, str | None, dict[str, Any]]:
-    """The claim, built once (it runs every worker interval in every relay process): the oldest
-    `batch` notifications still to push, marked pushed and returned by one statement (rows another
-    instance is claiming are skipped, not waited for)."""
-    table = cast(Table, Notification.__table__)
-    due = (
-        select(table.c.id)
-        .where(table.c.pushed == 0)
-        .order_by(table.c.id)
-        .limit(batch)
-        .with_for_update(skip_locked=True)
-        .scalar_subquery()
-    )
-    return (
-        update(table)
-        .where(table.c.id.in_(due))
-        .values(pushed=1)
-        .returning(table.c.id, table.c.account, table.c.kind, table.c.payment_id, table.c.payload)
-    )
 
 
 class Pusher:
     def __init__(self, db: Database, settings: Settings, batch: int = 100) -> None:
         self.db = db
         self.batch = batch
-        session = requests.Session()
-        session.headers.update({"accept": "application/json", "content-type": "application/json"})
+        self.client = PushClient(host=settings.expo_base_url, timeout=10)
         if settings.expo_access_token is not None:
-            session.headers["authorization"] = f"Bearer {settings.expo_access_token.get_secret_value()}"
-        self.client = PushClient(host=settings.expo_base_url, session=session, timeout=10)
+            self.client.session.headers["authorization"] = f"Bearer {settings.expo_access_token.get_secret_value()}"
 
     def run_once(self) -> int:
         messages = self._claim()
@@ -76,10 +68,10 @@ class Pusher:
 
     def _claim(self) -> list[PushMessage]:
         with self.db.session() as session:
-            rows = sorted(session.execute(_claim_statement(self.batch)).all())  # in the order queued
+            rows = sorted(session.execute(_CLAIM, {"batch": self.batch}).all())  # in the order queued
             if not rows:
                 return []
-            accounts = {r.account for r in rows}
+            accounts = {row.account for row in rows}
             tokens: dict[str, list[str]] = {}
             for account, token in session.execute(
                 select(PushToken.account, PushToken.token).where(PushToken.account.in_(accounts))
