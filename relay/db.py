@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -9,12 +10,13 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, exc
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+PING_AFTER_IDLE = 2.0  # seconds
 SQLITE_BUSY_TIMEOUT = 30
 COMMIT_TOPICS = "relay.commit_topics"  # Session.info key of the topics a transaction marked
 
@@ -36,8 +38,7 @@ def make_engine(
     PostgreSQL: a statement waits at most `lock_timeout` seconds for a row another transaction
     holds, so a request answers 503 instead of hanging behind a relay instance that stopped inside
     a transaction; the server ends such an instance's session, releasing its locks, once it has
-    been idle in a transaction for `idle_transaction_timeout`. Pooled connections are pinged
-    before use (the server may have restarted). SQLite (one relay process, one writer at a time)
+    been idle in a transaction for `idle_transaction_timeout`. SQLite (one relay process, one writer at a time)
     waits up to SQLITE_BUSY_TIMEOUT for the database's write lock."""
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
@@ -62,14 +63,35 @@ def make_engine(
     options = f"-c lock_timeout={round(lock_timeout * 1000)}"
     if idle_transaction_timeout is not None:
         options += f" -c idle_in_transaction_session_timeout={round(idle_transaction_timeout * 1000)}"
-    return create_engine(
+    engine = create_engine(
         url,
         pool_size=pool_size,
         max_overflow=max_overflow,
-        pool_pre_ping=True,
         hide_parameters=True,
         connect_args={"options": options},
     )
+    _ping_idle_connections(engine)
+    return engine
+
+
+def _ping_idle_connections(engine: Engine) -> None:
+    """A connection idle in the pool for PING_AFTER_IDLE is pinged before use (the server may have
+    restarted): pinging every checkout (pool_pre_ping) adds a round trip to each transaction of a
+    busy relay. A connection in steady use that fails makes its request answer 503 and the pool
+    replace its connections."""
+
+    @event.listens_for(engine, "checkin")
+    def _checked_in(_: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checked_out(dbapi_connection: Any, record: Any, _: Any) -> None:
+        if time.monotonic() - record.info.get("idle_since", 0.0) >= PING_AFTER_IDLE:
+            try:
+                dbapi_connection.cursor().execute("SELECT 1")
+                dbapi_connection.rollback()
+            except Exception as error:
+                raise exc.DisconnectionError() from error
 
 
 def upgrade(url: str, revision: str = "head") -> None:
