@@ -31,6 +31,7 @@ from relay.services.payments import Payments
 from relay.services.rewards import Rewards
 from relay.services.shops import Shops
 from relay.services.streams import NotificationHub
+from relay.services.timeouts import Timeouts
 from relay.services.wallets import Wallets
 from relay.workers import Wakeup, run_forever
 from relay.workers.callbacks import CallbackSender
@@ -112,7 +113,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         tasks = [
             asyncio.create_task(run_forever("callbacks", sender.run_once, fast, callbacks_woken)),
             asyncio.create_task(run_forever("push", pusher.run_once, fast)),
-            asyncio.create_task(run_forever("timeouts", payments.expire, slow)),
+            asyncio.create_task(run_forever("timeouts", Timeouts(db, settings, ops).expire, slow)),
             asyncio.create_task(run_forever("rewards", rewards.run_once, slow)),
             asyncio.create_task(run_forever("indexer", indexer.run_once, slow)),
         ]

@@ -27,7 +27,6 @@ from relay.errors import (
     InsufficientBalance,
     InvalidStatus,
     PaymentNotFound,
-    RelayError,
     TemporaryAccountNotFound,
 )
 from relay.models import ChainOp, Payment, PaymentStatus, now
@@ -197,59 +196,6 @@ class Payments:
         done = S.CANCEL_COMPLETED if confirm else S.COMPLETED
         return self._close(who, payment_id, ChainOp.OPEN_CANCEL, S.CANCEL_APPROVED, op, done)
 
-    # ================================================================== timeouts (a worker)
-
-    def expire(self) -> int:
-        """Applies the timeouts; returns how many payments it changed."""
-        t, changed = now(), 0
-        with self.db.session() as session:
-            for p in session.execute(
-                select(Payment).where(Payment.status == S.NEW, Payment.open_new_at < t - self.settings.payment_timeout)
-            ).scalars().all():  # fmt: skip
-                if update_payment(session, p.payment_id, {"status": {S.NEW}, "chain_op": None}, {"status": S.TIMEOUT}):
-                    self._callback(session, p, "create", TIMEOUT)
-                    notify(session, p.account, "payment.timeout", p.payment_id, {"paymentStatus": S.TIMEOUT})
-                    changed += 1
-            for p in session.execute(
-                select(Payment).where(
-                    Payment.status == S.CANCEL_RECEIVED, Payment.open_cancel_at < t - self.settings.payment_timeout
-                )
-            ).scalars().all():  # fmt: skip
-                # The payment stands; the KIOSK learns the cancel timed out.
-                where = {"status": {S.CANCEL_RECEIVED}, "chain_op": None}
-                if update_payment(session, p.payment_id, where, {"status": S.COMPLETED}):
-                    self._callback(session, p, "cancel", TIMEOUT)
-                    changed += 1
-            unclosed = session.execute(
-                select(Payment).where(
-                    Payment.status.in_([S.APPROVED, S.CANCEL_APPROVED]),
-                    Payment.chain_op.is_(None),
-                    Payment.decided_at < t - self.settings.close_timeout,
-                )
-            ).scalars().all()  # fmt: skip
-        for p in unclosed:
-            changed += self._close_unclosed(p)
-        return changed
-
-    def _close_unclosed(self, p: Payment) -> int:
-        """An approved payment (or cancel) the KIOSK never closed: the loyalty goes back to the user."""
-        new = p.status == S.APPROVED
-        with self.db.session() as session:
-            claimed = self.ops.claim(session, p, {p.status}, ChainOp.REFUND if new else ChainOp.CLOSE_CANCEL)
-            if claimed is None:
-                return 0
-            message = (
-                "The approved payment was not closed in time and has been refunded."
-                if new
-                else "The approved cancellation was not closed in time and has been completed."
-            )
-            self._callback(session, claimed, "create" if new else "cancel", TIMEOUT, message)
-        try:
-            self.ops.submit(claimed, restore={})
-        except RelayError as exc:  # the claim is released (or the refusal recorded): tried again next round
-            log.warning("closing unclosed payment %s: %s", p.payment_id, exc.message)
-        return 1
-
     # ================================================================== internals
 
     def _approve(self, payment_id: str, signature: str, pending: int, approved: int, op: ChainOp) -> Payment:
@@ -359,7 +305,7 @@ class Payments:
         decided = update_payment(session, p.payment_id, {"status": before, "chain_op": None}, values)
         if decided is None:
             return self._require(self.get(p.payment_id, session), status)
-        self._callback(session, decided, type_, DENIED)
+        queue_callback(session, decided, type_, DENIED)
         if notify_app:
             notify(session, p.account, "payment.denied", p.payment_id, {"paymentStatus": status})
         return decided
@@ -373,11 +319,11 @@ class Payments:
             raise InvalidStatus(f"Payment {p.payment_id} is waiting for its transaction {p.chain_tx or ''}.")
         return p
 
-    def _callback(self, session: Session, p: Payment, type_: str, code: int, message: str | None = None) -> None:
-        enqueue_callback(
-            session, p.kiosk_id, p.payment_id, type_, code, message or MESSAGES[(type_, code)], kiosk_view(p)
-        )
-
     def _verify(self, typed: dict[str, Any], signature: str, signer: str, deadline: int) -> None:
         require_deadline(deadline)
         verify(self.chain, typed, signature, signer)
+
+
+def queue_callback(session: Session, p: Payment, type_: str, code: int, message: str | None = None) -> None:
+    """The KIOSK's callback for a decision or a timeout of the payment."""
+    enqueue_callback(session, p.kiosk_id, p.payment_id, type_, code, message or MESSAGES[(type_, code)], kiosk_view(p))

@@ -70,6 +70,7 @@ def test_claim__payment_already_claimed_by_another_instance__not_claimed_again(
     from sqlalchemy import func, update
 
     from relay.models import ChainOp
+    from relay.services.timeouts import Timeouts
 
     first, _ = pair
     kiosk = make_kiosk(first, [shop_id])
@@ -84,7 +85,7 @@ def test_claim__payment_already_claimed_by_another_instance__not_claimed_again(
         with db.session() as session:
             stale = session.get(Payment, opened.paymentId)
         stale.chain_op = None  # as the first instance read it, before the other claimed its refund
-        assert local.payments._close_unclosed(stale) == 0
+        assert Timeouts(local.db, local.ops.settings, local.ops)._close_unclosed(stale) == 0
 
     with db.session() as session:
         assert session.execute(select(func.count()).select_from(Callback)).scalar_one() == before
