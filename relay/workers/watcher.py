@@ -1,19 +1,12 @@
 """The one mechanism that finishes on-chain operations: every transaction the relay waits for is
 watched here, and a payment's operation is recorded from its receipt here, whoever sent it.
 
-Transactions this process sends are handed over at once (`watch`); the sweep (`sweep`, every few
-seconds) hands over what other processes left, or a restart, and recovers operations whose
-transaction never reached the node. The watcher asks the node for the newest block number at
-growing intervals (POLL_FIRST up to POLL_MAX, from the first again after each new block) and asks
-for receipts when there is a new block, for every hash watched, in one batch request; a hash handed
-over since its last round is asked for at once, whatever the block. So a chain with blocks seconds
-apart costs the node a few calls per block, however many requests wait.
-
-A request that needs the outcome (a close answers once its transaction is executed) waits for it
-(`wait`): it wakes once the receipt is in and the operation recorded, with what `finish` returned
-(the payment as recorded), so it need not read it again. A transaction finished a moment before
-anyone waits for it (on an automining node, often before its sender asks) is answered from the
-recently finished ones instead of being asked for and recorded a second time.
+This process's transactions are handed over as they are sent (`watch`); the sweep hands over what
+other processes or a restart left, and recovers operations whose transaction never reached the node.
+Receipts are asked for in one batch per new block (block numbers polled from POLL_FIRST up to
+POLL_MAX apart) and at once for a hash just handed over, so the node's load does not grow with the
+requests waiting. A request that needs the outcome `wait`s for what recording it returned; one
+finished a moment earlier is answered from memory instead of being asked for and recorded again.
 """
 
 from __future__ import annotations
