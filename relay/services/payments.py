@@ -29,7 +29,7 @@ from relay.errors import (
     PaymentNotFound,
     TemporaryAccountNotFound,
 )
-from relay.models import ChainOp, Payment, PaymentStatus, now
+from relay.models import ChainOp, Payment, PaymentStatus, Purchase, now
 from relay.services import decisions, kiosks, wallets
 from relay.services.kiosks import Kiosk, KioskCredentials
 from relay.services.operations import BY_ID, POINT, Operations, kiosk_view, update_payment
@@ -105,6 +105,8 @@ class Payments:
                     raise
             if existing is not None:
                 return self._same_purchase(existing, kiosk, amount, currency, address)
+            if session.get(Purchase, (shop_id, purchase_id)) is not None:
+                raise DuplicatePurchase(f"Purchase {purchase_id} was reported as paid otherwise (it earns loyalty).")
         self.chain.require_shop(shop_id)
         estimate = self.chain.estimate(account, amount, currency)
         total = estimate.total_point if estimate.loyalty_type == POINT else estimate.total_token

@@ -29,8 +29,9 @@ log = logging.getLogger(__name__)
 DAY = 24 * 3600  # the ledger's cap period: UTC days
 GAS = 150_000  # a reward takes up to 86k (GAS.md)
 
-# A purchase paid with loyalty earns none: these payment statuses mean loyalty was (or is being) spent.
+# A purchase paid with loyalty earns none: these payment statuses mean loyalty was (or may yet be) spent.
 PAID_WITH_LOYALTY = {
+    PaymentStatus.NEW,
     PaymentStatus.APPROVED,
     PaymentStatus.COMPLETED,
     PaymentStatus.CANCEL_RECEIVED,
@@ -56,11 +57,8 @@ class Rewards:
             existing = self._reported(session, purchase_id, amount, currency, shop_id, address)
             if existing is not None:
                 return existing
-            payment = session.execute(
-                select(Payment.status).where(Payment.shop_id == shop_id, Payment.purchase_id == purchase_id)
-            ).scalar()
-            if payment in PAID_WITH_LOYALTY:
-                raise InvalidStatus(f"Purchase {purchase_id} was paid with loyalty, which earns no loyalty.")
+            if self._paid_with_loyalty(session, shop_id, purchase_id):
+                raise InvalidStatus(f"Purchase {purchase_id} has a loyalty payment, which earns no loyalty.")
             account = wallets.resolve(session, address) or address
         shop = self.chain.shop(shop_id)  # ShopNotFound
         self.chain.estimate(account, amount, currency)  # UnknownCurrency, before anything is stored
@@ -82,6 +80,11 @@ class Rewards:
         if existing is not None and (existing.amount, existing.currency, existing.kiosk_account.lower()) != reported:
             raise DuplicatePurchase(f"Purchase {purchase_id} was already reported with other values.")
         return existing
+
+    @staticmethod
+    def _paid_with_loyalty(session: Session, shop_id: str, purchase_id: str) -> bool:
+        query = select(Payment.status).where(Payment.shop_id == shop_id, Payment.purchase_id == purchase_id)
+        return session.execute(query).scalar() in PAID_WITH_LOYALTY
 
     def get(self, shop_id: str, purchase_id: str) -> Purchase | None:
         with self.db.session() as session:
@@ -105,6 +108,11 @@ class Rewards:
     def _provide(self, p: Purchase, retried: bool) -> None:
         # A previous attempt may have credited it before the relay stopped.
         if (retried or p.tx) and self._record_if_provided(p):
+            return
+        with self.db.session() as session:  # a loyalty payment opened for it since it was reported
+            paid_with_loyalty = self._paid_with_loyalty(session, p.shop_id, p.purchase_id)
+        if paid_with_loyalty:
+            self._set(p, status=PurchaseStatus.FAILED, error="The purchase has a loyalty payment.")
             return
         call = self.chain.ledger.call("provide", p.account, p.shop_id, p.purchase_id, int(p.amount), p.currency)
         try:

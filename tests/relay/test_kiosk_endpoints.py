@@ -8,12 +8,13 @@ import secrets
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import httpx
 import pytest
 from sqlalchemy import update
 
 from relay import chain as onchain
+from relay.models import Payment, Purchase, TemporaryAccount
 from relay.models import PaymentStatus as S
-from relay.models import TemporaryAccount
 from relay.services import kiosks
 from tests.relay.checks import (
     AMOUNTS,
@@ -471,3 +472,28 @@ def test_shop_info_and_withdrawal__spec_fields_and_the_registry_values(relay, sh
 @pytest.mark.parametrize("path", ["/v1/payment/shop/info", "/v1/payment/shop/withdrawal"])
 def test_shop__unknown__404_2002(relay, path):
     fails(call(relay.url, "GET", path, params={"shopId": UNKNOWN_SHOP}), 404, 2002)
+
+
+def _report(relay, kiosk, user, shop_id, purchase_id) -> httpx.Response:
+    body = {"accessKey": kiosk.access_key, "purchaseId": purchase_id, "amount": str(100 * UNIT), "currency": "krw"}
+    return call(relay.url, "POST", "/v1/payment/purchase", json=body | {"shopId": shop_id, "account": user.address})
+
+
+def test_purchase__reported_while_its_loyalty_payment_awaits_the_user__409_3001_nothing_stored(
+    relay, kiosk, user, shop_id, purchase_id
+):
+    ok(open_new(relay.url, kiosk.access_key, purchase_id, 10 * UNIT, shop_id, user.address))
+
+    assert "loyalty payment" in fails(_report(relay, kiosk, user, shop_id, purchase_id), 409, 3001)
+    with session_of(relay) as session:
+        assert session.get(Purchase, (shop_id, purchase_id)) is None
+
+
+def test_open_new__for_a_purchase_reported_as_paid_otherwise__409_3005(relay, kiosk, user, shop_id, purchase_id):
+    ok(_report(relay, kiosk, user, shop_id, purchase_id))
+
+    response = open_new(relay.url, kiosk.access_key, purchase_id, 10 * UNIT, shop_id, user.address)
+
+    assert "paid otherwise" in fails(response, 409, 3005)
+    with session_of(relay) as session:
+        assert session.query(Payment).filter_by(shop_id=shop_id, purchase_id=purchase_id).count() == 0
