@@ -125,7 +125,8 @@ class KioskClient(_Client):
 
     def purchase(self, shop_id: str, purchase_id: str) -> models.Purchase:
         params = {"shopId": shop_id, "purchaseId": purchase_id}
-        return self._request(models.Purchase, "GET", "/v1/payment/purchase", params=params)
+        headers = {"Authorization": f"Bearer {self.access_key}"}
+        return self._request(models.Purchase, "GET", "/v1/payment/purchase", params=params, headers=headers)
 
     def item(self, payment_id: str) -> models.Item:
         """A payment as it stands (a KIOSK without a callback endpoint polls this)."""

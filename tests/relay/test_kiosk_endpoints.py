@@ -497,3 +497,20 @@ def test_open_new__for_a_purchase_reported_as_paid_otherwise__409_3005(relay, ki
     assert "paid otherwise" in fails(response, 409, 3005)
     with session_of(relay) as session:
         assert session.query(Payment).filter_by(shop_id=shop_id, purchase_id=purchase_id).count() == 0
+
+
+def test_purchase_read__only_with_a_kiosk_key_allowed_for_its_shop(
+    relay, kiosk, make_kiosk, user, shop_id, purchase_id
+):
+    ok(_report(relay, kiosk, user, shop_id, purchase_id))
+    query = {"shopId": shop_id, "purchaseId": purchase_id}
+    other = make_kiosk(relay, ["0x" + "ab" * 32])
+
+    def read(key: str | None) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        return call(relay.url, "GET", "/v1/payment/purchase", params=query, headers=headers)
+
+    fails(read(None), 401, 1001)
+    fails(read(other.access_key), 403, 1002)
+    assert ok(read(kiosk.access_key))["account"] == user.address
+    assert kiosk.client.purchase(shop_id, purchase_id).purchaseId == purchase_id

@@ -10,6 +10,7 @@ from relay.api import schemas
 from relay.api.deps import Bearer, ServicesDep, authenticate_kiosk, in_thread, waiting
 from relay.api.schemas import Ok, error_responses
 from relay.errors import PurchaseNotFound
+from relay.services import kiosks
 from relay.services.kiosks import AccessKey
 
 router = APIRouter(prefix="/v1/payment", tags=["KIOSK"], responses=error_responses(400, 401, 403, 404, 409, 422, 503))
@@ -71,9 +72,12 @@ def report_purchase(body: schemas.PurchaseRequest, services: ServicesDep, key: B
     return Ok(data=schemas.PurchaseResult.model_validate(purchase))
 
 
-@router.get("/purchase", summary="A reported purchase and its reward")
+@router.get("/purchase", summary="A reported purchase and its reward (`Authorization: Bearer <access key>`)")
 @in_thread
-def purchase(q: Annotated[schemas.PurchaseQuery, Query()], services: ServicesDep) -> Ok[schemas.PurchaseResult]:
+def purchase(
+    q: Annotated[schemas.PurchaseQuery, Query()], services: ServicesDep, key: Bearer
+) -> Ok[schemas.PurchaseResult]:
+    kiosks.require_shop(authenticate_kiosk(services, key), q.shop_id)  # the buyer is the KIOSK's shop's business
     found = services.rewards.get(q.shop_id, q.purchase_id)
     if found is None:
         raise PurchaseNotFound(f"No purchase {q.purchase_id} was reported for shop {q.shop_id}.")
