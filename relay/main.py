@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from psycopg.errors import LockNotAvailable
 from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from relay import admin, errors, logs
 from relay import db as database
@@ -69,6 +70,33 @@ BUSY = "A record this request needs is held by another request for too long; try
 
 def _error(status: int, code: int, message: str) -> JSONResponse:
     return JSONResponse(status_code=status, content={"code": code, "error": {"message": message}})
+
+
+MAX_BODY = 64 * 1024  # bytes: the largest request (a shop's settings with a signature) is under 2 KiB
+
+
+class BodyLimit:
+    """Answers 413 to a request body over MAX_BODY, before more of it is read."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        length = dict(scope.get("headers", [])).get(b"content-length", b"0")
+        if scope["type"] == "http" and (not length.isdigit() or int(length) > MAX_BODY):
+            await _error(413, errors.InvalidParameter.code, f"The body is over {MAX_BODY} bytes.")(scope, receive, send)
+            return
+        received = 0
+
+        async def counted() -> Message:  # a chunked body has no length to check first
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > MAX_BODY:
+                raise StarletteHTTPException(413, f"The body is over {MAX_BODY} bytes.")
+            return message
+
+        await self.app(scope, counted, send)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -137,6 +165,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     for router in (kiosk_routes.router, app_routes.router, shop_routes.router, admin.router):
         app.include_router(router)
+    app.add_middleware(BodyLimit)
 
     @app.exception_handler(errors.RelayError)
     async def relay_error(_: Request, exc: errors.RelayError) -> JSONResponse:

@@ -158,6 +158,22 @@ def test_open_new__not_json__400_1000(relay, kiosk):
     assert count_payments(relay) == before
 
 
+def test_open_new__body_over_64_kib__413_and_nothing_written(relay, open_body):
+    before = count_payments(relay)
+    padded = open_body() | {"pad": "x" * 70_000}
+    assert "65536 bytes" in fails(call(relay.url, "POST", "/v1/payment/openNew", json=padded), 413, 1000)
+
+    def chunks():  # no Content-Length: the body is counted as it arrives
+        yield b'{"pad": "'
+        for _ in range(80):
+            yield b"x" * 1024
+        yield b'"}'
+
+    headers = {"content-type": "application/json"}
+    fails(call(relay.url, "POST", "/v1/payment/openNew", content=chunks(), headers=headers), 413, 1000)
+    assert count_payments(relay) == before
+
+
 def test_open_new__boundaries_are_accepted(relay, open_body):
     """What the rules allow: a 64-character printable purchase id, a lower-case or upper-case
     address, an upper-case currency (the relay lower-cases it)."""
