@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -38,12 +39,10 @@ def make_engine(
     PostgreSQL: a statement waits at most `lock_timeout` seconds for a row another transaction
     holds, so a request answers 503 instead of hanging behind a relay instance that stopped inside
     a transaction; the server ends such an instance's session, releasing its locks, once it has
-    been idle in a transaction for `idle_transaction_timeout`. SQLite (one relay process, one writer at a time)
-    waits up to SQLITE_BUSY_TIMEOUT for the database's write lock."""
+    been idle in a transaction for `idle_transaction_timeout`. SQLite (one relay process, one writer
+    at a time) waits up to SQLITE_BUSY_TIMEOUT for the database's write lock."""
     if url.startswith("sqlite"):
-        path = url.split("///", 1)[-1]
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        create_sqlite_file(url)
         engine = create_engine(
             url, connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT}, hide_parameters=True
         )
@@ -94,8 +93,17 @@ def _ping_idle_connections(engine: Engine) -> None:
                 raise exc.DisconnectionError() from error
 
 
+def create_sqlite_file(url: str) -> None:
+    """Creates a SQLite database's file readable by its owner only (it holds callback secrets)."""
+    path = url.split("///", 1)[-1]
+    if url.startswith("sqlite") and path and path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+
+
 def upgrade(url: str, revision: str = "head") -> None:
     """Brings the database schema to the latest migration (or to `revision`)."""
+    create_sqlite_file(url)
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))

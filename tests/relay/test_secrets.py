@@ -9,6 +9,7 @@ import io
 import logging
 import secrets
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,6 +19,7 @@ from loyalty_sdk import AppClient
 from relay import logs
 from relay.config import Settings
 from relay.devnet import anvil_key
+from tests.relay.checks import sqlite_only
 from tests.relay.conftest import (
     POINT_USER,
     SIGNERS,
@@ -143,3 +145,9 @@ def test_settings_secrets__keys_passwords_and_the_node_url_s_credentials__not_th
 def test_public_url__scheme_host_and_port_only() -> None:
     assert logs.public_url("https://user:pw@node.example:8545/v3/KEY?apikey=Q") == "https://node.example:8545"
     assert logs.public_url("http://[::1]:8545/") == "http://[::1]:8545"
+
+
+@sqlite_only
+def test_sqlite_database__created_readable_by_its_owner_only(relay) -> None:
+    path = Path(relay.db_url.split("///", 1)[1])
+    assert path.stat().st_mode & 0o777 == 0o600
