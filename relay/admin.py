@@ -23,6 +23,15 @@ router = APIRouter(prefix="/admin", include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).resolve().parent / "templates")
 basic = HTTPBasic(realm="loyalty relay admin")
 UNIT = 10**18
+# The page is never framed, sniffed, cached or allowed anything but its own inline style and forms.
+HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
+    "frame-ancestors 'none'",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
 
 
 def _points(value: str | None) -> str:
@@ -87,7 +96,7 @@ def overview(request: Request, services: ServicesDep, user: AdminDep) -> HTMLRes
             "indexed_block": (session.scalar(select(IndexerCursor.next_block)) or 1) - 1,
             "pending_callbacks": session.scalar(select(func.count()).where(Callback.state == "pending")),
         }
-    return templates.TemplateResponse(request, "admin.html", context)
+    return templates.TemplateResponse(request, "admin.html", context, headers=HEADERS)
 
 
 @router.post("/withdrawals/{withdrawal_id}/transfer")
@@ -110,4 +119,4 @@ def record_transfer(
         withdrawal.transfer_reference = reference.strip()
         withdrawal.transfer_recorded_at = now()
         withdrawal.transfer_recorded_by = user
-    return RedirectResponse("/admin#withdrawals", status_code=303)
+    return RedirectResponse("/admin#withdrawals", status_code=303, headers=HEADERS)

@@ -178,6 +178,19 @@ def test_admin_page__wrong_credentials_or_form_token__refused(operator_relay):
     assert forged.status_code == 403
 
 
+def test_admin_page__never_framed_sniffed_or_cached(operator_relay):
+    import httpx
+
+    page = httpx.get(f"{operator_relay.url}/admin", auth=("admin", ADMIN_PASSWORD))
+
+    assert page.status_code == 200
+    assert page.headers["x-frame-options"] == "DENY"
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+    assert "default-src 'none'" in page.headers["content-security-policy"]
+    assert page.headers["x-content-type-options"] == "nosniff"
+    assert page.headers["cache-control"] == "no-store"
+
+
 # ------------------------------------------------------------------------------- indexer
 
 
