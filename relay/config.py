@@ -28,6 +28,7 @@ class Settings(BaseSettings):
     signer_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)  # comma-separated
     receipt_timeout: float = 30.0
     waiting_requests: int = Field(default=100, ge=1)  # requests waiting for a block, per process
+    min_signer_balance: int = Field(default=10**16, ge=0)  # wei; /readyz fails below it (0.01 ETH)
 
     # Payment life cycle.
     payment_timeout: int = 45  # no decision after openNew / openCancel

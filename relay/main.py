@@ -20,6 +20,7 @@ from relay import admin, errors, logs
 from relay import db as database
 from relay.api.deps import Services
 from relay.api.routes import app as app_routes
+from relay.api.routes import health
 from relay.api.routes import kiosk as kiosk_routes
 from relay.api.routes import shop as shop_routes
 from relay.api.schemas import error_responses
@@ -163,7 +164,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         responses=error_responses(500),
     )
-    for router in (kiosk_routes.router, app_routes.router, shop_routes.router, admin.router):
+    for router in (kiosk_routes.router, app_routes.router, shop_routes.router, health.router, admin.router):
         app.include_router(router)
     app.add_middleware(BodyLimit)
 

@@ -169,6 +169,9 @@ class Chain:
     def block_number(self) -> int:
         return int(self._node("eth_blockNumber", []), 16)
 
+    def balance(self, account: str) -> int:
+        return int(self._node("eth_getBalance", [account, "latest"]), 16)
+
     def latest_timestamp(self) -> int:
         return int(self._node("eth_getBlockByNumber", ["latest", False])["timestamp"], 16)
 
