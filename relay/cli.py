@@ -134,6 +134,8 @@ def kiosk_add(
     """Creates a KIOSK client and prints its access key and callback secret (shown once)."""
     from relay.services import kiosks
 
+    if callback_url and (problem := kiosks.callback_url_problem(callback_url, get_settings().allow_private_callbacks)):
+        raise typer.BadParameter(problem, param_hint="--callback-url")
     with _db().session() as session:
         created = kiosks.add(session, name, shop, callback_url, access_key)
     typer.echo(f"kiosk id:        {created.kiosk.id}")

@@ -44,6 +44,7 @@ class Settings(BaseSettings):
     callback_backoff_max: float = 3600.0
     callback_timeout: float = 10.0
     callback_lease: float = 40.0
+    allow_private_callbacks: bool = False  # callback URLs at loopback/private addresses (the demo, tests)
 
     expo_base_url: str = "https://exp.host"
     expo_access_token: SecretStr | None = None

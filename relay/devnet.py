@@ -110,6 +110,7 @@ def relay_env(
         "RELAY_RPC_URL": rpc_url,
         "RELAY_DEPLOYMENT_FILE": str(deployment_file),
         "RELAY_SIGNER_KEYS": ",".join(signer_keys),
+        "RELAY_ALLOW_PRIVATE_CALLBACKS": "true",  # the demo's and the benchmarks' KIOSKs listen locally
     }
     return env | {f"RELAY_{key.upper()}": str(value) for key, value in settings.items()}
 

@@ -6,8 +6,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import ipaddress
 import secrets
+import socket
 from dataclasses import dataclass
+from socket import SOCK_STREAM
+from urllib.parse import urlsplit
 
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
@@ -51,6 +55,27 @@ class NewKiosk:
 def new_callback_secret() -> str:
     """A Standard Webhooks secret: `whsec_` + base64 of 32 random bytes."""
     return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def callback_url_problem(url: str, allow_private: bool) -> str | None:
+    """Why callbacks must not go to `url` (None if they may): http(s) only, and, unless allowed, no
+    host that resolves to a loopback, private, link-local (cloud metadata) or reserved address."""
+    malformed = f"A callback URL must be http:// or https:// with a host, not {url!r}."
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return malformed
+    if parts.scheme not in ("http", "https") or not host:
+        return malformed
+    if allow_private:
+        return None
+    try:
+        addresses = {ipaddress.ip_address(info[4][0]) for info in socket.getaddrinfo(host, port, type=SOCK_STREAM)}
+    except (OSError, UnicodeError) as exc:
+        return f"The callback host {host} does not resolve: {exc}"
+    private = sorted(str(a) for a in addresses if not a.is_global)
+    return f"The callback host {host} is at a non-public address {', '.join(private)}." if private else None
 
 
 def add(

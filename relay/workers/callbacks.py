@@ -19,6 +19,7 @@ from standardwebhooks import Webhook
 from relay.config import Settings
 from relay.db import Database
 from relay.models import Callback, CallbackState, KioskClient, now
+from relay.services.kiosks import callback_url_problem
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +145,6 @@ class CallbackSender:
             # It waited so long for a thread that the attempt could outlast its lease (and go out
             # twice at once): it is claimed again when the lease ends, here or by another instance.
             return
-        error = None
         stamp = datetime.now(tz=UTC)
         headers = {
             "content-type": "application/json",
@@ -152,10 +152,12 @@ class CallbackSender:
             "webhook-timestamp": str(int(stamp.timestamp())),
             "webhook-signature": Webhook(due.secret).sign(due.id, stamp, due.body),
         }
+        # Checked again as it is sent: the name may resolve elsewhere since the KIOSK was added.
+        error = callback_url_problem(due.url, self.settings.allow_private_callbacks)
         try:
-            response = self.http.post(due.url, content=due.body, headers=headers)
-            if not 200 <= response.status_code < 300:
-                error = f"HTTP {response.status_code}"
+            if error is None:
+                response = self.http.post(due.url, content=due.body, headers=headers)
+                error = None if 200 <= response.status_code < 300 else f"HTTP {response.status_code}"
         except httpx.HTTPError as exc:
             error = f"{type(exc).__name__}: {exc}"
         self._record(due, error)

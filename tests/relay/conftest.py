@@ -99,6 +99,7 @@ def relay_in_this_process(
         signer_keys=[anvil_key(SIGNERS["spare"])],
         expo_base_url=expo.http.url,
         log_level="WARNING",
+        allow_private_callbacks=True,
         **settings,
     )
     port = free_port()
@@ -435,7 +436,7 @@ def in_process(
     from relay.services.payments import Payments
     from relay.workers.watcher import Watcher
 
-    config = Settings(database_url=relay.db_url, **settings)
+    config = Settings(database_url=relay.db_url, **({"allow_private_callbacks": True} | settings))
     db = relay.db()
     chain = Chain(anvil, deployment["path"], [] if signer is None else [anvil_key(signer)], 5)
     ops = Operations(db, chain, config)
@@ -475,6 +476,7 @@ def start_relay(
             "RELAY_CALLBACK_BACKOFF_INITIAL": "0.2",
             "RELAY_CALLBACK_BACKOFF_MAX": "1",
             "RELAY_LOG_LEVEL": "INFO",
+            "RELAY_ALLOW_PRIVATE_CALLBACKS": "true",  # the callback receivers listen on 127.0.0.1
         }
         env |= {f"RELAY_{key.upper()}": str(value) for key, value in settings.items()}
         relay = RelayProcess(name, db_url, env, log=tmp_path_factory.mktemp("log") / f"{name}.log")

@@ -8,19 +8,23 @@ import re
 import secrets
 import subprocess
 
+import httpx
 import pytest
 
 from loyalty_sdk import AppClient
+from relay.db import Database, upgrade
 from relay.devnet import anvil_key
-from tests.relay.checks import fails, ok, open_new
-from tests.relay.conftest import BIN, POINT_USER, ROOT, UNIT
+from relay.models import Callback, KioskClient
+from relay.services import kiosks
+from tests.relay.checks import fails, ok, open_new, session_of
+from tests.relay.conftest import BIN, POINT_USER, ROOT, UNIT, wait_until
 
 
-def _loyalty(db_url, *args, expect=0):
+def _loyalty(db_url, *args, expect=0, private_callbacks=True):
     result = subprocess.run(
         [str(BIN / "loyalty"), *args],
         cwd=ROOT,
-        env=os.environ | {"RELAY_DATABASE_URL": db_url},
+        env=os.environ | {"RELAY_DATABASE_URL": db_url, "RELAY_ALLOW_PRIVATE_CALLBACKS": str(private_callbacks)},
         capture_output=True,
         text=True,
         timeout=60,
@@ -60,7 +64,9 @@ def test_kiosk_cli__add_list_revoke(new_database, serve, shop_id, callbacks):
     opened = ok(open_new(relay.url, access_key, "P-cli-1", 10 * UNIT, shop_id, user.address))
     bearer = {"Authorization": f"Bearer {access_key}"}
     ok(open_new(relay.url, None, "P-cli-2", 10 * UNIT, shop_id, user.address, headers=bearer))
+    print("OPENED", opened["paymentId"], opened["paymentStatus"])
     user.deny(opened["paymentId"])
+    print("ITEM", httpx.get(f"{relay.url}/v1/payment/item", params={"paymentId": opened["paymentId"]}).text[:200])
     [callback] = callbacks.wait_for(opened["paymentId"])
     assert callback.verified and callback.path == name
 
@@ -78,6 +84,37 @@ def test_kiosk_cli__add_list_revoke(new_database, serve, shop_id, callbacks):
     assert "no active KIOSK client" in _loyalty(db_url, "kiosk", "revoke", kiosk_id, expect=1)
 
 
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("file:///etc/passwd", "http:// or https://"),
+        ("gopher://127.0.0.1:70/x", "http:// or https://"),
+        ("not a url", "http:// or https://"),
+        ("http://169.254.169.254/latest/meta-data", "non-public address 169.254.169.254"),
+        ("http://127.0.0.1:5432/", "non-public address 127.0.0.1"),
+        ("http://10.1.2.3/cb", "non-public address 10.1.2.3"),
+        ("http://[::1]/cb", "non-public address ::1"),
+        ("http://localhost/cb", "non-public address"),
+    ],
+)
+def test_kiosk_cli__callback_url_not_public_http__refused_and_nothing_written(new_database, url, why):
+    db_url = new_database("sqlite")
+    upgrade(db_url)
+    args = ("kiosk", "add", "--name", "k", "--shop", "0x" + "ab" * 32, "--callback-url", url)
+
+    output = _loyalty(db_url, *args, expect=2, private_callbacks=False).replace("│", " ")
+    assert why in " ".join(output.split())  # as typer wraps it in a box
+    with Database(db_url).session() as session:
+        assert session.query(KioskClient).count() == 0
+
+
+def test_kiosk_cli__public_callback_url__accepted(new_database):
+    db_url = new_database("sqlite")
+    args = ("kiosk", "add", "--name", "k", "--shop", "0x" + "ab" * 32, "--callback-url", "https://93.184.216.34/cb")
+
+    assert "access key:" in _loyalty(db_url, *args, private_callbacks=False)
+
+
 def test_serve_refuses_several_workers_on_sqlite(tmp_path):
     """Several processes on one SQLite file would migrate it at once and contend for its writer:
     refused with a clear message before anything starts (the database is not even created)."""
@@ -87,3 +124,29 @@ def test_serve_refuses_several_workers_on_sqlite(tmp_path):
     out = _loyalty(f"sqlite:///{db}", "serve", "--workers", "0", "--port", "1", expect=2)
     assert "--workers must be at least 1" in out
     assert not db.exists()
+
+
+def test_callback_to_a_non_public_address__checked_again_when_sent__never_posted(
+    new_database, start_relay, shop_id, callbacks
+):
+    """A KIOSK stored with a loopback callback URL (added while that was allowed, or a name that
+    resolves elsewhere since): a relay that does not allow them records why and sends nothing."""
+    db_url = new_database("sqlite")
+    upgrade(db_url)
+    name = f"private-{secrets.token_hex(3)}"
+    db = Database(db_url)
+    with db.session() as session:
+        created = kiosks.add(session, name, [shop_id], callbacks.url(name))
+    db.engine.dispose()
+    relay = start_relay("no-private-callbacks", db_url=db_url, allow_private_callbacks=False)
+    user = AppClient(relay.url, anvil_key(POINT_USER))
+    opened = ok(open_new(relay.url, created.access_key, f"P-{secrets.token_hex(3)}", 10 * UNIT, shop_id, user.address))
+
+    user.deny(opened["paymentId"])
+
+    def refused() -> str | None:
+        with session_of(relay) as session:
+            return session.query(Callback.last_error).filter_by(payment_id=opened["paymentId"]).scalar()
+
+    assert "non-public address 127.0.0.1" in wait_until(refused)
+    assert callbacks.for_payment(opened["paymentId"]) == []
