@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -98,7 +99,10 @@ def create_sqlite_file(url: str) -> None:
     path = url.split("///", 1)[-1]
     if url.startswith("sqlite") and path and path != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+        # Only a file that does not exist is opened: closing a descriptor of a database this process
+        # has open would drop SQLite's POSIX locks on it.
+        with contextlib.suppress(FileExistsError):
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
 
 
 def upgrade(url: str, revision: str = "head") -> None:

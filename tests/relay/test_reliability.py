@@ -558,7 +558,7 @@ def test_callbacks_of_one_payment__delivered_in_the_order_queued(new_database, s
     url = new_database("postgresql")
     database.upgrade(url)
     db = database.Database(url)
-    sender = CallbackSender(db, Settings(database_url=url))
+    sender = CallbackSender(db, Settings(database_url=url, allow_private_callbacks=True))
     try:
         with db.session() as session:
             kiosk_id = kiosks.add(session, "ordered", [shop_id], "http://127.0.0.1:9/cb").kiosk.id
@@ -596,7 +596,9 @@ def test_callback_that_waited_for_a_thread_until_its_lease_runs_short__not_sent_
     url = new_database("sqlite")
     database.upgrade(url)
     db = database.Database(url)
-    sender = CallbackSender(db, Settings(database_url=url, callback_timeout=10, callback_lease=40))
+    sender = CallbackSender(
+        db, Settings(database_url=url, callback_timeout=10, callback_lease=40, allow_private_callbacks=True)
+    )
     payment_id = "0x" + secrets.token_hex(32)
     try:
         secret = kiosks.new_callback_secret()
