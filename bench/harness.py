@@ -42,6 +42,8 @@ POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
 SIGNER_INDEXES = list(range(5, 21))
 ANVIL_ACCOUNTS = SIGNER_INDEXES[-1] + 1
 OWNER_INDEX = 1  # the demo shop's owner
+# Rate limits counted (their cost is part of what is measured) but far above any load generated here.
+UNLIMITED = {f"rate_limit_{kind}": "100000000/minute" for kind in ("client", "kiosk", "wallet")}
 
 
 def free_port() -> int:
@@ -154,7 +156,7 @@ class System:
         """A relay's environment: this system's chain (or `rpc_url`), signer keys, RELAY_* `settings`."""
         keys = [anvil_key(i) for i in (signers or SIGNER_INDEXES[:1])]
         rpc_url = settings.pop("rpc_url", self.rpc_url)
-        return relay_env(db_url, rpc_url, self.deployment_file, keys, **settings)
+        return relay_env(db_url, rpc_url, self.deployment_file, keys, **(UNLIMITED | settings))
 
     def start_relay(
         self,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -58,6 +58,24 @@ class Settings(BaseSettings):
     worker_interval: float = 0.5
     indexer_confirmations: int = 0  # blocks behind the head (more on a public chain)
     indexer_batch: int = 500  # most blocks read per step
+
+    # Shop onboarding the relay pays gas for: each new (shop id, owner) waits for an operator's approval
+    # (off: anyone may register, for a private deployment); pending requests per owner and per client IP.
+    shop_approval: bool = True
+    shop_requests_per_owner: int = Field(default=3, ge=1)
+    shop_requests_per_ip: int = Field(default=10, ge=1)
+
+    # Rate limits in the `limits` notation ("20/minute"; "" for none), answered 429 with Retry-After.
+    # Counted per process, or across relay instances in Redis (rate_limit_storage="redis://host:6379").
+    rate_limit_storage: str = "memory://"
+    rate_limit_client: str = "1200/minute"  # requests per client address, every endpoint
+    rate_limit_kiosk: str = "300/minute"  # KIOSK actions per access key
+    rate_limit_wallet: str = "20/minute"  # payments opened for, and actions signed by, one wallet
+    metrics_token: SecretStr | None = None  # if set, GET /metrics needs `Authorization: Bearer <token>`
+    log_format: Literal["text", "json"] = "text"
+
+    # The app's session tokens (Authorization: Bearer): the wallet's own view of its payments and its stream.
+    app_session_ttl: int = Field(default=3600, gt=0, le=3600)
 
     admin_user: str = "admin"
     admin_password: SecretStr | None = None  # unset: the operator page is disabled

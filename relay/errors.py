@@ -25,6 +25,18 @@ def _error(name: str, code: int, http_status: int, message: str) -> type[RelayEr
 InvalidParameter = _error("InvalidParameter", 1000, 400, "A parameter is missing or malformed.")
 InvalidAccessKey = _error("InvalidAccessKey", 1001, 401, "The access key is missing, unknown or revoked.")
 ShopNotAllowed = _error("ShopNotAllowed", 1002, 403, "This access key is not allowed for this shop.")
+
+
+class RateLimited(RelayError):
+    """Answered with `Retry-After`: the seconds until the limit allows the request again."""
+
+    code, http_status, default_message = 1003, 429, "Too many requests; try again after Retry-After seconds."
+
+    def __init__(self, message: str | None = None, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 PaymentNotFound = _error("PaymentNotFound", 2001, 404, "Unknown payment.")
 ShopNotFound = _error("ShopNotFound", 2002, 404, "Unknown shop.")
 TemporaryAccountNotFound = _error(
@@ -40,6 +52,10 @@ DuplicatePurchase = _error("DuplicatePurchase", 3005, 409, "This purchase id was
 AmountNotAvailable = _error("AmountNotAvailable", 3006, 422, "The amount is more than the shop may withdraw.")
 ChainUnavailable = _error("ChainUnavailable", 4001, 503, "The chain node is unreachable; try again.")
 StorageUnavailable = _error("StorageUnavailable", 4003, 503, "The database is unreachable; try again.")
+ShopApprovalPending = _error("ShopApprovalPending", 3012, 409, "Waiting for the operator's approval of this shop.")
+ShopRegistrationRefused = _error("ShopRegistrationRefused", 3013, 409, "This shop id is taken or was rejected.")
+TooManyShopRequests = _error("TooManyShopRequests", 3014, 429, "Too many shop registrations wait for approval.")
+InvalidSession = _error("InvalidSession", 1004, 401, "The session token is missing, unknown or expired.")
 
 
 class ChainRejected(RelayError):

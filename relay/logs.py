@@ -7,6 +7,8 @@ from __future__ import annotations
 import logging
 from urllib.parse import urlsplit
 
+from pythonjsonlogger.json import JsonFormatter
+
 from relay.config import Settings
 
 REDACTED = "[redacted]"
@@ -63,11 +65,14 @@ class Redact(logging.Filter):
 
 def configure(settings: Settings) -> None:
     """Logs to stderr at the configured level; every handler (the root's and uvicorn's) writes
-    through the redacting filter, which learns the secrets of each app set up in the process."""
+        through the redacting filter, which learns the secrets of each app set up in the process; as JSON
+    objects, one per line, if `log_format` is json."""
     logging.basicConfig(level=settings.log_level, format=FORMAT)
     secrets = settings_secrets(settings)
     for name in ("", "uvicorn", "uvicorn.error", "uvicorn.access"):
         for handler in logging.getLogger(name).handlers:
+            if settings.log_format == "json":
+                handler.setFormatter(JsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
             redact = next((f for f in handler.filters if isinstance(f, Redact)), None)
             if redact is None:
                 handler.addFilter(Redact(secrets))

@@ -11,14 +11,15 @@ import anyio
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from prometheus_client import REGISTRY
 from psycopg.errors import LockNotAvailable
 from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from relay import admin, errors, logs
 from relay import db as database
 from relay.api.deps import Services
+from relay.api.edge import Edge, error_response
 from relay.api.routes import app as app_routes
 from relay.api.routes import health
 from relay.api.routes import kiosk as kiosk_routes
@@ -26,6 +27,8 @@ from relay.api.routes import shop as shop_routes
 from relay.api.schemas import error_responses
 from relay.chain import Chain
 from relay.config import Settings, get_settings
+from relay.services import limits
+from relay.services.health import State
 from relay.services.indexer import Indexer
 from relay.services.operations import Operations
 from relay.services.outbox import CALLBACK_TOPIC, NOTIFICATION_TOPIC
@@ -69,37 +72,6 @@ SLOW_WORKERS = 4  # the workers that tolerate seconds of delay run this many tim
 BUSY = "A record this request needs is held by another request for too long; try again."
 
 
-def _error(status: int, code: int, message: str) -> JSONResponse:
-    return JSONResponse(status_code=status, content={"code": code, "error": {"message": message}})
-
-
-MAX_BODY = 64 * 1024  # bytes: the largest request (a shop's settings with a signature) is under 2 KiB
-
-
-class BodyLimit:
-    """Answers 413 to a request body over MAX_BODY, before more of it is read."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        length = dict(scope.get("headers", [])).get(b"content-length", b"0")
-        if scope["type"] == "http" and (not length.isdigit() or int(length) > MAX_BODY):
-            await _error(413, errors.InvalidParameter.code, f"The body is over {MAX_BODY} bytes.")(scope, receive, send)
-            return
-        received = 0
-
-        async def counted() -> Message:  # a chunked body has no length to check first
-            nonlocal received
-            message = await receive()
-            received += len(message.get("body", b""))
-            if received > MAX_BODY:
-                raise StarletteHTTPException(413, f"The body is over {MAX_BODY} bytes.")
-            return message
-
-        await self.app(scope, counted, send)
-
-
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     logs.configure(settings)
@@ -134,6 +106,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         shops = Shops(chain, settings, ops.nonces, watcher)
         waits = anyio.CapacityLimiter(settings.waiting_requests)
         streams = NotificationHub(wallets, settings.worker_interval, streams_woken)
+        limits.configure(settings)
+        state = State(db, chain)
+        REGISTRY.register(state)
         app.state.services = Services(settings, db, chain, payments, shops, rewards, wallets, waits, streams)
         sender = CallbackSender(db, settings)
         pusher = Pusher(db, settings)
@@ -153,6 +128,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            REGISTRY.unregister(state)
             watcher.stop()
             sender.close()
             db.engine.dispose()
@@ -162,17 +138,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="1.0.0",
         description=DESCRIPTION,
         lifespan=lifespan,
-        responses=error_responses(500),
+        responses=error_responses(429, 500),
     )
     for router in (kiosk_routes.router, app_routes.router, shop_routes.router, health.router, admin.router):
         app.include_router(router)
-    app.add_middleware(BodyLimit)
+    app.add_middleware(Edge)
 
     @app.exception_handler(errors.RelayError)
     async def relay_error(_: Request, exc: errors.RelayError) -> JSONResponse:
         if exc.http_status >= 500:
             log.warning("%s: %s", type(exc).__name__, exc.message)
-        return _error(exc.http_status, exc.code, exc.message)
+        retry = {"Retry-After": str(exc.retry_after)} if isinstance(exc, errors.RateLimited) else None
+        return error_response(exc.http_status, exc.code, exc.message, retry)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -180,12 +157,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         for e in exc.errors():
             where = ".".join(str(part) for part in e["loc"] if part not in ("body", "query"))
             problems.append(f"{where or 'body'}: {e['msg']}")
-        return _error(400, errors.InvalidParameter.code, "; ".join(problems))
+        return error_response(400, errors.InvalidParameter.code, "; ".join(problems))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         """Errors raised outside the relay's own (malformed JSON, unknown path, admin log-in)."""
-        response = _error(exc.status_code, errors.InvalidParameter.code, str(exc.detail))
+        response = error_response(exc.status_code, errors.InvalidParameter.code, str(exc.detail))
         response.headers.update(exc.headers or {})
         return response
 
@@ -193,16 +170,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def storage_error(_: Request, exc: DBAPIError) -> JSONResponse:
         if not exc.connection_invalidated and not isinstance(exc, OperationalError):
             log.exception("database error")
-            return _error(500, errors.RelayError.code, "Internal server error.")
+            return error_response(500, errors.RelayError.code, "Internal server error.")
         if isinstance(exc.orig, LockNotAvailable) or "database is locked" in str(exc.orig):
             log.warning("database busy: %s", exc.orig)
-            return _error(503, errors.StorageUnavailable.code, BUSY)
+            return error_response(503, errors.StorageUnavailable.code, BUSY)
         log.warning("database unavailable: %s", exc.orig)
-        return _error(503, errors.StorageUnavailable.code, errors.StorageUnavailable.default_message)
+        return error_response(503, errors.StorageUnavailable.code, errors.StorageUnavailable.default_message)
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error")
-        return _error(500, errors.RelayError.code, "Internal server error.")
+        return error_response(500, errors.RelayError.code, "Internal server error.")
 
     return app

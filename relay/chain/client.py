@@ -172,6 +172,10 @@ class Chain:
     def balance(self, account: str) -> int:
         return int(self._node("eth_getBalance", [account, "latest"]), 16)
 
+    def mined_count(self, account: str) -> int:
+        """How many of the account's transactions are mined: the nonce of its next one to be mined."""
+        return int(self._node("eth_getTransactionCount", [account, "latest"]), 16)
+
     def latest_timestamp(self) -> int:
         return int(self._node("eth_getBlockByNumber", ["latest", False])["timestamp"], 16)
 

@@ -19,6 +19,8 @@ from urllib.parse import unquote, urlsplit
 import requests
 import urllib3
 
+from relay.metrics import RPC_ERRORS, RPC_SECONDS
+
 NOT_RETRIED = frozenset({"eth_sendRawTransaction", "eth_sendTransaction"})  # a second send is an error
 PAUSE_AFTER_TIMEOUT = 5.0  # the longest pause (seconds), shorter if the timeout itself is
 FIRST_PAUSE = 0.5
@@ -93,6 +95,16 @@ class NodeRpc:
 
     def _exchange(self, method: str, request: Any) -> Any:
         """POSTs a request; the decoded JSON answer. A read survives one dropped keep-alive connection."""
+        start = time.perf_counter()
+        try:
+            return self._post(method, request)
+        except (ConnectionError, TimeoutError) as exc:
+            RPC_ERRORS.labels(method, type(exc).__name__).inc()
+            raise
+        finally:
+            RPC_SECONDS.labels(method).observe(time.perf_counter() - start)
+
+    def _post(self, method: str, request: Any) -> Any:
         probe, timed_out = self._admit(method), False
         body = json.dumps(request).encode()
         try:

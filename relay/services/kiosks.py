@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from relay.errors import InvalidAccessKey, ShopNotAllowed
 from relay.models import KioskClient, KioskShop, now
+from relay.services import limits
 
 
 @dataclass(frozen=True)
@@ -120,6 +121,7 @@ def authenticate(session: Session, access_key: str | None) -> Kiosk:
     # The lookup is by hash; the comparison repeats it in constant time so timing reveals nothing.
     if client is None or not hmac.compare_digest(client.key_hash, digest) or client.revoked_at is not None:
         raise InvalidAccessKey()
+    limits.check("kiosk", str(client.id))
     shops = frozenset(row.shop_id for row in rows if row.shop_id is not None)
     return Kiosk(client.id, client.name, shops, client.callback_url)
 

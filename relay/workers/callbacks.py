@@ -18,6 +18,7 @@ from standardwebhooks import Webhook
 
 from relay.config import Settings
 from relay.db import Database
+from relay.metrics import CALLBACK_DELAY
 from relay.models import Callback, CallbackState, KioskClient, now
 from relay.services.kiosks import callback_url_problem
 
@@ -168,6 +169,7 @@ class CallbackSender:
         values: dict[str, Any] = {"attempts": attempts, "locked_until": 0.0, "last_error": error}
         if error is None:
             values |= {"state": CallbackState.DELIVERED.value, "delivered_at": t}
+            CALLBACK_DELAY.observe(t - due.created_at)
         else:
             settings = self.settings
             delay = min(settings.callback_backoff_initial * 2 ** (attempts - 1), settings.callback_backoff_max)

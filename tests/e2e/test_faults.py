@@ -28,6 +28,7 @@ from bench.harness import (
     OWNER_INDEX,
     SIGNER_INDEXES,
     UNIT,
+    UNLIMITED,
     Receiver,
     System,
     contract,
@@ -340,7 +341,7 @@ def node_outage(bench: System) -> NodeOutage:
         deployment_file = bench.workdir / "restart-deployment.json"
         shop_id = deploy(rpc, deployment_file, relays, bench.workdir / "deploy-restart.log")["demo"]["shopId"]
         db_url = bench.new_database("postgresql")
-        settings = RELAY_SETTINGS | {"rpc_timeout": NODE_TIMEOUT}
+        settings = UNLIMITED | RELAY_SETTINGS | {"rpc_timeout": NODE_TIMEOUT}
         env = relay_env(db_url, rpc, deployment_file, [anvil_key(SIGNER_INDEXES[0])], **settings)
         relay = Relay(env, bench.workdir / "relay-restart.log")
         relay.start()

@@ -1,11 +1,15 @@
-"""Probes for the operator's orchestration: alive, and ready to take payments."""
+"""Probes and metrics for the operator's orchestration and monitoring."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
-from fastapi.responses import JSONResponse
+import hmac
 
-from relay.api.deps import ServicesDep, in_thread
+from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+
+from relay.api.deps import Bearer, ServicesDep, in_thread
+from relay.errors import InvalidAccessKey
 from relay.services.health import readiness
 
 router = APIRouter(tags=["operations"])
@@ -21,3 +25,12 @@ async def healthz() -> dict[str, str]:
 def readyz(services: ServicesDep) -> JSONResponse:
     ready, checks = readiness(services.db, services.chain, services.settings.min_signer_balance)
     return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+
+
+@router.get("/metrics", summary="Prometheus metrics (`Authorization: Bearer` if RELAY_METRICS_TOKEN is set)")
+@in_thread
+def metrics(services: ServicesDep, key: Bearer) -> Response:
+    token = services.settings.metrics_token
+    if token is not None and not hmac.compare_digest((key or "").encode(), token.get_secret_value().encode()):
+        raise InvalidAccessKey("GET /metrics needs `Authorization: Bearer <RELAY_METRICS_TOKEN>`.")
+    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)

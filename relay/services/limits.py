@@ -1,0 +1,46 @@
+"""Request rate limits by client address, KIOSK and wallet (settings `rate_limit_*`), counted with
+the `limits` library in a moving window: in each process's memory, or shared by every relay instance
+in Redis. One limiter serves the process; until `configure` runs (tools, tests driving services
+directly) nothing is limited."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+
+from limits import RateLimitItem, parse
+from limits.storage import storage_from_string
+from limits.strategies import MovingWindowRateLimiter
+
+from relay.config import Settings
+from relay.errors import RateLimited
+
+log = logging.getLogger(__name__)
+_limiter: MovingWindowRateLimiter | None = None
+_rules: dict[str, RateLimitItem] = {}
+
+
+def configure(settings: Settings) -> None:
+    global _limiter, _rules
+    _limiter = MovingWindowRateLimiter(storage_from_string(settings.rate_limit_storage))
+    rules = {"client": settings.rate_limit_client, "kiosk": settings.rate_limit_kiosk}
+    _rules = {kind: parse(rule) for kind, rule in (rules | {"wallet": settings.rate_limit_wallet}).items() if rule}
+
+
+def check(kind: str, who: str) -> None:
+    """Counts a request of `who` (a client address, KIOSK id or wallet); RateLimited past the limit.
+    A limit store that cannot be reached lets requests through: limits protect, they must not stop
+    payments."""
+    rule = _rules.get(kind)
+    if _limiter is None or rule is None:
+        return
+    try:
+        if _limiter.hit(rule, kind, who):
+            return
+        reset = _limiter.get_window_stats(rule, kind, who).reset_time
+    except Exception as exc:
+        log.warning("rate limits not counted: %s", exc)
+        return
+    retry_after = max(1, math.ceil(reset - time.time()))
+    raise RateLimited(f"Too many requests for this {kind} (at most {rule}); retry in {retry_after} s.", retry_after)
