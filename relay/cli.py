@@ -4,6 +4,7 @@ loyalty serve                      run the relay (settings from RELAY_* variable
 loyalty db upgrade                 apply database migrations
 loyalty kiosk add --name N --shop 0x.. --callback-url URL
 loyalty kiosk list | revoke ID
+loyalty shop requests | approve SHOP_ID | reject SHOP_ID
 loyalty devnet                     `make run`: anvil + contracts + demo data + relay
 loyalty demo                       play flows 1.1-1.4 against a running devnet
 """
@@ -24,10 +25,12 @@ kiosk_app = typer.Typer(no_args_is_help=True, help="KIOSK clients: access keys, 
 db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
 pos_app = typer.Typer(no_args_is_help=True, help="KIOSK actions against a relay (as a point of sale).")
 wallet_app = typer.Typer(no_args_is_help=True, help="Wallet actions against a relay, signed with a local key.")
+shop_app = typer.Typer(no_args_is_help=True, help="Shop registrations waiting for the operator's approval.")
 app.add_typer(kiosk_app, name="kiosk")
 app.add_typer(db_app, name="db")
 app.add_typer(pos_app, name="pos")
 app.add_typer(wallet_app, name="wallet")
+app.add_typer(shop_app, name="shop")
 
 Url = Annotated[str, typer.Option("--url", envvar="LOYALTY_RELAY_URL", help="Relay base URL")]
 AccessKey = Annotated[str, typer.Option("--access-key", envvar="LOYALTY_ACCESS_KEY", help="KIOSK access key")]
@@ -166,6 +169,46 @@ def kiosk_revoke(kiosk_id: int) -> None:
             typer.echo(f"no active KIOSK client {kiosk_id}", err=True)
             raise typer.Exit(1)
     typer.echo(f"revoked KIOSK client {kiosk_id}")
+
+
+@shop_app.command("requests")
+def shop_requests(
+    status: Annotated[str, typer.Option(help="pending, approved or rejected")] = "pending",
+) -> None:
+    """Lists shop registrations (default: those waiting for approval), oldest first."""
+    import time
+
+    from relay.services import shops
+
+    with _db().session() as session:
+        for r in shops.registrations(session, status):
+            requested = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(r.requested_at))
+            typer.echo(f"{r.shop_id}  {r.owner}  {r.client_ip:15}  {requested} UTC  {r.name}")
+
+
+def _decide(shop_id: str, approve: bool) -> None:
+    import getpass
+
+    from relay.services import shops
+
+    with _db().session() as session:
+        decided = shops.decide(session, shop_id.lower(), approve, f"cli:{getpass.getuser()}")
+    if not decided:
+        typer.echo(f"no registration of shop {shop_id} waits for approval", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"{'approved' if approve else 'rejected'} shop {shop_id}")
+
+
+@shop_app.command("approve")
+def shop_approve(shop_id: str) -> None:
+    """Approves a shop registration: the owner's next registration of it is sent (the relay pays its gas)."""
+    _decide(shop_id, True)
+
+
+@shop_app.command("reject")
+def shop_reject(shop_id: str) -> None:
+    """Rejects a shop registration: the owner's registrations of it are refused."""
+    _decide(shop_id, False)
 
 
 # ---------------------------------------------------------------- KIOSK (point of sale)

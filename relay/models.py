@@ -264,3 +264,20 @@ class Withdrawal(Base):
     transfer_reference: Mapped[str | None] = mapped_column(String(200))
     transfer_recorded_at: Mapped[float | None] = mapped_column(Float)
     transfer_recorded_by: Mapped[str | None] = mapped_column(String(100))
+
+
+class ShopRegistration(Base):
+    """A shop registration the relay would pay gas for: pending until an operator approves or rejects it."""
+
+    __tablename__ = "shop_requests"
+
+    shop_id: Mapped[str] = mapped_column(String(66), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(42), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    provide_wait_time: Mapped[int] = mapped_column(BigInteger)
+    provide_percent: Mapped[int] = mapped_column(Integer)
+    client_ip: Mapped[str] = mapped_column(String(64), index=True)
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending, approved or rejected
+    requested_at: Mapped[float] = mapped_column(Float, default=now)
+    decided_at: Mapped[float | None] = mapped_column(Float)
+    decided_by: Mapped[str | None] = mapped_column(String(100))

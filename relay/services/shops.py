@@ -1,15 +1,33 @@
 """Shop onboarding and settlement (spec §1.5): actions the shop owner signs in the app and the
-relay submits to the shop registry."""
+relay submits to the shop registry. A new shop costs the relay gas: with `shop_approval` on, a
+valid AddShop sends nothing until an operator approved its (shop id, owner); it records a request,
+which the operator approves or rejects (admin page, `loyalty shop`), and the owner sends it again."""
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Sequence
 from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
 
 from relay import typed_data
 from relay.chain import Chain, ShopInfo
 from relay.config import Settings
-from relay.errors import AmountNotAvailable, ChainUnavailable, InvalidParameter, InvalidStatus
+from relay.db import insert_if_absent
+from relay.errors import (
+    AmountNotAvailable,
+    ChainUnavailable,
+    InvalidParameter,
+    InvalidStatus,
+    ShopApprovalPending,
+    ShopNotFound,
+    ShopRegistrationRefused,
+    TooManyShopRequests,
+)
+from relay.models import ShopRegistration, now
 from relay.services.nonces import SignerNonces
 from relay.services.signatures import require_deadline, verify
 from relay.workers.watcher import Watcher
@@ -22,6 +40,8 @@ ACTIONS = {
     "CloseWithdrawal": ("shopId",),
 }
 GAS = 400_000  # a shop's name is stored on chain: up to ~250k for a 100-character name (and simulated first)
+PENDING, APPROVED, REJECTED = "pending", "approved", "rejected"
+log = logging.getLogger(__name__)
 
 
 class Shops:
@@ -30,6 +50,7 @@ class Shops:
         self.settings = settings
         self.nonces = nonces
         self.watcher = watcher
+        self.db = nonces.db  # the relay's database, where shop registrations wait for approval
 
     def typed_data(self, action: str, message: dict[str, Any], deadline: int | None = None) -> dict[str, Any]:
         """The document the owner signs for `action`, with the owner's current registry nonce."""
@@ -46,7 +67,9 @@ class Shops:
         except ValueError as exc:
             raise InvalidParameter(str(exc)) from exc
 
-    def submit(self, action: str, message: dict[str, Any], deadline: int, signature: str) -> tuple[ShopInfo, str]:
+    def submit(
+        self, action: str, message: dict[str, Any], deadline: int, signature: str, client_ip: str = "unknown"
+    ) -> tuple[ShopInfo, str]:
         """Verifies the owner's signature, sends the action and waits for it to be mined."""
         require_deadline(deadline)
         shop_id = message["shopId"]
@@ -62,6 +85,8 @@ class Shops:
         typed = self.typed_data(action, message, deadline)
         owner = typed["message"]["account"]
         verify(self.chain, typed, signature, owner)
+        if action == "AddShop" and self.settings.shop_approval:
+            self._admit(owner, message, client_ip)
         args = [message[field] for field in ACTIONS[action]] + ([owner] if action == "AddShop" else [])
         name = action[0].lower() + action[1:]
         call = self.chain.shops.call(name, *args, deadline, signature)
@@ -69,3 +94,69 @@ class Shops:
         if self.watcher.wait(tx, self.settings.receipt_timeout) is None:
             raise ChainUnavailable(f"Transaction {tx} was sent but is not mined yet.")
         return self.chain.shop(shop_id), tx
+
+    def _admit(self, owner: str, message: dict[str, Any], client_ip: str) -> None:
+        """Returns if an operator approved this (shop id, owner); otherwise records the request (within
+        the pending limits) and raises: nothing is sent."""
+        shop_id = message["shopId"]
+        try:
+            self.chain.shop(shop_id)
+        except ShopNotFound:
+            pass
+        else:
+            raise ShopRegistrationRefused(f"Shop {shop_id} is already registered.")
+        with self.db.session() as session:
+            request = session.get(ShopRegistration, shop_id)
+            if request is not None and request.status == REJECTED and request.owner != owner:
+                session.delete(request)  # a rejection keeps the id from its owner only
+                session.flush()
+                request = None
+            if request is None:
+                self._within_limits(session, owner, client_ip)
+                fields = {"name": message["name"], "provide_wait_time": message["provideWaitTime"]}
+                row = fields | {"provide_percent": message["providePercent"], "client_ip": client_ip}
+                new = insert_if_absent(self.db, ShopRegistration, shop_id=shop_id, owner=owner, status=PENDING, **row)
+                session.execute(new.values(requested_at=now()))
+                request = session.get(ShopRegistration, shop_id, populate_existing=True)
+                assert request is not None
+            status, requested_by = request.status, request.owner
+        if requested_by != owner:
+            raise ShopRegistrationRefused(f"Shop {shop_id} is already requested by another owner.")
+        if status == REJECTED:
+            raise ShopRegistrationRefused(f"The operator rejected the registration of shop {shop_id}.")
+        if status == PENDING:
+            log.info("shop %s of %s waits for the operator's approval (from %s)", shop_id, owner, client_ip)
+            raise ShopApprovalPending(
+                f"Shop {shop_id} waits for the operator's approval; nothing was sent. "
+                "Sign and send the registration again once it is approved."
+            )
+
+    def _within_limits(self, session: Session, owner: str, client_ip: str) -> None:
+        pending = select(func.count()).where(ShopRegistration.status == PENDING)
+        for who, column, limit in (
+            (owner, ShopRegistration.owner, self.settings.shop_requests_per_owner),
+            (client_ip, ShopRegistration.client_ip, self.settings.shop_requests_per_ip),
+        ):
+            if (session.scalar(pending.where(column == who)) or 0) >= limit:
+                raise TooManyShopRequests(
+                    f"{who} already has {limit} shop registrations waiting for approval; wait for the operator."
+                )
+
+
+def registrations(session: Session, status: str = PENDING) -> Sequence[ShopRegistration]:
+    """Shop registrations of a status, oldest first."""
+    query = select(ShopRegistration).where(ShopRegistration.status == status)
+    return session.scalars(query.order_by(ShopRegistration.requested_at)).all()
+
+
+def decide(session: Session, shop_id: str, approve: bool, by: str) -> bool:
+    """Approves or rejects a pending registration, once: False if none is pending for `shop_id`."""
+    decided = (
+        update(ShopRegistration)
+        .where(ShopRegistration.shop_id == shop_id, ShopRegistration.status == PENDING)
+        .values(status=APPROVED if approve else REJECTED, decided_at=now(), decided_by=by)
+    )
+    if session.execute(decided).rowcount != 1:  # type: ignore[attr-defined]
+        return False
+    log.info("shop %s %s by %s", shop_id, "approved" if approve else "rejected", by)
+    return True

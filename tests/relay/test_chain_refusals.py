@@ -20,6 +20,7 @@ from relay import chain as onchain
 from relay import typed_data
 from relay.devnet import anvil_key, deploy, start_anvil, stop
 from relay.models import PaymentStatus as S
+from tests.relay.approval import add_approved_shop
 from tests.relay.checks import (
     balance_of,
     contract,
@@ -149,7 +150,7 @@ def test_credit_limit__reward_fails_and_cancel_409_3010_with_the_limit(
     that takes its debt above 0 fails, and so does the cancel that would (the payment stands)."""
     owner = AppClient(relay.url, Account.create().key)
     shop_id = "0x" + secrets.token_hex(32)
-    owner.add_shop(shop_id, "Credit Shop", 0, 100)  # 1 % rewards, at once
+    add_approved_shop(relay, owner, shop_id, "Credit Shop", 0, 100)  # 1 % rewards, at once
     _as_admin(contract(anvil, deployment, "ShopRegistry").functions.setCreditLimit(shop_id, 0))
     kiosk = make_kiosk(relay, [shop_id])
     wallet = new_wallet(relay, 100 * UNIT)

@@ -16,6 +16,7 @@ from eth_account import Account
 
 from relay.devnet import anvil_key
 from relay.models import PaymentStatus as S
+from tests.relay.approval import PENDING, approve
 from tests.relay.checks import balance_of, call, decide, item, kiosk_post, ok, open_new, sqlite_only
 from tests.relay.conftest import OWNER, ROOT, UNIT
 
@@ -85,6 +86,9 @@ def test_ethers_v6__signs_the_served_shop_document__shop_added(relay):
         "deadline": int(deadline),
         "signature": signature_of("0x" + bytes(owner.key).hex(), served.text, "data"),
     }
+    pending = call(relay.url, "POST", "/v1/payment/shop/add", json=body)
+    assert (pending.status_code, pending.json()["code"]) == (409, PENDING), pending.text
+    approve(relay, shop_id)  # the operator's approval: the same signed registration is then sent
     added = ok(call(relay.url, "POST", "/v1/payment/shop/add", json=body))
     assert (added["shopId"], added["account"]) == (shop_id, owner.address)
 

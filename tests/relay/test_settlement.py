@@ -23,6 +23,7 @@ from web3 import Web3
 from loyalty_sdk import AppClient, errors
 from relay.devnet import anvil_key
 from relay.models import ChainEvent, IndexerCursor, Withdrawal
+from tests.relay.approval import add_approved_shop
 from tests.relay.conftest import OWNER, POINT_USER, ROOT, SIGNERS, UNIT, wait_until
 
 SCREENSHOTS = ROOT / "var" / "screenshots"
@@ -47,7 +48,7 @@ def test_flow_1_5__shop_settlement_through_the_relay_and_the_admin_page(operator
     shop_id = "0x" + secrets.token_hex(32)
 
     # Onboarding: the owner registers the shop and changes its settings through the relay.
-    added = owner.add_shop(shop_id, "Settlement Shop", 1, 100)
+    added = add_approved_shop(operator_relay, owner, shop_id, "Settlement Shop", 1, 100)
     assert (added.name, added.account, added.providePercent) == ("Settlement Shop", owner.address, 100)
     updated = owner.update_shop(shop_id, "Settlement Shop", 1, 200)
     assert updated.providePercent == 200
@@ -123,7 +124,7 @@ def test_shop_transferred_and_totals_corrected__the_relay_follows_both(operator_
     first, second = (AppClient(operator_relay.url, Account.create().key) for _ in range(2))
     user = AppClient(operator_relay.url, anvil_key(POINT_USER))
     shop_id = "0x" + secrets.token_hex(32)
-    first.add_shop(shop_id, "Moving Shop", 0, 100)
+    add_approved_shop(operator_relay, first, shop_id, "Moving Shop", 0, 100)
     kiosk = make_kiosk(operator_relay, [shop_id])
     paid = _pay(kiosk, user, shop_id, 10 * UNIT)
 
