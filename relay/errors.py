@@ -56,6 +56,7 @@ ShopApprovalPending = _error("ShopApprovalPending", 3012, 409, "Waiting for the 
 ShopRegistrationRefused = _error("ShopRegistrationRefused", 3013, 409, "This shop id is taken or was rejected.")
 TooManyShopRequests = _error("TooManyShopRequests", 3014, 429, "Too many shop registrations wait for approval.")
 InvalidSession = _error("InvalidSession", 1004, 401, "The session token is missing, unknown or expired.")
+RewardLimitExceeded = _error("RewardLimitExceeded", 3015, 422, "The purchase would pass the relay's reward limits.")
 
 
 class ChainRejected(RelayError):

@@ -188,7 +188,10 @@ class Purchase(Base):
     """A purchase a KIOSK reported; its loyalty reward is credited on chain after the shop's wait time."""
 
     __tablename__ = "purchases"
-    __table_args__ = (Index("ix_purchases_due", "status", "provide_at"),)
+    __table_args__ = (
+        Index("ix_purchases_due", "status", "provide_at"),
+        Index("ix_purchases_kiosk_created", "kiosk_id", "created_at"),  # the KIOSK's rewards of the day
+    )
 
     shop_id: Mapped[str] = mapped_column(String(66), primary_key=True)
     purchase_id: Mapped[str] = mapped_column(String(100), primary_key=True)
@@ -204,6 +207,7 @@ class Purchase(Base):
     loyalty_type: Mapped[int | None] = mapped_column(Integer)
     reward: Mapped[str | None] = mapped_column(String(80))  # in the account's loyalty type
     reward_point: Mapped[str | None] = mapped_column(String(80))
+    expected_point: Mapped[str | None] = mapped_column(String(80))  # the reward at the rates of the report
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[float] = mapped_column(Float, default=now)
 
@@ -281,3 +285,27 @@ class ShopRegistration(Base):
     requested_at: Mapped[float] = mapped_column(Float, default=now)
     decided_at: Mapped[float | None] = mapped_column(Float)
     decided_by: Mapped[str | None] = mapped_column(String(100))
+
+
+class AppSession(Base):
+    """A wallet's session (DESIGN.md §5): the SHA-256 of its bearer token, so a leaked table opens no session."""
+
+    __tablename__ = "app_sessions"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    account: Mapped[str] = mapped_column(String(42))
+    expires_at: Mapped[float] = mapped_column(Float, index=True)
+
+
+class UsedSignature(Base):
+    """The EIP-712 digest of each off-chain app signature accepted, kept until its deadline has passed:
+    the primary key lets only one use of a signed message succeed, across relay instances."""
+
+    __tablename__ = "used_signatures"
+
+    digest: Mapped[str] = mapped_column(String(66), primary_key=True)
+    expires_at: Mapped[float] = mapped_column(Float, index=True)
+
+
+# A wallet's latest notifications, newest first (where a resumed stream may start), read in id order.
+Index("ix_notifications_account_id", Notification.account, Notification.id)

@@ -142,6 +142,11 @@ class Chain:
         unknown = ("UnknownCurrency", UnknownCurrency(f"Unknown currency: {currency}"))
         return self._read(self.payment, "estimate", account, amount, currency, missing=unknown)
 
+    def to_point(self, amount: int, currency: str) -> int:
+        """The amount in points at the current rate."""
+        unknown = ("UnknownCurrency", UnknownCurrency(f"Unknown currency: {currency}"))
+        return int(self._read(self.contracts["CurrencyRate"], "toPoint", amount, currency, missing=unknown))
+
     def payment_nonce(self, account: str, block: str = "latest") -> int:
         return int(self._read(self.payment, "nonces", account, block=block))
 

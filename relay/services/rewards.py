@@ -17,7 +17,14 @@ from sqlalchemy.orm import Session
 from relay.chain import Chain
 from relay.config import Settings
 from relay.db import Database, insert_if_absent
-from relay.errors import ChainUnavailable, DuplicatePurchase, InvalidStatus, RelayError, RewardCapExceeded
+from relay.errors import (
+    ChainUnavailable,
+    DuplicatePurchase,
+    InvalidStatus,
+    RelayError,
+    RewardCapExceeded,
+    RewardLimitExceeded,
+)
 from relay.models import Payment, PaymentStatus, Purchase, PurchaseStatus, now
 from relay.services import kiosks, wallets
 from relay.services.kiosks import Kiosk
@@ -28,6 +35,7 @@ log = logging.getLogger(__name__)
 
 DAY = 24 * 3600  # the ledger's cap period: UTC days
 GAS = 150_000  # a reward takes up to 86k (GAS.md)
+PERCENT = 10_000  # providePercent is in hundredths of a percent
 
 # A purchase paid with loyalty earns none: these payment statuses mean loyalty was (or may yet be) spent.
 PAID_WITH_LOYALTY = {
@@ -61,14 +69,40 @@ class Rewards:
                 raise InvalidStatus(f"Purchase {purchase_id} has a loyalty payment, which earns no loyalty.")
             account = wallets.resolve(session, address) or address
         shop = self.chain.shop(shop_id)  # ShopNotFound
-        self.chain.estimate(account, amount, currency)  # UnknownCurrency, before anything is stored
+        expected = self.chain.to_point(amount, currency) * shop.provide_percent // PERCENT  # UnknownCurrency
         with self.db.session() as session:  # the same report may arrive concurrently: one insert wins
+            self._within_limits(session, kiosk, shop_id, expected)
             values = {"account": account, "kiosk_account": address, "kiosk_id": kiosk.id, "currency": currency}
             values |= {"amount": str(amount), "provide_at": time.time() + shop.provide_wait_time}
+            values |= {"expected_point": str(expected)}
             session.execute(insert_if_absent(self.db, Purchase, shop_id=shop_id, purchase_id=purchase_id, **values))
             reported = self._reported(session, purchase_id, amount, currency, shop_id, address)
         assert reported is not None
         return reported
+
+    def _within_limits(self, session: Session, kiosk: Kiosk, shop_id: str, expected: int) -> None:
+        """RewardLimitExceeded past the relay's reward limits: per purchase, and per KIOSK and per shop
+        in the UTC day (what is expected of the purchases reported today and not failed). Concurrent
+        reports may each pass the check: they exceed a daily limit by at most their own rewards; the
+        ledger's daily reward cap bounds every KIOSK and shop together on chain."""
+        s = self.settings
+        if expected > s.reward_limit_purchase:
+            raise RewardLimitExceeded(
+                f"The purchase would earn {expected} points, more than the {s.reward_limit_purchase} a purchase may."
+            )
+        today = select(Purchase.expected_point).where(
+            Purchase.created_at >= now() // DAY * DAY, Purchase.status != PurchaseStatus.FAILED
+        )
+        for name, where, limit in (
+            ("KIOSK", Purchase.kiosk_id == kiosk.id, s.reward_limit_kiosk_day),
+            ("shop", Purchase.shop_id == shop_id, s.reward_limit_shop_day),
+        ):
+            used = sum(int(e or 0) for e in session.execute(today.where(where)).scalars())
+            if used + expected > limit:
+                raise RewardLimitExceeded(
+                    f"The {name}'s purchases reported today would earn {used + expected} points, more than its "
+                    f"daily limit of {limit}; it resets at 00:00 UTC."
+                )
 
     @staticmethod
     def _reported(
