@@ -1,12 +1,18 @@
-"""The operator page (`/admin`): shops and their totals, withdrawal requests (indexed events) with a
-"transfer recorded" action, recent payments with their callbacks' delivery. HTTP Basic log-in with
-RELAY_ADMIN_USER / RELAY_ADMIN_PASSWORD (no password: no page); forms carry a CSRF token derived from it."""
+"""The operator page (`/admin`): shops and their totals, shop registrations waiting for approval,
+withdrawal requests (indexed events) with a "transfer recorded" action, recent payments with their
+callbacks' delivery. HTTP Basic log-in with RELAY_ADMIN_USER / RELAY_ADMIN_PASSWORD (no password: no
+page), with a growing back-off after wrong log-ins; forms carry a CSRF token bound to the browser
+session (a random cookie), so one session's token is refused in another."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import math
+import re
 import secrets
+import threading
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -14,16 +20,19 @@ from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from fastapi.templating import Jinja2Templates
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
-from relay.api.deps import Services, ServicesDep
+from relay.api.deps import ServicesDep
+from relay.config import Settings
 from relay.models import Callback, IndexerCursor, Payment, PaymentStatus, Purchase, Shop, Withdrawal, now
+from relay.services import shops as shop_requests
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).resolve().parent / "templates")
-basic = HTTPBasic(realm="loyalty relay admin")
+basic = HTTPBasic(realm="loyalty relay admin", auto_error=False)
 UNIT = 10**18
-# The page is never framed, sniffed, cached or allowed anything but its own inline style and forms.
+# The page is never framed, sniffed, cached or allowed anything but its own inline style and forms;
+# errors included (each HTTPException below carries them).
 HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
     "frame-ancestors 'none'",
@@ -32,6 +41,47 @@ HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
 }
+COOKIE = "admin_session"
+SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{43}$")  # secrets.token_urlsafe(32)
+FREE_FAILURES = 5  # wrong log-ins (per client IP, per user name) before the back-off
+MAX_WAIT = 3600  # seconds
+
+
+def _refuse(status: int, message: str, **headers: str) -> HTTPException:
+    return HTTPException(status, message, headers=HEADERS | headers)
+
+
+class Backoff:
+    """Wrong log-ins per client IP and per user name, in this process's memory (each worker process
+    counts its own): from the FREE_FAILURES-th on, each wrong log-in doubles the wait (1 s, 2 s, 4 s, …
+    up to MAX_WAIT) during which every log-in is answered 429; a right one clears the count."""
+
+    def __init__(self) -> None:
+        self.failures: dict[str, tuple[int, float]] = {}  # key -> (wrong log-ins, refused until)
+        self.lock = threading.Lock()
+
+    def wait(self, keys: list[str]) -> int:
+        with self.lock:
+            until = max(self.failures.get(key, (0, 0.0))[1] for key in keys)
+        return math.ceil(until - time.time())
+
+    def failed(self, keys: list[str]) -> int:
+        with self.lock:
+            if len(self.failures) > 10_000:  # bounded: forget the keys no longer waiting
+                self.failures = {k: v for k, v in self.failures.items() if v[1] > time.time()}
+            for key in keys:
+                count = self.failures.get(key, (0, 0.0))[0] + 1
+                wait = min(MAX_WAIT, 2 ** (count - FREE_FAILURES)) if count >= FREE_FAILURES else 0
+                self.failures[key] = (count, time.time() + wait)
+        return self.wait(keys)
+
+    def succeeded(self, keys: list[str]) -> None:
+        with self.lock:
+            for key in keys:
+                self.failures.pop(key, None)
+
+
+backoff = Backoff()
 
 
 def _points(value: str | None) -> str:
@@ -42,42 +92,69 @@ def _points(value: str | None) -> str:
 
 
 templates.env.filters["points"] = _points
+templates.env.filters["when"] = lambda t: time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(t))
 templates.env.filters["status"] = lambda s: PaymentStatus(s).name.replace("_", " ").lower()
 
 
-def admin_user(credentials: Annotated[HTTPBasicCredentials, Depends(basic)], services: ServicesDep) -> str:
+def admin_user(
+    request: Request, credentials: Annotated[HTTPBasicCredentials | None, Depends(basic)], services: ServicesDep
+) -> str:
     settings = services.settings
     if settings.admin_password is None:
-        raise HTTPException(404, "The admin page is disabled: set RELAY_ADMIN_PASSWORD.")
+        raise _refuse(404, "The admin page is disabled: set RELAY_ADMIN_PASSWORD.")
+    challenge = {"WWW-Authenticate": 'Basic realm="loyalty relay admin"'}
+    if credentials is None:
+        raise _refuse(401, "Log in.", **challenge)
+    keys = [f"ip:{request.client.host if request.client else ''}", f"user:{credentials.username[:100]}"]
+    if (wait := backoff.wait(keys)) > 0:
+        raise _refuse(429, f"Too many wrong log-ins; try again in {wait} s.", **{"Retry-After": str(wait)})
     good_user = hmac.compare_digest(credentials.username.encode(), settings.admin_user.encode())
     good_password = hmac.compare_digest(
         credentials.password.encode(), settings.admin_password.get_secret_value().encode()
     )
     if not (good_user and good_password):
-        raise HTTPException(
-            401, "Wrong credentials.", headers={"WWW-Authenticate": 'Basic realm="loyalty relay admin"'}
-        )
+        if (wait := backoff.failed(keys)) > 0:
+            raise _refuse(429, f"Too many wrong log-ins; try again in {wait} s.", **{"Retry-After": str(wait)})
+        raise _refuse(401, "Wrong credentials.", **challenge)
+    backoff.succeeded(keys)
     return credentials.username
 
 
 AdminDep = Annotated[str, Depends(admin_user)]
 
 
-def _csrf(services: Services) -> str:
-    assert services.settings.admin_password is not None
-    key = services.settings.admin_password.get_secret_value().encode()
-    return hmac.new(key, b"admin-csrf", hashlib.sha256).hexdigest()
+def _csrf(settings: Settings, session_id: str) -> str:
+    """The form token of a browser session: only the relay, which knows the password, can make it."""
+    assert settings.admin_password is not None
+    key = hmac.new(settings.admin_password.get_secret_value().encode(), b"admin-csrf", hashlib.sha256).digest()
+    return hmac.new(key, session_id.encode(), hashlib.sha256).hexdigest()
+
+
+def checked_form(request: Request, services: ServicesDep, user: AdminDep, csrf: Annotated[str, Form()] = "") -> str:
+    """The operator of a form posted from this browser session's page (its token and cookie agree)."""
+    session_id = request.cookies.get(COOKIE, "")
+    expected = _csrf(services.settings, session_id).encode()
+    if not SESSION_ID.match(session_id) or not secrets.compare_digest(csrf.encode(), expected):
+        raise _refuse(403, "Invalid form token; reload the page.")
+    return user
+
+
+FormDep = Annotated[str, Depends(checked_form)]
 
 
 @router.get("", response_class=HTMLResponse)
 def overview(request: Request, services: ServicesDep, user: AdminDep) -> HTMLResponse:
+    session_id = request.cookies.get(COOKIE, "")
+    if not SESSION_ID.match(session_id):
+        session_id = secrets.token_urlsafe(32)
     with services.db.session() as session:
         shops = session.scalars(select(Shop).order_by(Shop.name)).all()
         payments = session.scalars(select(Payment).order_by(Payment.open_new_at.desc()).limit(50)).all()
         callbacks = select(Callback).where(Callback.payment_id.in_([p.payment_id for p in payments]))
         context: dict[str, Any] = {
             "user": user,
-            "csrf": _csrf(services),
+            "csrf": _csrf(services.settings, session_id),
+            "requests": shop_requests.registrations(session),
             "shops": shops,
             "names": {shop.shop_id: shop.name for shop in shops},
             "payments": payments,
@@ -96,27 +173,40 @@ def overview(request: Request, services: ServicesDep, user: AdminDep) -> HTMLRes
             "indexed_block": (session.scalar(select(IndexerCursor.next_block)) or 1) - 1,
             "pending_callbacks": session.scalar(select(func.count()).where(Callback.state == "pending")),
         }
-    return templates.TemplateResponse(request, "admin.html", context, headers=HEADERS)
+    page = templates.TemplateResponse(request, "admin.html", context, headers=HEADERS)
+    secure = request.url.scheme == "https"
+    page.set_cookie(COOKIE, session_id, httponly=True, samesite="strict", secure=secure, path="/admin")
+    return page
 
 
 @router.post("/withdrawals/{withdrawal_id}/transfer")
 def record_transfer(
-    withdrawal_id: int,
-    services: ServicesDep,
-    user: AdminDep,
-    reference: Annotated[str, Form(min_length=1, max_length=200)],
-    csrf: Annotated[str, Form()],
+    withdrawal_id: int, services: ServicesDep, user: FormDep, reference: Annotated[str, Form()] = ""
 ) -> RedirectResponse:
-    """Records that the operator transferred the withdrawal's money off chain (with a reference)."""
-    if not secrets.compare_digest(csrf, _csrf(services)):
-        raise HTTPException(403, "Invalid form token; reload the page.")
+    """Records, once, that the operator transferred the withdrawal's money off chain (with a reference)."""
+    reference = reference.strip()
+    if not 0 < len(reference) <= 200:
+        raise _refuse(400, "The transfer reference must have 1 to 200 characters.")
     with services.db.session() as session:
-        withdrawal = session.get(Withdrawal, withdrawal_id)
-        if withdrawal is None:
-            raise HTTPException(404, "Unknown withdrawal.")
-        if withdrawal.transfer_recorded_at is not None:
-            raise HTTPException(409, "The transfer of this withdrawal is already recorded.")
-        withdrawal.transfer_reference = reference.strip()
-        withdrawal.transfer_recorded_at = now()
-        withdrawal.transfer_recorded_by = user
+        # One conditional UPDATE: of concurrent submissions exactly one records the transfer.
+        recorded = session.execute(
+            update(Withdrawal)
+            .where(Withdrawal.id == withdrawal_id, Withdrawal.transfer_recorded_at.is_(None))
+            .values(transfer_reference=reference, transfer_recorded_at=now(), transfer_recorded_by=user)
+        )
+        if recorded.rowcount != 1:  # type: ignore[attr-defined]
+            if session.get(Withdrawal, withdrawal_id) is None:
+                raise _refuse(404, "Unknown withdrawal.")
+            raise _refuse(409, "The transfer of this withdrawal is already recorded.")
     return RedirectResponse("/admin#withdrawals", status_code=303, headers=HEADERS)
+
+
+@router.post("/shops/{shop_id}/{decision}")
+def decide_shop(shop_id: str, decision: str, services: ServicesDep, user: FormDep) -> RedirectResponse:
+    """Approves or rejects a shop registration waiting for approval."""
+    if decision not in ("approve", "reject"):
+        raise _refuse(404, "Unknown decision: approve or reject.")
+    with services.db.session() as session:
+        if not shop_requests.decide(session, shop_id.lower(), decision == "approve", user):
+            raise _refuse(409, "No registration of this shop waits for approval.")
+    return RedirectResponse("/admin#shop-requests", status_code=303, headers=HEADERS)
