@@ -26,7 +26,7 @@ _SIGNATURES = {
     "DenyCancel": "bytes32 paymentId,address account,uint256 deadline",
     "TemporaryAccount": "address account,uint256 deadline",
     "RegisterPushToken": "address account,string token,uint256 deadline",
-    "NotificationStream": "address account,uint256 deadline",
+    "AppSession": "address account,uint256 deadline",
     # Verified by ShopRegistry.
     "AddShop": f"{_SETTINGS},{_OWNED}",
     "UpdateShop": f"{_SETTINGS},{_OWNED}",

@@ -369,3 +369,9 @@ class PurchaseResult(Schema):
         description="Why the reward failed; or, while it waits, why it was put off (the day's reward cap: "
         "provideTimestamp is then the next UTC day)"
     )
+
+
+class AppSessionResult(Schema):
+    account: str
+    token: str = Field(description="`Authorization: Bearer <token>` until expiresAt; given out only here")
+    expires_at: Seconds

@@ -145,15 +145,22 @@ class Payments:
             raise DuplicatePurchase(f"Purchase {existing.purchase_id} already has payment {existing.payment_id}.")
         return existing
 
-    def item(self, payment_id: str) -> tuple[Payment, dict[str, Any] | None]:
-        """The payment, and the EIP-712 documents the app may sign for its pending decision."""
+    def item(self, payment_id: str, token: str | None = None) -> tuple[Payment, bool, dict[str, Any] | None]:
+        """The payment; whether the caller may see its wallet; the EIP-712 documents of its pending
+        decision. Opened through a temporary address, it shows its wallet and documents only to a
+        session (`token`) of the wallet, and a cancel's documents (naming only the shop owner) to the
+        owner's (DESIGN.md §5); opened with the wallet, to anyone (spec 5.1)."""
         with self.db.session() as session:
+            viewer = wallets.session_of(session, token).account.lower() if wallets.is_session_token(token) else None
             p = self.get(payment_id, session)
-            if p.status not in (S.NEW, S.CANCEL_RECEIVED):
-                return p, None
+            public = p.kiosk_account.lower() == p.account.lower() or viewer == p.account.lower()
+            if p.status not in (S.NEW, S.CANCEL_RECEIVED) or not (public or viewer):
+                return p, public, None
             signer, deadline = decisions.signer_and_deadline(self.chain, self.settings, p)
+            if not public and viewer != signer.lower():
+                return p, public, None
             confirm = decisions.approval(session, self.chain, self.settings, p, signer, deadline)
-            return p, {"confirm": confirm, "deny": decisions.denial(self.chain, p, signer, deadline)}
+            return p, public, {"confirm": confirm, "deny": decisions.denial(self.chain, p, signer, deadline)}
 
     def confirm_new(self, payment_id: str, signature: str) -> Payment:
         return self._approve(payment_id, signature, S.NEW, S.APPROVED, ChainOp.OPEN)

@@ -31,9 +31,14 @@ def verify(chain: Chain, typed: dict[str, Any], signature: str, signer: str) -> 
             raise InvalidParameter(f"Malformed signature: {exc}") from exc
     if recovered is not None and recovered.lower() == signer.lower():
         return
-    if chain.has_code(signer):
-        signable = encode_typed_data(full_message=typed)
-        digest = keccak(b"\x19" + signable.version + signable.header + signable.body)
-        if chain.is_valid_erc1271(signer, digest, bytes.fromhex(signature.removeprefix("0x"))):
-            return
+    if chain.has_code(signer) and chain.is_valid_erc1271(
+        signer, digest(typed), bytes.fromhex(signature.removeprefix("0x"))
+    ):
+        return
     raise InvalidSignature(f"The signature is not {signer}'s signature of this {typed['primaryType']}.")
+
+
+def digest(typed: dict[str, Any]) -> bytes:
+    """The EIP-712 hash a wallet signs: one per type, domain and message."""
+    signable = encode_typed_data(full_message=typed)
+    return keccak(b"\x19" + signable.version + signable.header + signable.body)

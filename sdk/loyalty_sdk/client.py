@@ -17,6 +17,8 @@ from pydantic import BaseModel, RootModel
 from loyalty_sdk import errors, models, typed_data
 
 M = TypeVar("M", bound=BaseModel)
+SIGNATURE_TTL = 120  # seconds from signing to the deadline of a message the app signs itself
+SESSION_MARGIN = 60  # seconds before its expiry a session is renewed
 
 
 class _Document(RootModel[dict[str, Any]]):
@@ -147,6 +149,8 @@ class AppClient(_Client):
         super().__init__(base_url, **kwargs)
         self.account = Account.from_key(private_key)
         self._chain: models.ChainInfo | None = None
+        self._session: models.AppSession | None = None  # the token is kept in memory only
+        self._last_deadline = 0
 
     @property
     def address(self) -> str:
@@ -161,7 +165,19 @@ class AppClient(_Client):
         return self._chain
 
     def item(self, payment_id: str) -> models.Item:
-        return self._request(models.Item, "GET", "/v1/payment/item", params={"paymentId": payment_id})
+        """The payment. One opened through a temporary address names the wallet, and carries the
+        typed data to sign, only for the wallet's session (a cancel's, for the shop owner's): a
+        session is opened when an answer may be such a payment's."""
+        params = {"paymentId": payment_id}
+        live = self._session is not None and self._session.expiresAt - SESSION_MARGIN > time.time()
+        try:
+            found = self._request(models.Item, "GET", "/v1/payment/item", params=params, headers=self._auth(live))
+        except errors.InvalidSession:  # ended on the relay's side
+            self._session, live = None, False
+            found = self._request(models.Item, "GET", "/v1/payment/item", params=params)
+        if not live and found.typedData is None and found.account.lower() != self.address.lower():
+            found = self._request(models.Item, "GET", "/v1/payment/item", params=params, headers=self.auth_headers())
+        return found
 
     def _decision(self, payment_id: str, action: str) -> tuple[models.Item, dict[str, Any]]:
         item = self.item(payment_id)
@@ -186,8 +202,11 @@ class AppClient(_Client):
         body = {"paymentId": payment_id, "signature": self.sign(typed)}
         return self._request(models.Payment, "POST", path, json=body)
 
-    def _signed(self, primary_type: str, ttl: int = 300, **message: Any) -> tuple[int, str]:
-        deadline = int(time.time()) + ttl
+    def _signed(self, primary_type: str, **message: Any) -> tuple[int, str]:
+        """A deadline and the wallet's signature of a message the app originates. The relay accepts
+        each signed message once and a deadline at most 5 minutes ahead: the deadline is 2 minutes
+        ahead, and after the last one this client signed (two messages in one second differ)."""
+        deadline = self._last_deadline = max(int(time.time()) + SIGNATURE_TTL, self._last_deadline + 1)
         domain = self.chain().domains["payment"]
         typed = typed_data.build(primary_type, domain, {"account": self.address, "deadline": deadline, **message})
         return deadline, self.sign(typed)
@@ -203,16 +222,32 @@ class AppClient(_Client):
         body = {"account": self.address, "token": token, "deadline": deadline, "signature": signature}
         return self._request(models.PushToken, "POST", "/v1/payment/push/token", json=body)
 
-    def stream_params(self, ttl: int = 3600) -> dict[str, Any]:
-        """Query parameters for GET /v1/payment/events (the live notification stream)."""
-        deadline, signature = self._signed("NotificationStream", ttl=ttl)
-        return {"account": self.address, "deadline": deadline, "signature": signature}
+    def session(self) -> models.AppSession:
+        """Opens a session of the wallet (a signed AppSession): a token for its own view of payments
+        opened through temporary addresses, and for its notification stream."""
+        deadline, signature = self._signed("AppSession")
+        body = {"account": self.address, "deadline": deadline, "signature": signature}
+        self._session = self._request(models.AppSession, "POST", "/v1/payment/account/session", json=body)
+        return self._session
 
-    def notifications(self, after: int | None = None, ttl: int = 3600) -> Iterator[models.Notification]:
+    def auth_headers(self) -> dict[str, str]:
+        """`Authorization: Bearer` with the wallet's session token, opening a session if none is live."""
+        return self._auth(True)
+
+    def _auth(self, needed: bool) -> dict[str, str]:
+        if not needed:
+            return {}
+        if self._session is None or self._session.expiresAt - SESSION_MARGIN <= time.time():
+            self.session()
+        assert self._session is not None
+        return {"Authorization": f"Bearer {self._session.token}"}
+
+    def notifications(self, after: int | None = None) -> Iterator[models.Notification]:
         """The wallet's notifications as they come (server-sent events), after the one with id
-        `after` if given, until the stream's `ttl` ends or the caller stops iterating."""
-        headers = {"Last-Event-ID": str(after)} if after is not None else {}
-        with self.http.stream("GET", "/v1/payment/events", params=self.stream_params(ttl), headers=headers) as reply:
+        `after` if given (at most the relay's 100 latest back), until the session ends or the caller
+        stops iterating."""
+        headers = self.auth_headers() | ({"Last-Event-ID": str(after)} if after is not None else {})
+        with self.http.stream("GET", "/v1/payment/events", headers=headers) as reply:
             if reply.status_code != 200:
                 reply.read()
                 raise _error(reply)

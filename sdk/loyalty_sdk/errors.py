@@ -35,6 +35,18 @@ class ShopNotAllowed(LoyaltyError):
     code = 1002
 
 
+class RateLimited(LoyaltyError):
+    """Too many requests: try again after the answer's Retry-After seconds."""
+
+    code = 1003
+
+
+class InvalidSession(LoyaltyError):
+    """The app's session token is missing, unknown or expired: open a new session."""
+
+    code = 1004
+
+
 class PaymentNotFound(LoyaltyError):
     code = 2001
 
@@ -107,6 +119,24 @@ class StorageUnavailable(LoyaltyError):
     code = 4003
 
 
+class ShopApprovalPending(LoyaltyError):
+    """The shop registration waits for the operator's approval."""
+
+    code = 3012
+
+
+class ShopRegistrationRefused(LoyaltyError):
+    """The shop id is taken or its registration was rejected."""
+
+    code = 3013
+
+
+class TooManyShopRequests(LoyaltyError):
+    """Too many shop registrations wait for approval."""
+
+    code = 3014
+
+
 class ChargeExceedsMaxTotal(ChainRejected):
     """Rates or the fee moved past the maxTotal the user signed; the payment has failed."""
 
@@ -142,6 +172,8 @@ ERRORS: list[type[LoyaltyError]] = [
     InvalidParameter,
     InvalidAccessKey,
     ShopNotAllowed,
+    RateLimited,
+    InvalidSession,
     PaymentNotFound,
     ShopNotFound,
     TemporaryAccountNotFound,
@@ -158,6 +190,9 @@ ERRORS: list[type[LoyaltyError]] = [
     EscrowExpired,
     CreditLimitExceeded,
     RewardCapExceeded,
+    ShopApprovalPending,
+    ShopRegistrationRefused,
+    TooManyShopRequests,
     ChainUnavailable,
     ChainRejected,
     StorageUnavailable,

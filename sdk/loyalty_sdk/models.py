@@ -126,6 +126,14 @@ class TemporaryAccount(BaseModel):
     expiresAt: int
 
 
+class AppSession(BaseModel):
+    """The wallet's session: `Authorization: Bearer <token>` until `expiresAt` (unix seconds)."""
+
+    account: str
+    token: str
+    expiresAt: int
+
+
 class PushToken(BaseModel):
     account: str
     token: str

@@ -16,7 +16,7 @@ TYPES: dict[str, list[dict[str, str]]] = {
         {"name": "token", "type": "string"},
         {"name": "deadline", "type": "uint256"},
     ],
-    "NotificationStream": [{"name": "account", "type": "address"}, {"name": "deadline", "type": "uint256"}],
+    "AppSession": [{"name": "account", "type": "address"}, {"name": "deadline", "type": "uint256"}],
 }
 
 DOMAIN_FIELDS = [

@@ -4,6 +4,7 @@ the live notification stream. All on the SQLite relay (none of it depends on the
 
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
 import time
@@ -11,12 +12,12 @@ import time
 import httpx
 import pytest
 from eth_utils import is_checksum_address
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from loyalty_sdk import AppClient
 from relay import typed_data
 from relay.devnet import anvil_key
-from relay.models import Notification, TemporaryAccount
+from relay.models import AppSession, Notification, PushToken, TemporaryAccount
 from relay.models import PaymentStatus as S
 from tests.relay.checks import (
     ITEM_EXTRA,
@@ -39,6 +40,7 @@ from tests.relay.conftest import OTHER_USER, UNIT, wait_until
 pytestmark = sqlite_only
 
 TEN_KRW = 10 * UNIT
+OTHER_WALLET = "0x" + "5a" * 20
 
 
 @pytest.fixture
@@ -310,7 +312,7 @@ def test_cancel_confirm__spec_fields__and_twice_with_the_same_signature_is_idemp
 def test_temporary_account__valid_60_s__usable_for_reads_until_open_new_uses_it(
     relay, kiosk, user, shop_id, purchase_id, chain_info
 ):
-    deadline = int(time.time()) + 300
+    deadline = _deadline(100)
     signature = _signed(user, chain_info, "TemporaryAccount", account=user.address, deadline=deadline)
     started = time.time()
 
@@ -337,7 +339,8 @@ def test_temporary_account__valid_60_s__usable_for_reads_until_open_new_uses_it(
     opened = ok(open_new(relay.url, kiosk.access_key, purchase_id, TEN_KRW, shop_id, temporary))
 
     assert opened["account"] == temporary
-    assert item(relay.url, opened["paymentId"])["account"] == user.address
+    assert item(relay.url, opened["paymentId"])["account"] == temporary  # the wallet only to its session
+    assert user.item(opened["paymentId"]).account == user.address
     fails(open_new(relay.url, kiosk.access_key, purchase_id + "-2", TEN_KRW, shop_id, temporary), 404, 2003)
     fails(call(relay.url, "GET", "/v1/payment/user/balance", params={"account": temporary}), 404, 2003)
     user.deny(opened["paymentId"])
@@ -356,7 +359,7 @@ def test_temporary_account__past_deadline__403_3003(relay, user, chain_info):
 
 def test_temporary_account__signed_by_another_key__403_3002(relay, user, other, chain_info):
     before = count_rows(relay, TemporaryAccount)
-    deadline = int(time.time()) + 300
+    deadline = _deadline(100)
     signature = _signed(other, chain_info, "TemporaryAccount", account=user.address, deadline=deadline)
     body = {"account": user.address, "deadline": deadline, "signature": signature}
 
@@ -392,7 +395,7 @@ def test_push_token__a_new_payment_is_pushed_to_it(relay, kiosk, shop_id, expo, 
 
 
 def test_push_token__signed_by_another_key__403_3002(relay, user, other, chain_info):
-    deadline = int(time.time()) + 300
+    deadline = _deadline(100)
     token = f"ExponentPushToken[{secrets.token_hex(11)}]"
     signature = _signed(other, chain_info, "RegisterPushToken", account=user.address, token=token, deadline=deadline)
     body = {"account": user.address, "token": token, "deadline": deadline, "signature": signature}
@@ -442,12 +445,11 @@ def _sse_events(response, until, timeout=15.0):
     raise AssertionError(f"stream ended: {events}")
 
 
-def test_events__stream_a_notification_for_a_new_payment(relay, kiosk, shop_id, new_wallet):
+def test_events__with_the_session_token__streams_a_notification_for_a_new_payment(relay, kiosk, shop_id, new_wallet):
     wallet = new_wallet(relay, 100 * UNIT)
-    params = wallet.stream_params(ttl=60)
     with (
         httpx.Client(timeout=httpx.Timeout(10.0)) as http,
-        http.stream("GET", f"{relay.url}/v1/payment/events", params=params) as response,
+        http.stream("GET", f"{relay.url}/v1/payment/events", headers=wallet.auth_headers()) as response,
     ):
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
@@ -466,6 +468,195 @@ def test_events__stream_a_notification_for_a_new_payment(relay, kiosk, shop_id, 
     wallet.deny(payment["paymentId"])
 
 
-def test_events__signed_by_another_key__403_3002(relay, user, other):
-    params = other.stream_params(ttl=60) | {"account": user.address}
-    fails(call(relay.url, "GET", "/v1/payment/events", params=params), 403, 3002)
+def _bearer(token):
+    return {"Authorization": f"Bearer {token}"}
+
+
+def _session(relay, wallet, chain_info):
+    """POST account/session with a fresh AppSession signature: the answer."""
+    return call(relay.url, "POST", "/v1/payment/account/session", json=_signed_body(wallet, chain_info, "AppSession"))
+
+
+def _token(relay, wallet, chain_info):
+    return ok(_session(relay, wallet, chain_info))["token"]
+
+
+def _names(response, wallet):
+    """Whether an answer's text names the wallet anywhere (any case, with or without 0x)."""
+    return wallet.address.lower()[2:] in response.text.lower()
+
+
+def test_events__without_a_session_token__401_1004(relay, user, kiosk, chain_info):
+    deadline = int(time.time()) + 120
+    old_form = {"account": user.address, "deadline": deadline, "signature": "0x" + "11" * 65}
+    fails(call(relay.url, "GET", "/v1/payment/events", params=old_form), 401, 1004)
+    fails(call(relay.url, "GET", "/v1/payment/events", headers=_bearer(kiosk.access_key)), 401, 1004)
+    fails(call(relay.url, "GET", "/v1/payment/events", headers=_bearer("as_" + secrets.token_urlsafe(32))), 401, 1004)
+
+
+# ----------------------------------------------------------------------------- sessions and privacy (DESIGN.md §5)
+
+# Each off-chain app signature: its endpoint, and the rows it adds.
+SIGNED = {
+    "TemporaryAccount": ("/v1/payment/account/temporary", TemporaryAccount),
+    "RegisterPushToken": ("/v1/payment/push/token", PushToken),
+    "AppSession": ("/v1/payment/account/session", AppSession),
+}
+
+
+_LAST_DEADLINE: dict[int, int] = {}
+
+
+def _deadline(ahead):
+    """`ahead` seconds from now, and not one signed before: each signed message is accepted once. (The SDK
+    signs 120 s ahead: its messages never meet these.)"""
+    deadline = _LAST_DEADLINE[ahead] = max(int(time.time()) + ahead, _LAST_DEADLINE.get(ahead, 0) + 1)
+    return deadline
+
+
+def _signed_body(wallet, chain_info, primary_type, ahead=100):
+    extra = {"token": f"ExponentPushToken[{secrets.token_hex(11)}]"} if primary_type == "RegisterPushToken" else {}
+    message = {"account": wallet.address, "deadline": _deadline(ahead), **extra}
+    return message | {"signature": _signed(wallet, chain_info, primary_type, **message)}
+
+
+def test_session__a_token_for_an_hour_stored_only_as_its_hash(relay, other, chain_info):
+    started = time.time()
+    data = ok(_session(relay, other, chain_info))
+
+    assert set(data) == {"account", "token", "expiresAt"} and data["account"] == other.address
+    assert data["token"].startswith("as_") and len(data["token"]) >= 40
+    assert started + 3600 - 1 <= data["expiresAt"] <= time.time() + 3600 + 1
+    with session_of(relay) as session:
+        [stored] = session.execute(select(AppSession).where(AppSession.account == other.address)).scalars()
+    assert stored.token_hash == hashlib.sha256(data["token"].encode()).hexdigest()
+
+
+@pytest.mark.parametrize("primary_type", list(SIGNED))
+def test_app_signature__replayed__403_3002_and_nothing_more_done(relay, other, chain_info, primary_type):
+    path, model = SIGNED[primary_type]
+    body = _signed_body(other, chain_info, primary_type)
+    ok(call(relay.url, "POST", path, json=body))
+    before = count_rows(relay, model)
+
+    message = fails(call(relay.url, "POST", path, json=body), 403, 3002)
+
+    assert "already used" in message
+    assert count_rows(relay, model) == before
+
+
+@pytest.mark.parametrize("primary_type", list(SIGNED))
+def test_app_signature__deadline_over_5_minutes_ahead__400_1000(relay, other, chain_info, primary_type):
+    path, model = SIGNED[primary_type]
+    before = count_rows(relay, model)
+
+    message = fails(
+        call(relay.url, "POST", path, json=_signed_body(other, chain_info, primary_type, ahead=330)), 400, 1000
+    )
+
+    assert "300 seconds" in message
+    assert count_rows(relay, model) == before
+    ok(call(relay.url, "POST", path, json=_signed_body(other, chain_info, primary_type, ahead=290)))
+
+
+def test_item__through_a_temporary_address__names_the_wallet_only_to_its_session(
+    relay, kiosk, user, other, shop_id, purchase_id, chain_info, callbacks
+):
+    temporary = user.temporary_account().temporaryAccount
+    payment_id = ok(open_new(relay.url, kiosk.access_key, purchase_id, TEN_KRW, shop_id, temporary))["paymentId"]
+    params = {"paymentId": payment_id}
+
+    # Anyone holding the payment id (the KIOSK, whatever it sends as a credential, another wallet).
+    for headers in ({}, _bearer(kiosk.access_key), _bearer(_token(relay, other, chain_info))):
+        answer = call(relay.url, "GET", "/v1/payment/item", params=params, headers=headers)
+        data = ok(answer)
+        assert (data["account"], data["typedData"], data["paymentStatus"]) == (temporary, None, S.NEW)
+        assert not _names(answer, user), answer.text
+    # The wallet's own session: the full view, with the documents to sign.
+    own = ok(
+        call(relay.url, "GET", "/v1/payment/item", params=params, headers=_bearer(_token(relay, user, chain_info)))
+    )
+    assert own["account"] == user.address
+    assert own["typedData"]["confirm"]["message"]["account"] == user.address
+
+    user.deny(payment_id)
+    [callback] = callbacks.wait_for(payment_id)
+    assert callback.json["data"]["account"] == temporary and user.address.lower()[2:] not in callback.body.lower()
+    assert not _names(call(relay.url, "GET", "/v1/payment/item", params=params), user)
+
+
+def test_item__session_token_unknown_or_expired__401_1004(relay, user, kiosk, shop_id, chain_info):
+    payment_id = _open(relay, kiosk, user, shop_id)["paymentId"]  # readable without a token (spec 5.1)
+    params = {"paymentId": payment_id}
+    assert ok(call(relay.url, "GET", "/v1/payment/item", params=params))["account"] == user.address
+    token = _token(relay, user, chain_info)
+    assert ok(call(relay.url, "GET", "/v1/payment/item", params=params, headers=_bearer(token)))["typedData"]
+
+    fails(call(relay.url, "GET", "/v1/payment/item", params=params, headers=_bearer(token + "x")), 401, 1004)
+    with session_of(relay) as session:
+        hashed = hashlib.sha256(token.encode()).hexdigest()
+        session.execute(update(AppSession).where(AppSession.token_hash == hashed).values(expires_at=time.time() - 1))
+    fails(call(relay.url, "GET", "/v1/payment/item", params=params, headers=_bearer(token)), 401, 1004)
+    fails(call(relay.url, "GET", "/v1/payment/events", headers=_bearer(token)), 401, 1004)
+    user.deny(payment_id)
+
+
+def test_cancel_through_a_temporary_address__the_owner_decides_without_seeing_the_wallet(
+    relay, kiosk, user, owner, shop_id, purchase_id, chain_info, callbacks
+):
+    temporary = user.temporary_account().temporaryAccount
+    payment_id = ok(open_new(relay.url, kiosk.access_key, purchase_id, TEN_KRW, shop_id, temporary))["paymentId"]
+    user.approve(payment_id)
+    ok(kiosk_post(relay.url, "closeNew", kiosk.access_key, payment_id))
+    ok(kiosk_post(relay.url, "openCancel", kiosk.access_key, payment_id))
+    params = {"paymentId": payment_id}
+    assert item(relay.url, payment_id)["typedData"] is None
+
+    served = call(
+        relay.url, "GET", "/v1/payment/item", params=params, headers=_bearer(_token(relay, owner, chain_info))
+    )
+    typed = ok(served)["typedData"]
+    assert (
+        typed["confirm"]["primaryType"] == "CancelPayment" and typed["confirm"]["message"]["account"] == owner.address
+    )
+    assert not _names(served, user), served.text
+    approved = decide(relay.url, "cancel/confirm", payment_id, owner.sign(typed["confirm"]))
+    assert ok(approved)["account"] == temporary and not _names(approved, user)
+
+    closed = ok(kiosk_post(relay.url, "closeCancel", kiosk.access_key, payment_id))
+    assert closed["paymentStatus"] == S.CANCEL_COMPLETED
+    sent = callbacks.wait_for(payment_id, count=2)
+    assert all(user.address.lower()[2:] not in c.body.lower() for c in sent)
+
+
+def _notifications(relay, account, count):
+    with session_of(relay) as session:
+        rows = [Notification(account=account, kind="payment.test", payload={"n": i}, pushed=1) for i in range(count)]
+        session.add_all(rows)
+        session.flush()
+        return [row.id for row in rows]
+
+
+def test_events__last_event_id_0__resumes_at_most_the_wallet_s_100_latest(relay, chain_info):
+    wallet = AppClient(relay.url, "0x" + secrets.token_hex(32))
+    ids = _notifications(relay, wallet.address, 105)
+    _notifications(relay, OTHER_WALLET, 3)  # another wallet's, after
+    [last] = _notifications(relay, wallet.address, 1)
+    headers = wallet.auth_headers() | {"Last-Event-ID": "0"}
+
+    with (
+        httpx.Client(timeout=httpx.Timeout(10.0)) as http,
+        http.stream("GET", f"{relay.url}/v1/payment/events", headers=headers) as response,
+    ):
+        assert response.status_code == 200
+        events = _sse_events(response, lambda e: int(e["id"]) == last)
+
+    assert [int(e["id"]) for e in events] == [*ids[-99:], last]
+    with (
+        httpx.Client(timeout=httpx.Timeout(10.0)) as http,
+        http.stream(
+            "GET", f"{relay.url}/v1/payment/events", headers=headers | {"Last-Event-ID": str(ids[-2])}
+        ) as response,
+    ):
+        events = _sse_events(response, lambda e: int(e["id"]) == last)
+    assert [int(e["id"]) for e in events] == [ids[-1], last]

@@ -4,10 +4,12 @@ endpoint tests drive the relay through it; here is what is the SDK's own."""
 
 from __future__ import annotations
 
+import json
 import secrets
 import ssl
 import subprocess
 import sys
+import time
 import tomllib
 from importlib import metadata
 from typing import Any
@@ -105,6 +107,7 @@ ANSWERS: dict[type[BaseModel], list[tuple[str, str]]] = {
     models.Purchase: [("post", "/v1/payment/purchase"), ("get", "/v1/payment/purchase")],
     models.TemporaryAccount: [("post", "/v1/payment/account/temporary")],
     models.PushToken: [("post", "/v1/payment/push/token")],
+    models.AppSession: [("post", "/v1/payment/account/session")],
     models.ChainInfo: [("get", "/v1/payment/chain")],
 }
 # Answers the SDK keeps as JSON: a typed-data document, signed as served.
@@ -172,7 +175,7 @@ def test_notifications__the_wallet_s_events_after_an_id(relay, kiosk, shop_id, n
     wallet = new_wallet(relay, 100 * UNIT)
     opened = kiosk.client.open_new(purchase_id, 10 * UNIT, "krw", shop_id, wallet.address)
 
-    stream = wallet.notifications(after=0, ttl=30)
+    stream = wallet.notifications(after=0)
     try:
         first = next(stream)
     finally:
@@ -180,6 +183,55 @@ def test_notifications__the_wallet_s_events_after_an_id(relay, kiosk, shop_id, n
 
     assert first.event == "payment.new" and first.id > 0
     assert (first.data["paymentId"], first.data["account"]) == (opened.paymentId, wallet.address)
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_item__through_a_temporary_address__the_wallet_s_own_view_with_a_session(
+    relay, kiosk, shop_id, new_wallet, purchase_id
+):
+    wallet = new_wallet(relay, 100 * UNIT)
+    temporary = wallet.temporary_account().temporaryAccount
+    opened = kiosk.client.open_new(purchase_id, 10 * UNIT, "krw", shop_id, temporary)
+
+    seen_by_kiosk = kiosk.client.item(opened.paymentId)
+    own = wallet.item(opened.paymentId)  # opens the wallet's session
+
+    assert (seen_by_kiosk.account, seen_by_kiosk.typedData) == (temporary, None)
+    assert own.account == wallet.address and own.typedData is not None
+    assert wallet.deny(opened.paymentId).paymentStatus == 3
+
+
+def _fake_relay(sent: list[dict[str, Any]]) -> httpx.MockTransport:
+    """A relay that answers the wallet's own signed requests, recording their bodies."""
+    domain = relay_typed_data.domain(relay_typed_data.PAYMENT_DOMAIN, 31337, "0x" + "ab" * 20)
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/payment/chain":
+            data: dict[str, Any] = {"chainId": 31337, "contracts": {}, "domains": {"payment": domain}}
+        else:
+            body = json.loads(request.content)
+            sent.append(body)
+            data = {"account": body["account"], "temporaryAccount": "0x" + "cd" * 20, "token": "as_x"}
+            data |= {"expiresAt": int(time.time()) + 60}
+        return httpx.Response(200, json={"code": 0, "data": data})
+
+    return httpx.MockTransport(answer)
+
+
+def test_app_client__signs_each_message_once_with_a_deadline_under_5_minutes():
+    sent: list[dict[str, Any]] = []
+    http = httpx.Client(base_url="https://relay.example", transport=_fake_relay(sent))
+    wallet = loyalty_sdk.AppClient("https://relay.example", anvil_key(2), http=http)
+    signed_at = time.time()
+
+    for _ in range(3):
+        wallet.temporary_account()
+    wallet.register_push_token("ExponentPushToken[x]")
+    wallet.session()
+
+    deadlines = [body["deadline"] for body in sent]
+    assert len(deadlines) == 5 and len(set(deadlines)) == 5  # one second holds several: each its own
+    assert all(signed_at < deadline <= signed_at + 300 for deadline in deadlines)
 
 
 def test_answer_not_from_the_relay__an_error_with_its_status():

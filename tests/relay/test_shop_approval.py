@@ -140,3 +140,23 @@ def test_approval_switched_off__a_private_deployment_registers_at_once(start_rel
 
     assert (added.shopId, added.account) == (shop_id, owner.address)
     assert loyalty(relay, "shop", "requests").stdout == ""
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_concurrent_requests_for_one_new_shop__one_owner_holds_it__no_server_error(start_relay, backend):
+    from concurrent.futures import ThreadPoolExecutor
+
+    relay = start_relay(f"approval-race-{backend}", backend=backend, signer=SIGNERS["spare"])
+    shop_id = new_shop_id()
+    bodies = [signed_add(relay, AppClient(relay.url, Account.create().key), shop_id) for _ in range(2)] * 6
+
+    with ThreadPoolExecutor(len(bodies)) as pool:
+        answers = list(pool.map(lambda body: add(relay, body), bodies))
+
+    assert {r.status_code for r in answers} == {409}, [r.text for r in answers]
+    by_owner = {body["account"]: set() for body in bodies}
+    for body, answer in zip(bodies, answers, strict=True):
+        by_owner[body["account"]].add(answer.json()["code"])
+    assert sorted(map(sorted, by_owner.values())) == [[3012], [3013]]  # the first owner waits, the other is refused
+    listed = loyalty(relay, "shop", "requests").stdout
+    assert listed.count(shop_id) == 1

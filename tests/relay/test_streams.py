@@ -48,13 +48,10 @@ class Reader:
         self.ids: list[int] = []
         self.arrived: list[float] = []  # time.time() of each event
         self.open = threading.Event()
-        headers = {"Last-Event-ID": str(last_event_id)} if last_event_id is not None else {}
+        headers = wallet.auth_headers() | ({"Last-Event-ID": str(last_event_id)} if last_event_id is not None else {})
         self._stack = contextlib.ExitStack()
         http = self._stack.enter_context(httpx.Client(timeout=httpx.Timeout(30.0)))
-        params = wallet.stream_params(ttl=120)
-        self.response = self._stack.enter_context(
-            http.stream("GET", f"{relay.url}/v1/payment/events", params=params, headers=headers)
-        )
+        self.response = self._stack.enter_context(http.stream("GET", f"{relay.url}/v1/payment/events", headers=headers))
         assert self.response.status_code == 200
         self._thread = threading.Thread(target=self._read, daemon=True)
         self._thread.start()

@@ -9,7 +9,8 @@ import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sse_starlette import EventSourceResponse
 
 from relay.api import schemas
@@ -17,7 +18,15 @@ from relay.api.deps import ServicesDep, in_thread
 from relay.api.schemas import Ok, error_responses
 from relay.models import Notification
 
-router = APIRouter(prefix="/v1/payment", tags=["Mobile app"], responses=error_responses(400, 403, 404, 409, 503))
+router = APIRouter(prefix="/v1/payment", tags=["Mobile app"], responses=error_responses(400, 401, 403, 404, 409, 503))
+_bearer = HTTPBearer(auto_error=False, description="A session token of the wallet (POST /v1/payment/account/session)")
+
+
+async def session_token(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> str | None:
+    return credentials.credentials if credentials else None
+
+
+SessionToken = Annotated[str | None, Depends(session_token)]
 
 
 @router.get("/chain", summary="Chain id, contract addresses and EIP-712 domains the app signs in")
@@ -31,10 +40,17 @@ def chain_info(services: ServicesDep) -> Ok[schemas.ChainInfo]:
 
 @router.get("/item", summary="5.1 A payment, with the typed data to sign while a decision is pending")
 @in_thread
-def item(q: Annotated[schemas.PaymentQuery, Query()], services: ServicesDep) -> Ok[schemas.ItemResult]:
-    payment, pending = services.payments.item(q.payment_id)
-    result = schemas.ItemResult.model_validate(payment)
-    return Ok(data=result.model_copy(update={"typed_data": pending and schemas.DecisionTypedData(**pending)}))
+def item(
+    q: Annotated[schemas.PaymentQuery, Query()], services: ServicesDep, token: SessionToken
+) -> Ok[schemas.ItemResult]:
+    """Opened through a temporary address, the payment names its wallet, and carries its typed data,
+    only for a session of the wallet (`Authorization: Bearer`); to anyone else its `account` is the
+    temporary address. A cancel's typed data (naming only the shop owner) is also given to the owner's session."""
+    payment, revealed, pending = services.payments.item(q.payment_id, token)
+    update: dict[str, Any] = {"typed_data": pending and schemas.DecisionTypedData(**pending)}
+    if not revealed:
+        update["account"] = payment.kiosk_account
+    return Ok(data=schemas.ItemResult.model_validate(payment).model_copy(update=update))
 
 
 @router.post("/create/confirm", summary="5.2 The user approves a new payment")
@@ -54,13 +70,15 @@ def create_deny(body: schemas.SignedPaymentRequest, services: ServicesDep) -> Ok
 @in_thread
 def cancel_confirm(body: schemas.SignedPaymentRequest, services: ServicesDep) -> Ok[schemas.CancelResult]:
     payment = services.payments.confirm_cancel(body.payment_id, body.signature)
-    return Ok(data=schemas.CancelResult.model_validate(payment))
+    # The owner sees the account the KIOSK gave, as in the item: never the wallet behind a temporary address.
+    return Ok(data=schemas.CancelResult.model_validate(payment).model_copy(update={"account": payment.kiosk_account}))
 
 
 @router.post("/cancel/deny", summary="5.5 The shop owner denies a cancel")
 @in_thread
 def cancel_deny(body: schemas.SignedPaymentRequest, services: ServicesDep) -> Ok[schemas.PaymentBase]:
-    return Ok(data=schemas.PaymentBase.model_validate(services.payments.deny_cancel(body.payment_id, body.signature)))
+    payment = services.payments.deny_cancel(body.payment_id, body.signature)
+    return Ok(data=schemas.PaymentBase.model_validate(payment).model_copy(update={"account": payment.kiosk_account}))
 
 
 @router.post("/account/temporary", summary="A temporary wallet address for the payment QR code")
@@ -70,6 +88,15 @@ def temporary_account(
 ) -> Ok[schemas.TemporaryAccountResult]:
     created = services.wallets.temporary_account(body.account, body.deadline, body.signature)
     return Ok(data=schemas.TemporaryAccountResult.model_validate(created))
+
+
+@router.post("/account/session", summary="A session token: the wallet's own view of its payments, and its stream")
+@in_thread
+def app_session(body: schemas.TemporaryAccountRequest, services: ServicesDep) -> Ok[schemas.AppSessionResult]:
+    """Signed `AppSession(account, deadline)`, each signature accepted once, its deadline at most 5
+    minutes ahead. The token lives `RELAY_APP_SESSION_TTL` (at most 1 hour)."""
+    opened, token = services.wallets.open_session(body.account, body.deadline, body.signature)
+    return Ok(data=schemas.AppSessionResult(account=opened.account, token=token, expires_at=opened.expires_at))
 
 
 @router.post("/push/token", summary="Register an Expo push token for a wallet")
@@ -87,15 +114,15 @@ def register_push_token(body: schemas.PushTokenRequest, services: ServicesDep) -
 )
 async def events(
     request: Request,
-    account: Annotated[schemas.Address, Query()],
-    deadline: Annotated[int, Query(ge=0, lt=2**63)],
-    signature: Annotated[schemas.Signature, Query()],
     services: ServicesDep,
+    token: SessionToken,
     last_event_id: Annotated[int | None, Header(alias="Last-Event-ID")] = None,
 ) -> EventSourceResponse:
-    """Streams the notifications of `account` (the same ones sent by push), after the one with id
-    `Last-Event-ID`. Authorised by the wallet's `NotificationStream(account, deadline)` signature."""
-    start = await asyncio.to_thread(services.wallets.open_stream, account, deadline, signature, last_event_id)
+    """Streams the notifications of the session's wallet (the same ones sent by push) until the
+    session expires: from the next one, or resumed after the one with id `Last-Event-ID`, at most
+    the wallet's 100 latest back."""
+    opened, start = await asyncio.to_thread(services.wallets.open_stream, token, last_event_id)
+    account = opened.account
 
     async def stream() -> AsyncIterator[dict[str, Any]]:
         subscription = await services.streams.subscribe(account)
@@ -109,7 +136,7 @@ async def events(
                     cursor = row.id
                     sent.add(row.id)
                     yield _event(row)
-            while time.time() < deadline and not subscription.overflowed:
+            while time.time() < opened.expires_at and not subscription.overflowed:
                 try:
                     row = await asyncio.wait_for(subscription.queue.get(), timeout=1.0)
                 except TimeoutError:
