@@ -137,6 +137,12 @@ class TooManyShopRequests(LoyaltyError):
     code = 3014
 
 
+class RewardLimitExceeded(LoyaltyError):
+    """The purchase would pass the relay's reward limits (per purchase, per KIOSK or shop and day)."""
+
+    code = 3015
+
+
 class ChargeExceedsMaxTotal(ChainRejected):
     """Rates or the fee moved past the maxTotal the user signed; the payment has failed."""
 
@@ -193,6 +199,7 @@ ERRORS: list[type[LoyaltyError]] = [
     ShopApprovalPending,
     ShopRegistrationRefused,
     TooManyShopRequests,
+    RewardLimitExceeded,
     ChainUnavailable,
     ChainRejected,
     StorageUnavailable,
