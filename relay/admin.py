@@ -181,9 +181,11 @@ def overview(request: Request, services: ServicesDep, user: AdminDep) -> HTMLRes
 
 @router.post("/withdrawals/{withdrawal_id}/transfer")
 def record_transfer(
-    withdrawal_id: int, services: ServicesDep, user: FormDep, reference: Annotated[str, Form()] = ""
+    withdrawal_id: str, services: ServicesDep, user: FormDep, reference: Annotated[str, Form()] = ""
 ) -> RedirectResponse:
     """Records, once, that the operator transferred the withdrawal's money off chain (with a reference)."""
+    if not withdrawal_id.isdigit() or len(withdrawal_id) > 18:  # checked here: a 400 of FastAPI's lacks HEADERS
+        raise _refuse(404, "Unknown withdrawal.")
     reference = reference.strip()
     if not 0 < len(reference) <= 200:
         raise _refuse(400, "The transfer reference must have 1 to 200 characters.")
@@ -191,11 +193,11 @@ def record_transfer(
         # One conditional UPDATE: of concurrent submissions exactly one records the transfer.
         recorded = session.execute(
             update(Withdrawal)
-            .where(Withdrawal.id == withdrawal_id, Withdrawal.transfer_recorded_at.is_(None))
+            .where(Withdrawal.id == int(withdrawal_id), Withdrawal.transfer_recorded_at.is_(None))
             .values(transfer_reference=reference, transfer_recorded_at=now(), transfer_recorded_by=user)
         )
         if recorded.rowcount != 1:  # type: ignore[attr-defined]
-            if session.get(Withdrawal, withdrawal_id) is None:
+            if session.get(Withdrawal, int(withdrawal_id)) is None:
                 raise _refuse(404, "Unknown withdrawal.")
             raise _refuse(409, "The transfer of this withdrawal is already recorded.")
     return RedirectResponse("/admin#withdrawals", status_code=303, headers=HEADERS)
@@ -210,3 +212,9 @@ def decide_shop(shop_id: str, decision: str, services: ServicesDep, user: FormDe
         if not shop_requests.decide(session, shop_id.lower(), decision == "approve", user):
             raise _refuse(409, "No registration of this shop waits for approval.")
     return RedirectResponse("/admin#shop-requests", status_code=303, headers=HEADERS)
+
+
+@router.api_route("/{path:path}", methods=["GET", "POST"])
+def unknown(path: str, user: AdminDep) -> None:
+    """Any other path under /admin: 404, with the page's headers."""
+    raise _refuse(404, "Not found.")

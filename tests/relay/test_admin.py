@@ -110,6 +110,8 @@ def test_form_token__another_session_s_refused__its_own_accepted_once(admin_rela
     assert again.status_code == 409 and recorded(relay, withdrawal) == "BANK-1"
     unknown = secured(first.post("/admin/withdrawals/999999/transfer", data={"reference": "X", "csrf": first_token}))
     assert unknown.status_code == 404
+    not_a_number = secured(first.post("/admin/withdrawals/1e3/transfer", data={"reference": "X", "csrf": first_token}))
+    assert not_a_number.status_code == 404 and secured(first.get("/admin/nothing-here")).status_code == 404
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
