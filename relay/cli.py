@@ -180,6 +180,8 @@ def shop_requests(
 
     from relay.services import shops
 
+    if status not in (shops.PENDING, shops.APPROVED, shops.REJECTED):
+        raise typer.BadParameter("pending, approved or rejected", param_hint="--status")
     with _db().session() as session:
         for r in shops.registrations(session, status):
             requested = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(r.requested_at))
