@@ -154,7 +154,7 @@ def overview(request: Request, services: ServicesDep, user: AdminDep) -> HTMLRes
         context: dict[str, Any] = {
             "user": user,
             "csrf": _csrf(services.settings, session_id),
-            "requests": shop_requests.registrations(session),
+            "requests": shop_requests.registrations(session, limit=100),
             "shops": shops,
             "names": {shop.shop_id: shop.name for shop in shops},
             "payments": payments,

@@ -143,10 +143,10 @@ class Shops:
                 )
 
 
-def registrations(session: Session, status: str = PENDING) -> Sequence[ShopRegistration]:
-    """Shop registrations of a status, oldest first."""
+def registrations(session: Session, status: str = PENDING, limit: int | None = None) -> Sequence[ShopRegistration]:
+    """Shop registrations of a status, oldest first (the first `limit`)."""
     query = select(ShopRegistration).where(ShopRegistration.status == status)
-    return session.scalars(query.order_by(ShopRegistration.requested_at)).all()
+    return session.scalars(query.order_by(ShopRegistration.requested_at).limit(limit)).all()
 
 
 def decide(session: Session, shop_id: str, approve: bool, by: str) -> bool:
