@@ -660,3 +660,23 @@ def test_events__last_event_id_0__resumes_at_most_the_wallet_s_100_latest(relay,
     ):
         events = _sse_events(response, lambda e: int(e["id"]) == last)
     assert [int(e["id"]) for e in events] == [ids[-1], last]
+
+
+def test_session_token__in_no_log_line_and_no_other_answer(relay, user, kiosk, shop_id, chain_info):
+    token = _token(relay, user, chain_info)
+    payment_id = _open(relay, kiosk, user, shop_id)["paymentId"]
+    answers = [
+        call(relay.url, "GET", "/v1/payment/item", params={"paymentId": payment_id}, headers=_bearer(token)),
+        call(relay.url, "GET", "/v1/payment/item", params={"paymentId": payment_id}, headers=_bearer(token + "x")),
+        call(relay.url, "GET", "/v1/payment/events", headers=_bearer(token[:-1])),
+    ]
+    with (
+        httpx.Client(timeout=httpx.Timeout(10.0)) as http,
+        http.stream("GET", f"{relay.url}/v1/payment/events", headers=_bearer(token)) as response,
+    ):
+        assert response.status_code == 200
+    user.deny(payment_id)
+
+    assert [a.status_code for a in answers] == [200, 401, 401]
+    assert not any(token[3:-1] in a.text for a in answers)
+    assert token[3:-1] not in relay.log.read_text()
