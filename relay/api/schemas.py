@@ -375,3 +375,7 @@ class AppSessionResult(Schema):
     account: str
     token: str = Field(description="`Authorization: Bearer <token>` until expiresAt; given out only here")
     expires_at: Seconds
+
+
+class SessionEnded(Schema):
+    account: str

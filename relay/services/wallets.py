@@ -137,6 +137,13 @@ class Wallets:
             session.add(opened)
         return opened, token
 
+    def end_session(self, token: str | None) -> str:
+        """Ends a live session before its expiry (the app logs out); its wallet."""
+        with self.db.session() as session:
+            ended = session_of(session, token)
+            session.delete(ended)
+        return ended.account
+
     def open_stream(self, token: str | None, last_event_id: int | None) -> tuple[AppSession, int]:
         """Authorises a notification stream: its session, and the id after which it starts. By default
         the stream starts with the next notification; with `last_event_id` it resumes after that one,

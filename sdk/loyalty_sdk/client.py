@@ -230,6 +230,13 @@ class AppClient(_Client):
         self._session = self._request(models.AppSession, "POST", "/v1/payment/account/session", json=body)
         return self._session
 
+    def end_session(self) -> None:
+        """Ends the wallet's session, if one is live, on the relay too (logging out)."""
+        if self._session is not None and self._session.expiresAt > time.time():
+            headers = {"Authorization": f"Bearer {self._session.token}"}
+            self._request(models.SessionEnded, "DELETE", "/v1/payment/account/session", headers=headers)
+        self._session = None
+
     def auth_headers(self) -> dict[str, str]:
         """`Authorization: Bearer` with the wallet's session token, opening a session if none is live."""
         return self._auth(True)

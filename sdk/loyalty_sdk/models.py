@@ -134,6 +134,10 @@ class AppSession(BaseModel):
     expiresAt: int
 
 
+class SessionEnded(BaseModel):
+    account: str
+
+
 class PushToken(BaseModel):
     account: str
     token: str

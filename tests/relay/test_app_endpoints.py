@@ -601,6 +601,22 @@ def test_item__session_token_unknown_or_expired__401_1004(relay, user, kiosk, sh
     user.deny(payment_id)
 
 
+def test_session__ended__its_token_refused_401_1004(relay, user, kiosk, shop_id, chain_info):
+    payment_id = _open(relay, kiosk, user, shop_id)["paymentId"]
+    params = {"paymentId": payment_id}
+    token = _token(relay, user, chain_info)
+    ok(call(relay.url, "GET", "/v1/payment/item", params=params, headers=_bearer(token)))
+
+    ended = ok(call(relay.url, "DELETE", "/v1/payment/account/session", headers=_bearer(token)))
+
+    assert ended == {"account": user.address}
+    fails(call(relay.url, "GET", "/v1/payment/item", params=params, headers=_bearer(token)), 401, 1004)
+    fails(call(relay.url, "GET", "/v1/payment/events", headers=_bearer(token)), 401, 1004)
+    fails(call(relay.url, "DELETE", "/v1/payment/account/session", headers=_bearer(token)), 401, 1004)
+    fails(call(relay.url, "DELETE", "/v1/payment/account/session"), 401, 1004)
+    user.deny(payment_id)
+
+
 def test_cancel_through_a_temporary_address__the_owner_decides_without_seeing_the_wallet(
     relay, kiosk, user, owner, shop_id, purchase_id, chain_info, callbacks
 ):

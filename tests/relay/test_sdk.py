@@ -108,6 +108,7 @@ ANSWERS: dict[type[BaseModel], list[tuple[str, str]]] = {
     models.TemporaryAccount: [("post", "/v1/payment/account/temporary")],
     models.PushToken: [("post", "/v1/payment/push/token")],
     models.AppSession: [("post", "/v1/payment/account/session")],
+    models.SessionEnded: [("delete", "/v1/payment/account/session")],
     models.ChainInfo: [("get", "/v1/payment/chain")],
 }
 # Answers the SDK keeps as JSON: a typed-data document, signed as served.
@@ -198,6 +199,7 @@ def test_item__through_a_temporary_address__the_wallet_s_own_view_with_a_session
 
     assert (seen_by_kiosk.account, seen_by_kiosk.typedData) == (temporary, None)
     assert own.account == wallet.address and own.typedData is not None
+    wallet.end_session()  # the next read opens another
     assert wallet.deny(opened.paymentId).paymentStatus == 3
 
 

@@ -99,6 +99,13 @@ def app_session(body: schemas.TemporaryAccountRequest, services: ServicesDep) ->
     return Ok(data=schemas.AppSessionResult(account=opened.account, token=token, expires_at=opened.expires_at))
 
 
+@router.delete("/account/session", summary="End the session of the bearer token (the app logs out)")
+@in_thread
+def end_app_session(services: ServicesDep, token: SessionToken) -> Ok[schemas.SessionEnded]:
+    """The token is refused from then on; a stream already open with it runs until its expiry at most."""
+    return Ok(data=schemas.SessionEnded(account=services.wallets.end_session(token)))
+
+
 @router.post("/push/token", summary="Register an Expo push token for a wallet")
 @in_thread
 def register_push_token(body: schemas.PushTokenRequest, services: ServicesDep) -> Ok[schemas.PushTokenResult]:
