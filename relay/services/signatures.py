@@ -35,7 +35,8 @@ def verify(chain: Chain, typed: dict[str, Any], signature: str, signer: str) -> 
         signer, digest(typed), bytes.fromhex(signature.removeprefix("0x"))
     ):
         return
-    raise InvalidSignature(f"The signature is not {signer}'s signature of this {typed['primaryType']}.")
+    # Without the signer's address: the wallet behind a temporary address is no one else's to read.
+    raise InvalidSignature(f"The signature is not the signature of this {typed['primaryType']} by its signer.")
 
 
 def digest(typed: dict[str, Any]) -> bytes:

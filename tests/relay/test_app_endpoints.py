@@ -585,6 +585,24 @@ def test_item__through_a_temporary_address__names_the_wallet_only_to_its_session
     assert not _names(call(relay.url, "GET", "/v1/payment/item", params=params), user)
 
 
+def test_decision_refused__through_a_temporary_address__the_refusal_names_no_wallet(
+    relay, kiosk, user, other, shop_id, purchase_id
+):
+    temporary = user.temporary_account().temporaryAccount
+    payment_id = ok(open_new(relay.url, kiosk.access_key, purchase_id, TEN_KRW, shop_id, temporary))["paymentId"]
+    typed = user.item(payment_id).typedData
+
+    refused = [
+        decide(relay.url, path, payment_id, signature)
+        for path in ("create/confirm", "create/deny")
+        for signature in (other.sign(typed.confirm), other.sign(typed.deny), "0x" + "11" * 65)
+    ]
+
+    assert [r.status_code for r in refused] == [403, 403, 400] * 2
+    assert not [r.text for r in refused if _names(r, user)]
+    user.deny(payment_id)
+
+
 def test_item__session_token_unknown_or_expired__401_1004(relay, user, kiosk, shop_id, chain_info):
     payment_id = _open(relay, kiosk, user, shop_id)["paymentId"]  # readable without a token (spec 5.1)
     params = {"paymentId": payment_id}
