@@ -203,6 +203,22 @@ def test_item__through_a_temporary_address__the_wallet_s_own_view_with_a_session
     assert wallet.deny(opened.paymentId).paymentStatus == 3
 
 
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_cancel_through_a_temporary_address__the_owner_s_client_decides_it(
+    relay, kiosk, owner, shop_id, new_wallet, purchase_id
+):
+    wallet = new_wallet(relay, 100 * UNIT)
+    opened = kiosk.client.open_new(purchase_id, 10 * UNIT, "krw", shop_id, wallet.temporary_account().temporaryAccount)
+    wallet.approve(opened.paymentId)
+    kiosk.client.close_new(opened.paymentId)
+    kiosk.client.open_cancel(opened.paymentId)
+
+    approved = owner.approve(opened.paymentId)  # reads the cancel's documents with the owner's session
+
+    assert approved.paymentStatus == 6 and approved.account == opened.account
+    assert kiosk.client.close_cancel(opened.paymentId).paymentStatus == 8
+
+
 def _fake_relay(sent: list[dict[str, Any]]) -> httpx.MockTransport:
     """A relay that answers the wallet's own signed requests, recording their bodies."""
     domain = relay_typed_data.domain(relay_typed_data.PAYMENT_DOMAIN, 31337, "0x" + "ab" * 20)
