@@ -1,18 +1,26 @@
 """Single-use app signatures where it takes the database's word for it: on PostgreSQL, and across
 two relay instances sharing one database, the same signed message sent to both at once is accepted
-by one and refused (403, 3002) by the other. (The SQLite relay's refusals are in
-test_app_endpoints.py.)"""
+by one and refused (403, 3002) by the other (the SQLite relay's refusals are in
+test_app_endpoints.py); and what is kept of them, and of sessions, only until it expires."""
 
 from __future__ import annotations
 
 import secrets
 import threading
+import time
+from types import SimpleNamespace
 
 import httpx
 import pytest
+from eth_account import Account
+from sqlalchemy import select
 
 from loyalty_sdk import AppClient
-from relay.models import AppSession, TemporaryAccount
+from relay import db as database
+from relay import typed_data
+from relay.config import Settings
+from relay.models import AppSession, TemporaryAccount, UsedSignature
+from relay.services.wallets import GRACE, Wallets
 from tests.relay.checks import call, count_rows, fails, ok
 from tests.relay.conftest import RelayProcess
 from tests.relay.test_app_endpoints import SIGNED, _signed_body
@@ -75,3 +83,35 @@ def _sent_to_both_at_once(pair, wallet, chain_info):
             thread.join(60)
         statuses.append(sorted(answers))
     return statuses
+
+
+def test_expired_sessions_and_used_signatures__deleted_with_the_next_signed_action(tmp_path):
+    url = f"sqlite:///{tmp_path / 'relay.sqlite3'}"
+    database.upgrade(url)
+    db = database.Database(url)
+    domain = typed_data.domain(typed_data.PAYMENT_DOMAIN, 31337, "0x" + "ab" * 20)
+    wallets = Wallets(db, SimpleNamespace(payment_domain=lambda: domain), Settings(database_url=url))
+    now = time.time()
+    with db.session() as session:
+        session.add_all(
+            [
+                AppSession(token_hash="a" * 64, account="0x" + "11" * 20, expires_at=now - 1),
+                AppSession(token_hash="b" * 64, account="0x" + "11" * 20, expires_at=now + 600),
+                UsedSignature(digest="0x" + "aa" * 32, expires_at=now - 1),
+                UsedSignature(digest="0x" + "bb" * 32, expires_at=now + 600),
+            ]
+        )
+    wallet = Account.create()
+    deadline = int(now) + 60
+    message = {"account": wallet.address, "deadline": deadline}
+    signature = typed_data.sign(wallet.key, typed_data.build("TemporaryAccount", domain, message))
+
+    wallets.temporary_account(wallet.address, deadline, signature)
+
+    with db.session() as session:
+        sessions = set(session.execute(select(AppSession.token_hash)).scalars())
+        used = {row.digest: row.expires_at for row in session.execute(select(UsedSignature)).scalars()}
+    db.engine.dispose()
+    assert sessions == {"b" * 64}
+    assert "0x" + "aa" * 32 not in used and "0x" + "bb" * 32 in used
+    assert sorted(used.values())[0] == deadline + GRACE  # the new one, kept a little past its deadline
