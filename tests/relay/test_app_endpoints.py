@@ -1,6 +1,8 @@
 """Mobile app endpoints (spec §5 and DESIGN.md §4-§6): the payment item and the typed data it hands
-out, signed decisions and every way a signature can be wrong, temporary addresses, push tokens and
-the live notification stream. All on the SQLite relay (none of it depends on the database)."""
+out, signed decisions and every way a signature can be wrong, temporary addresses, push tokens, app
+sessions and what a payment opened through a temporary address shows without one, single-use app
+signatures, and the live notification stream. All on the SQLite relay (the database's part of single
+use is in test_app_signatures.py)."""
 
 from __future__ import annotations
 
