@@ -24,6 +24,7 @@ from relay.config import Settings
 from relay.db import Database, insert_if_absent
 from relay.errors import InvalidSession, InvalidSignature, TemporaryAccountNotFound
 from relay.models import AppSession, Notification, PushToken, TemporaryAccount, UsedSignature, now
+from relay.services import limits
 from relay.services.signatures import digest, require_deadline, verify
 
 MAX_DEADLINE_AHEAD = 300  # an app signature's deadline is at most 5 minutes ahead
@@ -92,6 +93,7 @@ class Wallets:
         require_deadline(deadline, MAX_DEADLINE_AHEAD)
         typed = typed_data.build(primary_type, self.chain.payment_domain(), message)
         verify(self.chain, typed, signature, message["account"])
+        limits.check("wallet", message["account"])  # counted once verified: no one else spends a wallet's quota
         with self.db.session() as session:
             self._purge(session)
             row = {"digest": "0x" + digest(typed).hex(), "expires_at": deadline + GRACE}

@@ -115,3 +115,24 @@ def test_expired_sessions_and_used_signatures__deleted_with_the_next_signed_acti
     assert sessions == {"b" * 64}
     assert "0x" + "aa" * 32 not in used and "0x" + "bb" * 32 in used
     assert sorted(used.values())[0] == deadline + GRACE  # the new one, kept a little past its deadline
+
+
+def test_wallet_rate_limit__counts_the_wallet_s_verified_signatures_only(start_relay):
+    relay = start_relay("wallet-limit", rate_limit_wallet="3/minute")
+    try:
+        chain = ok(call(relay.url, "GET", "/v1/payment/chain"))
+        wallet = AppClient(relay.url, "0x" + secrets.token_hex(32))
+        stranger = AppClient(relay.url, "0x" + secrets.token_hex(32))
+        path, _ = SIGNED["TemporaryAccount"]
+        forged = _signed_body(stranger, chain, "TemporaryAccount") | {"account": wallet.address}
+        for _ in range(5):  # signed by another key in the wallet's name: refused, and not counted
+            fails(call(relay.url, "POST", path, json=forged), 403, 3002)
+
+        answers = [
+            call(relay.url, "POST", path, json=_signed_body(wallet, chain, "TemporaryAccount")) for _ in range(4)
+        ]
+
+        assert [a.status_code for a in answers] == [200, 200, 200, 429]
+        assert answers[3].json()["code"] == 1003 and int(answers[3].headers["retry-after"]) > 0
+    finally:
+        relay.stop()
