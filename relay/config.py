@@ -67,9 +67,9 @@ class Settings(BaseSettings):
 
     # Purchase rewards, in points (18 decimals): the most one purchase, and one KIOSK or shop in a UTC
     # day, may earn; the ledger's daily reward cap bounds them all together on chain.
-    reward_limit_purchase: int = Field(default=10_000 * 10**18, ge=0)
-    reward_limit_kiosk_day: int = Field(default=1_000_000 * 10**18, ge=0)
-    reward_limit_shop_day: int = Field(default=1_000_000 * 10**18, ge=0)
+    reward_limit_purchase: int = Field(default=100_000 * 10**18, ge=0)
+    reward_limit_kiosk_day: int = Field(default=10_000_000 * 10**18, ge=0)
+    reward_limit_shop_day: int = Field(default=10_000_000 * 10**18, ge=0)
 
     # Rate limits in the `limits` notation ("20/minute"; "" for none), answered 429 with Retry-After.
     # Counted per process, or across relay instances in Redis (rate_limit_storage="redis://host:6379").

@@ -7,6 +7,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from relay import admin
 from relay.errors import InvalidParameter, RateLimited
 from relay.metrics import REQUESTS
 from relay.services import limits
@@ -40,15 +41,16 @@ class Edge:
             REQUESTS.labels(getattr(scope.get("route"), "path", "unmatched"), str(status)).inc()
 
     async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = dict(admin.HEADERS) if scope["path"].startswith("/admin") else {}
         try:
             limits.check("client", scope["client"][0] if scope.get("client") else "unknown")
         except RateLimited as exc:
-            retry = {"Retry-After": str(exc.retry_after)}
-            await error_response(exc.http_status, exc.code, exc.message, retry)(scope, receive, send)
+            headers["Retry-After"] = str(exc.retry_after)
+            await error_response(exc.http_status, exc.code, exc.message, headers)(scope, receive, send)
             return
         length = dict(scope.get("headers", [])).get(b"content-length", b"0")
         if not length.isdigit() or int(length) > MAX_BODY:
-            too_big = error_response(413, InvalidParameter.code, f"The body is over {MAX_BODY} bytes.")
+            too_big = error_response(413, InvalidParameter.code, f"The body is over {MAX_BODY} bytes.", headers)
             await too_big(scope, receive, send)
             return
         received = 0

@@ -146,3 +146,14 @@ def test_json_logs__one_object_per_line(start_relay):
     assert records and len(records) == len(lines), lines[:5]
     assert any(r.get("message", "").startswith("relay ready") for r in records)
     assert all({"levelname", "name", "message"} <= set(r) for r in records)
+
+
+def test_admin_page__refused_at_the_edge__still_with_its_security_headers(start_relay):
+    relay = start_relay("admin-edge", rate_limit_client="3/minute", admin_password="edge-secret")
+    big = httpx.post(f"{relay.url}/admin/withdrawals/1/transfer", content=b"x" * (65 * 1024))
+
+    fails(big, 413, 1000)
+    assert big.headers["X-Frame-Options"] == "DENY"
+    answers = [httpx.get(f"{relay.url}/admin") for _ in range(4)]
+    assert answers[-1].status_code == 429 and answers[-1].headers["X-Frame-Options"] == "DENY"
+    assert "frame-ancestors 'none'" in answers[-1].headers["Content-Security-Policy"]
