@@ -84,7 +84,7 @@ class LoyaltyTypeMismatch(ChainRejected):
     code = 3008
     default_message = "The account pays in another loyalty type than the user signed."
     explains = (
-        "The account {account} now pays in loyalty type {loyaltyType} (0 point, 1 token), not in the one "
+        "The account now pays in loyalty type {loyaltyType} (0 point, 1 token), not in the one "
         "the user signed: it switched since. The payment has failed."
     )
 

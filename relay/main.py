@@ -52,7 +52,10 @@ The relay between shop KIOSKs, the wallet app and the loyalty payment contracts.
 * Success: `200 {{"code": 0, "data": {{...}}}}`. Failure: an HTTP 4xx/5xx status and
   `{{"code": <code>, "error": {{"message": "..."}}}}`.
 * KIOSK endpoints that change state take the access key as `accessKey` in the body or as
-  `Authorization: Bearer <key>`.
+  `Authorization: Bearer <key>`. The app's own reads (a payment opened through a temporary
+  address) and its notification stream take `Authorization: Bearer <session token>`
+  (`POST /v1/payment/account/session`).
+* Too many requests (per client address, KIOSK or wallet) answer 429 with `Retry-After`.
 * The app signs EIP-712 typed data (`eth_signTypedData_v4`). `GET /v1/payment/item` hands out the
   exact documents for a pending decision; confirm/deny bodies carry only `paymentId` and `signature`.
   Every integer of a typed-data `message` is a decimal string (`JSON.parse` keeps it exact): sign

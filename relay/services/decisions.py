@@ -71,4 +71,4 @@ def expected_nonce(session: Session, chain: Chain, account: str) -> int:
         if again == nonce:
             return nonce + waiting
         nonce = again
-    raise ChainUnavailable(f"The signature nonce of {account} keeps changing; try again.")
+    raise ChainUnavailable("The signature nonce of the payment's signer keeps changing; try again.")

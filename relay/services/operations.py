@@ -269,7 +269,8 @@ class Operations:
             p = update_payment(session, payment_id, where, values)
             callback = self.table[op].callback
             if p is not None and callback is not None:
-                text = f"The contract rejected the operation: {message}"
+                # The KIOSK knows the address it gave, not the wallet behind a temporary one.
+                text = f"The contract rejected the operation: {message}".replace(p.account, p.kiosk_account)
                 enqueue_callback(session, p.kiosk_id, p.payment_id, callback, CONTRACT_ERROR, text, kiosk_view(p))
         return p
 

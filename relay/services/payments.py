@@ -30,7 +30,7 @@ from relay.errors import (
     TemporaryAccountNotFound,
 )
 from relay.models import ChainOp, Payment, PaymentStatus, Purchase, now
-from relay.services import decisions, kiosks, wallets
+from relay.services import decisions, kiosks, limits, wallets
 from relay.services.kiosks import Kiosk, KioskCredentials
 from relay.services.operations import BY_ID, POINT, Operations, kiosk_view, update_payment
 from relay.services.outbox import DENIED, TIMEOUT, enqueue_callback, notify
@@ -107,6 +107,7 @@ class Payments:
                 return self._same_purchase(existing, kiosk, amount, currency, address)
             if session.get(Purchase, (shop_id, purchase_id)) is not None:
                 raise DuplicatePurchase(f"Purchase {purchase_id} was reported as paid otherwise (it earns loyalty).")
+        limits.check("wallet", account)  # each new payment pushes a request to the wallet's app
         self.chain.require_shop(shop_id)
         estimate = self.chain.estimate(account, amount, currency)
         total = estimate.total_point if estimate.loyalty_type == POINT else estimate.total_token
@@ -191,7 +192,7 @@ class Payments:
             )
             if received is None:
                 return self._require(self.get(payment_id, session), S.CANCEL_RECEIVED)
-            notify(session, owner, "cancel.new", payment_id, kiosk_view(received) | {"account": received.account})
+            notify(session, owner, "cancel.new", payment_id, kiosk_view(received))
         return received
 
     def confirm_cancel(self, payment_id: str, signature: str) -> Payment:

@@ -111,12 +111,16 @@ def test_tolerance__max_total_raised_by_it__a_fee_move_within_it_is_charged(
 
 
 @sqlite_only
+@pytest.mark.parametrize("opened_with", ["wallet", "temporary address"])
 def test_account_switched_to_tokens_after_open__confirm_409_3008_and_status_10(
-    relay, kiosk, shop_id, callbacks, new_wallet, anvil, deployment
+    relay, kiosk, shop_id, callbacks, new_wallet, anvil, deployment, opened_with
 ):
     wallet = new_wallet(relay, 100 * UNIT)
-    payment_id = _open(relay, kiosk, wallet, shop_id)["paymentId"]
-    signature = wallet.sign(item(relay.url, payment_id)["typedData"]["confirm"])
+    given = wallet.address if opened_with == "wallet" else wallet.temporary_account().temporaryAccount
+    payment_id = ok(open_new(relay.url, kiosk.access_key, f"P-{secrets.token_hex(6)}", TEN_KRW, shop_id, given))[
+        "paymentId"
+    ]
+    signature = wallet.sign(wallet.item(payment_id).typedData.confirm)
     ledger = contract(anvil, deployment, "Ledger")
     deadline = int(time.time()) + 600
     switch = typed_data.build(
@@ -137,6 +141,10 @@ def test_account_switched_to_tokens_after_open__confirm_409_3008_and_status_10(
     assert item(relay.url, payment_id)["paymentStatus"] == S.FAILED
     [callback] = callbacks.wait_for(payment_id)
     assert (callback.json["code"], callback.json["type"]) == (1002, "create") and "switched" in callback.json["message"]
+    if opened_with == "temporary address":  # the KIOSK learns nothing of the wallet behind it
+        assert wallet.address.lower() not in callback.body.lower() and given in callback.json["message"] + str(
+            callback.json["data"]
+        )
 
 
 # ----------------------------------------------------------------------------- shop credit limit, reward cap

@@ -190,7 +190,8 @@ def test_open_new__one_temporary_account_concurrently__exactly_one_payment(relay
         if response.status_code != 200:
             fails(response, 404, 2003)
     assert count_payments(relay) == before + 1
-    assert item(relay.url, opened["paymentId"])["account"] == user.address
+    assert item(relay.url, opened["paymentId"])["account"] == temporary  # the wallet only to its own session
+    assert user.item(opened["paymentId"]).account == user.address
     # The KIOSK retrying the request that won gets its payment back.
     assert ok(open_new(relay.url, kiosk.access_key, opened["purchaseId"], TEN_KRW, shop_id, temporary)) == opened
 

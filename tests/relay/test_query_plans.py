@@ -166,11 +166,10 @@ def in_process_relay(
 def streaming(relay_url: str, wallet: AppClient, last_event_id: int) -> Iterator[None]:
     """The wallet's live notification stream, open for the duration (its events are left unread:
     the relay serves it all the same, and closing it from this thread ends it at once)."""
-    headers = {"Last-Event-ID": str(last_event_id)}
-    params = wallet.stream_params(ttl=120)
+    headers = {"Last-Event-ID": str(last_event_id)} | wallet.auth_headers()
     with (
         httpx.Client(timeout=30) as http,
-        http.stream("GET", f"{relay_url}/v1/payment/events", params=params, headers=headers) as response,
+        http.stream("GET", f"{relay_url}/v1/payment/events", headers=headers) as response,
     ):
         assert response.status_code == 200
         yield
