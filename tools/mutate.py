@@ -2,11 +2,27 @@
 
 slither-mutate writes each mutant into the source file itself, so everything runs in a copy of the
 working tree under var/mutate/repo (.venv and node_modules linked); the working tree is never touched.
-For every mutant that compiles, this script's `_test` command (slither-mutate's --test-cmd) compiles
-all contracts again (tools/build.py --force) and runs the tests, failing fast, under a timeout; it
-records the mutant's diff and what happened. Mutants are tried one contract at a time, in
-slither-mutate's default mode: once a line survives being reverted or commented out (RR, CR), the
-lesser mutators skip it. The summary goes to var/mutate/report.txt.
+The unmutated sources are compiled from scratch (tools/build.py --force) and must pass the tests.
+For every mutant that compiles, this script's `_test` command (slither-mutate's --test-cmd) runs
+the tests, failing fast, under a timeout, and records the mutant's diff and what happened. Mutants
+are tried one contract at a time, in slither-mutate's default mode: once a line survives being
+reverted or commented out (RR, CR), the lesser mutators skip it. The summary goes to
+var/mutate/report.txt.
+
+What makes a mutant cheaper, without changing its verdict:
+- One process compiles and tests. The tests run under `ape test -p tools.mutate`, and this module's
+  pytest hook compiles before tests/conftest.py checks that the build is fresh (tools/build.py's
+  checksum), so Ape and its plugins load once per mutant, not twice.
+- Only what changed is compiled: every source whose text differs from the text Ape's build was
+  compiled from (the mutated file, and the file the previous mutant changed, now restored), and every
+  source importing one of them, directly or not; Ape merges their new contract types into the build.
+  The other contracts' bytecode is that of their unchanged sources. Ape's own change check cannot be
+  used: it looks only at a contract's own file, not at the files it imports.
+- The tests that killed the latest mutants run first (a mutant is most often killed by a test that
+  killed one on a nearby line), then the mutated contract's own test files (OWN_TESTS, TESTS_FIRST in
+  tests/conftest.py), then the others; -x stops at the first failure, so most mutants die within
+  seconds. The order changes no verdict: each test runs on a chain snapshot of its own, and a survivor
+  runs every unit and property test.
 
     python tools/mutate.py [--list] [--timeout SECONDS] [--mutators RR,CR,ROR,...] [contracts/X.sol ...]
 
@@ -32,6 +48,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 # Several campaigns (different contracts) may run at once, each in a directory of its own.
 VAR = Path(os.environ.get("MUTATE_DIR", ROOT / "var" / "mutate"))
@@ -52,9 +70,11 @@ VERDICT = re.compile(r"\[(\w+)\] Line (\d+): '(.*?)' ==> '(.*?)' --> (CAUGHT|UNC
 # ---------------------------------------------------------------- one mutant (slither-mutate's --test-cmd)
 
 
-def _run(cmd: list[str], timeout: float) -> tuple[int | None, str]:
+def _run(cmd: list[str], timeout: float, env: dict[str, str] | None = None) -> tuple[int | None, str]:
     """Runs `cmd` in a process group of its own (ape starts anvil), killed whole on timeout."""
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True, env=env
+    )
     try:
         output, _ = proc.communicate(timeout=max(timeout, 1))
     except subprocess.TimeoutExpired:
@@ -64,19 +84,112 @@ def _run(cmd: list[str], timeout: float) -> tuple[int | None, str]:
     return proc.returncode, output
 
 
-def compile_and_test(timeout: float) -> tuple[str, str]:
-    """Compiles every contract and runs the tests in the working directory: (outcome, detail)."""
-    start = time.monotonic()
-    code, output = _run([sys.executable, "tools/build.py", "--force"], timeout)
-    if code != 0:
-        return ("timeout" if code is None else "compile-error"), output[-2000:]
-    code, output = _run(TESTS, timeout - (time.monotonic() - start))
+def _verdict(code: int | None, output: str) -> tuple[str, str]:
     if code is None:
         return "timeout", output[-2000:]
     if code == 0:
         return "survived", ""
     failed = [line for line in output.splitlines() if line.startswith(("FAILED ", "ERROR "))]
     return "killed", (failed[0] if failed else output[-2000:])
+
+
+def compile_all_and_test(timeout: float) -> tuple[str, str]:
+    """Compiles every contract and runs the tests in the working directory: (outcome, detail)."""
+    start = time.monotonic()
+    code, output = _run([sys.executable, "tools/build.py", "--force"], timeout)
+    if code != 0:
+        return ("timeout" if code is None else "compile-error"), output[-2000:]
+    return _verdict(*_run(TESTS, timeout - (time.monotonic() - start)))
+
+
+# The pytest hook below writes here what it compiled ("compiled: ...") or why compiling failed.
+BUILD_RESULT = "MUTATE_BUILD_RESULT"
+IMPORT = re.compile(r"""^\s*import\s+(?:[^;]*?\bfrom\s+)?["']([^"']+)["']""", re.M)
+
+
+def _sources(root: Path) -> dict[str, str]:
+    """Every contract source under root/contracts (not Ape's dependency copy): path relative to root -> text."""
+    found = (p for p in (root / "contracts").rglob("*.sol") if ".cache" not in p.relative_to(root).parts)
+    return {p.relative_to(root).as_posix(): p.read_text() for p in found}
+
+
+def to_compile(root: Path) -> list[str]:
+    """The sources whose text differs from the text Ape's build in root was compiled from, with every
+    source that imports one of them, directly or not."""
+    manifest = json.loads((root / ".build" / "__local__.json").read_text()).get("sources") or {}
+
+    def text(source: str | None) -> str:  # as Ape stores a source (ethpm-types)
+        return f"{source.rstrip()}\n" if source else ""
+
+    sources = _sources(root)
+    changed = {name for name, body in sources.items() if text(body) != text((manifest.get(name) or {}).get("content"))}
+    imports = {
+        name: {(Path(name).parent / target).as_posix() for target in IMPORT.findall(body) if target.startswith(".")}
+        for name, body in sources.items()
+    }
+    imports = {name: {os.path.normpath(target) for target in targets} for name, targets in imports.items()}
+    while new := {name for name, targets in imports.items() if targets & changed and name not in changed}:
+        changed |= new
+    return sorted(changed)
+
+
+def pytest_load_initial_conftests(early_config: object, parser: object, args: list[str]) -> None:
+    """A mutant's run (`ape test -p tools.mutate`, BUILD_RESULT set): compiles what changed, and records
+    the build's checksum as tools/build.py does, before tests/conftest.py loads and checks it."""
+    result_path = os.environ.get(BUILD_RESULT)
+    if not result_path:
+        return
+    from ape import project
+
+    from tools import build
+    from tools.export_abi import main as export_abis
+
+    root = Path.cwd()
+    names = to_compile(root)
+    source_sum = build.checksum(root)
+    try:
+        project.load_contracts(*names, use_cache=False)
+        export_abis()
+    except Exception as error:  # any failure to compile is the mutant's verdict
+        Path(result_path).write_text(f"compile-error: {type(error).__name__}: {error}")
+        raise SystemExit(3) from None
+    build.STAMP.parent.mkdir(exist_ok=True)
+    build.STAMP.write_text(source_sum + "\n")
+    Path(result_path).write_text("compiled: " + " ".join(names))
+
+
+# Tests that killed the latest mutants (pytest node ids, latest first), run before all others.
+KILLERS_FIRST = "MUTATE_KILLERS_FIRST"
+KILLERS_KEPT = 30
+
+
+@pytest.hookimpl(trylast=True)  # after tests/conftest.py's TESTS_FIRST order, which the stable sort keeps
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {node: i for i, node in enumerate(filter(None, os.environ.get(KILLERS_FIRST, "").split("\n")))}
+    if rank:
+        items.sort(key=lambda item: rank.get(item.nodeid, len(rank)))
+
+
+def compile_and_test(timeout: float) -> tuple[str, str]:
+    """Compiles what the mutant changed and runs the tests in the working directory (the copy), in one
+    process: (outcome, detail)."""
+    result = VAR / "build-result.txt"
+    result.unlink(missing_ok=True)
+    killers_path = VAR / "killers.txt"
+    killers = killers_path.read_text().splitlines() if killers_path.exists() else []
+    env = dict(os.environ, PYTHONPATH=str(Path.cwd()), **{BUILD_RESULT: str(result), KILLERS_FIRST: "\n".join(killers)})
+    code, output = _run([*TESTS[:2], "-p", "tools.mutate", *TESTS[2:]], timeout, env)
+    built = result.read_text() if result.exists() else ""
+    if built.startswith("compile-error"):
+        return "compile-error", built[-2000:]
+    if not built.startswith("compiled:"):
+        return ("timeout" if code is None else "error"), f"the build hook did not run\n{output[-2000:]}"
+    outcome, detail = _verdict(code, output)
+    if outcome == "killed" and detail.startswith("FAILED "):
+        killer = detail.removeprefix("FAILED ").split(" - ", 1)[0]
+        killers = [killer, *(k for k in killers if k != killer)][:KILLERS_KEPT]
+        killers_path.write_text("".join(f"{k}\n" for k in killers))
+    return outcome, detail
 
 
 def mutation() -> tuple[str, int, str] | None:
@@ -123,7 +236,8 @@ class Mutant:
     line: int
     old: str
     new: str
-    # killed, survived, timeout, compile-error (by ape), no-compile (by slither-mutate), unchanged, listed
+    # killed, survived, timeout, compile-error (by ape), no-compile (by slither-mutate), unchanged, listed,
+    # error (the run compiled nothing: no verdict)
     outcome: str
     file: str = ""
     diff: str = ""
@@ -173,13 +287,15 @@ OWN_TESTS = {
 
 def environment(name: str = "") -> dict[str, str]:
     path = os.pathsep.join([str(VAR / "bin"), str(REPO / ".venv" / "bin"), os.environ.get("PATH", "")])
-    return dict(os.environ, PATH=path, SOLCX_BINARY_PATH=str(REPO / ".solcx"), TESTS_FIRST=OWN_TESTS.get(name, ""))
+    env = dict(os.environ, PATH=path, SOLCX_BINARY_PATH=str(REPO / ".solcx"), MUTATE_DIR=str(VAR))
+    return dict(env, TESTS_FIRST=OWN_TESTS.get(name, ""))
 
 
 def mutate(file: str, timeout: float, mutators: str | None, listing: bool) -> Contract:
     name = Path(file).stem
     results = VAR / f"{name}.results.jsonl"
-    test_cmd = [sys.executable, str(ROOT / "tools" / "mutate.py"), "_test", "--results", str(results)]
+    # The copy's own script: editing tools/mutate.py during a campaign does not change how it tests.
+    test_cmd = [sys.executable, str(REPO / "tools" / "mutate.py"), "_test", "--results", str(results)]
     test_cmd += ["--timeout", str(timeout), *(["--list"] if listing else [])]
     cmd = [str(SLITHER_MUTATE), file, "--test-cmd", shlex.join(test_cmd), "-v"]
     # slither-mutate's own timeout only kills the shell it starts; ours (in `_test`) comes first.
@@ -197,9 +313,17 @@ def mutate(file: str, timeout: float, mutators: str | None, listing: bool) -> Co
             if "-->" in line:
                 print(f"  {name}: {line.split('Slither-Mutate:', 1)[-1].strip()}"[:160], flush=True)
         proc.wait()
-    contract = Contract(file, seconds=time.monotonic() - start)
-    if proc.returncode:
-        contract.problems.append(f"slither-mutate exited with {proc.returncode} (see {log_path})")
+    return collect(file, time.monotonic() - start, proc.returncode)
+
+
+def collect(file: str, seconds: float, returncode: int | None = None) -> Contract:
+    """The verdicts of one contract's campaign, from slither-mutate's log and the `_test` records (also of
+    a campaign still running or stopped: `python -c 'from tools.mutate import ...'`)."""
+    name = Path(file).stem
+    results, log_path = VAR / f"{name}.results.jsonl", VAR / f"{name}.log"
+    contract = Contract(file, seconds=seconds)
+    if returncode:
+        contract.problems.append(f"slither-mutate exited with {returncode} (see {log_path})")
     text = log_path.read_text()
     for problem in ("Cannot find contracts in file", "Test suite fails", "ERROR:Slither-Mutate"):
         if problem in text:
@@ -222,6 +346,8 @@ def mutate(file: str, timeout: float, mutators: str | None, listing: bool) -> Co
                 mutant.line, mutant.diff, mutant.detail = record["line"], record["diff"], record["detail"]
             if not in_step:
                 contract.problems.append(f"test record out of step at {mutator} line {line_no}")
+            if mutant.outcome == "error":
+                contract.problems.append(f"{mutator} line {mutant.line}: {mutant.detail[:300]}")
         contract.mutants.append(mutant)
     if records:
         contract.problems.append(f"{len(records)} test records without a slither-mutate verdict")
@@ -318,13 +444,14 @@ def main(argv: list[str]) -> int:
         start = time.monotonic()
         os.chdir(REPO)
         os.environ.update(environment())
-        outcome, detail = compile_and_test(timeout=3600)
+        outcome, detail = compile_all_and_test(timeout=3600)
         baseline = time.monotonic() - start
         if outcome != "survived":
             print(f"The unmutated contracts do not pass ({outcome}):\n{detail}", file=sys.stderr)
             return 1
         timeout = args.timeout or max(120.0, 3 * baseline)
-        header.append(f"Per mutant: tools/build.py --force, then {shlex.join(TESTS)}; timeout {timeout:.0f} s.")
+        per_mutant = shlex.join([*TESTS[:2], "-p", "tools.mutate", *TESTS[2:]])
+        header.append(f"Per mutant: {per_mutant}, compiling what changed; timeout {timeout:.0f} s.")
         header.append(f"Unmutated: {baseline:.0f} s.")
     contracts: list[Contract] = []
     text = report(contracts, header, args.list)
