@@ -64,6 +64,7 @@ class Settings(BaseSettings):
     shop_approval: bool = True
     shop_requests_per_owner: int = Field(default=3, ge=1)
     shop_requests_per_ip: int = Field(default=10, ge=1)
+    shop_requests_pending: int = Field(default=100, ge=1)  # from every owner and address together
 
     # Purchase rewards, in points (18 decimals): the most one purchase, and one KIOSK or shop in a UTC
     # day, may earn; the ledger's daily reward cap bounds them all together on chain.

@@ -106,7 +106,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         payments = Payments(db, chain, settings, ops, watcher)
         rewards = Rewards(db, chain, settings, ops.nonces, watcher)
         wallets = Wallets(db, chain, settings)
-        shops = Shops(chain, settings, ops.nonces, watcher)
+        shops = Shops(db, chain, settings, ops.nonces, watcher)
         waits = anyio.CapacityLimiter(settings.waiting_requests)
         streams = NotificationHub(wallets, settings.worker_interval, streams_woken)
         limits.configure(settings)

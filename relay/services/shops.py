@@ -10,13 +10,13 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, true, update
 from sqlalchemy.orm import Session
 
 from relay import typed_data
 from relay.chain import Chain, ShopInfo
 from relay.config import Settings
-from relay.db import insert_if_absent
+from relay.db import Database, insert_if_absent
 from relay.errors import (
     AmountNotAvailable,
     ChainUnavailable,
@@ -45,12 +45,12 @@ log = logging.getLogger(__name__)
 
 
 class Shops:
-    def __init__(self, chain: Chain, settings: Settings, nonces: SignerNonces, watcher: Watcher) -> None:
+    def __init__(self, db: Database, chain: Chain, settings: Settings, nonces: SignerNonces, watcher: Watcher) -> None:
+        self.db = db  # where shop registrations wait for approval
         self.chain = chain
         self.settings = settings
         self.nonces = nonces
         self.watcher = watcher
-        self.db = nonces.db  # the relay's database, where shop registrations wait for approval
 
     def typed_data(self, action: str, message: dict[str, Any], deadline: int | None = None) -> dict[str, Any]:
         """The document the owner signs for `action`, with the owner's current registry nonce."""
@@ -133,11 +133,13 @@ class Shops:
 
     def _within_limits(self, session: Session, owner: str, client_ip: str) -> None:
         pending = select(func.count()).where(ShopRegistration.status == PENDING)
-        for who, column, limit in (
-            (owner, ShopRegistration.owner, self.settings.shop_requests_per_owner),
-            (client_ip, ShopRegistration.client_ip, self.settings.shop_requests_per_ip),
+        s = self.settings
+        for who, where, limit in (
+            (owner, ShopRegistration.owner == owner, s.shop_requests_per_owner),
+            (client_ip, ShopRegistration.client_ip == client_ip, s.shop_requests_per_ip),
+            ("The relay", true(), s.shop_requests_pending),  # many addresses together: the operator's queue
         ):
-            if (session.scalar(pending.where(column == who)) or 0) >= limit:
+            if (session.scalar(pending.where(where)) or 0) >= limit:
                 raise TooManyShopRequests(
                     f"{who} already has {limit} shop registrations waiting for approval; wait for the operator."
                 )

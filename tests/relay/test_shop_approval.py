@@ -104,9 +104,10 @@ def test_bad_signature__refused_and_nothing_recorded(approval_relay):
     assert shop_id not in loyalty(approval_relay, "shop", "requests").stdout
 
 
-def test_pending_requests__bounded_per_owner_and_per_client_ip__taken_and_rejected_ids_refused(start_relay):
-    relay = start_relay("approval-limits", signer=SIGNERS["spare"], shop_requests_per_owner=2, shop_requests_per_ip=4)
-    a, b, c, d, e = (AppClient(relay.url, Account.create().key) for _ in range(5))
+def test_pending_requests__bounded_per_owner_per_client_ip_and_in_all__taken_and_rejected_ids_refused(start_relay):
+    limits = {"shop_requests_per_owner": 2, "shop_requests_per_ip": 4, "shop_requests_pending": 5}
+    relay = start_relay("approval-limits", signer=SIGNERS["spare"], **limits)
+    a, b, c, d, e, f, g = (AppClient(relay.url, Account.create().key) for _ in range(7))
     first, second, third = new_shop_id(), new_shop_id(), new_shop_id()
     ip = "192.0.2.10"
 
@@ -129,6 +130,9 @@ def test_pending_requests__bounded_per_owner_and_per_client_ip__taken_and_reject
     pending = loyalty(relay, "shop", "requests").stdout
     assert third not in pending and refused not in pending and pending.count(ip) == 4
     assert first in loyalty(relay, "shop", "requests", "--status", "pending").stdout
+    # From other addresses: one more, then the relay's whole queue (5) is full.
+    fails(add(relay, signed_add(relay, f, new_shop_id()), "192.0.2.20"), 409, 3012)
+    assert "The relay" in fails(add(relay, signed_add(relay, g, new_shop_id()), "192.0.2.30"), 429, 3014)
 
 
 def test_approval_switched_off__a_private_deployment_registers_at_once(start_relay):
