@@ -28,7 +28,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.harness import ROOT, SIGNER_INDEXES, UNIT, System, cpu_seconds, free_port, loyalty_cli, system
+from bench.harness import (
+    ROOT,
+    SIGNER_INDEXES,
+    UNIT,
+    UNLIMITED,
+    System,
+    cpu_seconds,
+    free_port,
+    loyalty_cli,
+    system,
+)
 from bench.throughput import paused, through_relay
 from relay.devnet import anvil_key, relay_env, start_relay
 
@@ -75,7 +85,7 @@ def start_side(bench: System, name: str, source: Path | None, signers: list[int]
     itself and a KIOSK added by its own command line."""
     db_url = bench.new_database("postgresql")
     keys = [anvil_key(i) for i in signers]
-    env = relay_env(db_url, bench.rpc_url, bench.deployment_file, keys, log_level="WARNING")
+    env = relay_env(db_url, bench.rpc_url, bench.deployment_file, keys, **(UNLIMITED | {"log_level": "WARNING"}))
     if source is not None:
         env["PYTHONPATH"] = str(source)
     probe = [sys.executable, "-c", "import relay; print(relay.__file__)"]

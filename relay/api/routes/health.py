@@ -27,7 +27,7 @@ def readyz(services: ServicesDep) -> JSONResponse:
     return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
 
 
-@router.get("/metrics", summary="Prometheus metrics (`Authorization: Bearer` if RELAY_METRICS_TOKEN is set)")
+@router.get("/metrics", include_in_schema=False)  # Prometheus text format, for the operator (docs/operations.md)
 @in_thread
 def metrics(services: ServicesDep, key: Bearer) -> Response:
     token = services.settings.metrics_token
