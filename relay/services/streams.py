@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 LOOKBACK = 100  # ids re-read behind the cursor (rows committed out of id order)
 BATCH = 1000  # most rows read at once
 QUEUE = 1000  # notifications a stream may have waiting; a stream that falls further behind is ended
+STREAMS_PER_WALLET = 5  # open at once in one process (a phone and a few tabs)
 
 
 @dataclass(eq=False)
@@ -52,6 +53,10 @@ class NotificationHub:
             if self._task is None:
                 self._task = asyncio.create_task(self._run())
         return subscription
+
+    def full(self, account: str) -> bool:
+        """Whether the wallet has as many streams open here as it may."""
+        return len(self._subscriptions.get(account, ())) >= STREAMS_PER_WALLET
 
     def unsubscribe(self, subscription: Subscription) -> None:
         subscriptions = self._subscriptions.get(subscription.account, set())

@@ -154,3 +154,20 @@ def test_notification_committed_by_the_relay__streamed_at_once(pg_relay, make_ki
     # Woken at once, or at most WAKE_AFTER (0.1 s) after its previous read; reading every 0.25 s
     # instead, the mean would be about 0.125 s.
     assert max(delays) < 0.15 and sum(delays) / len(delays) < 0.07, delays
+
+
+def test_one_wallet__at_most_five_streams_at_once__the_sixth_429(pg_relay):
+    wallet = AppClient(pg_relay.url, "0x" + secrets.token_hex(32))
+    with contextlib.ExitStack() as streams:
+        readers = [streams.enter_context(reading(pg_relay, wallet)) for _ in range(5)]
+        time.sleep(1)  # each has subscribed
+        sixth = httpx.get(f"{pg_relay.url}/v1/payment/events", headers=wallet.auth_headers(), timeout=10)
+        assert (sixth.status_code, sixth.json()["code"]) == (429, 1003) and int(sixth.headers["Retry-After"]) > 0
+        readers[0].close()
+
+        def reopened() -> Reader | None:  # once the relay has noticed the closed stream
+            with contextlib.suppress(AssertionError):
+                return streams.enter_context(reading(pg_relay, wallet))
+            return None
+
+        assert wait_until(reopened, timeout=15, interval=0.5).response.status_code == 200

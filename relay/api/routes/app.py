@@ -16,7 +16,9 @@ from sse_starlette import EventSourceResponse
 from relay.api import schemas
 from relay.api.deps import ServicesDep, in_thread
 from relay.api.schemas import Ok, error_responses
+from relay.errors import RateLimited
 from relay.models import Notification
+from relay.services.streams import STREAMS_PER_WALLET
 
 router = APIRouter(prefix="/v1/payment", tags=["Mobile app"], responses=error_responses(400, 401, 403, 404, 409, 503))
 _bearer = HTTPBearer(auto_error=False, description="A session token of the wallet (POST /v1/payment/account/session)")
@@ -130,6 +132,8 @@ async def events(
     the wallet's 100 latest back."""
     opened, start = await asyncio.to_thread(services.wallets.open_stream, token, last_event_id)
     account = opened.account
+    if services.streams.full(account):
+        raise RateLimited(f"At most {STREAMS_PER_WALLET} live streams of one wallet at once: close one.", 15)
 
     async def stream() -> AsyncIterator[dict[str, Any]]:
         subscription = await services.streams.subscribe(account)
