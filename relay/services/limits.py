@@ -17,13 +17,18 @@ from relay.config import Settings
 from relay.errors import RateLimited
 
 log = logging.getLogger(__name__)
+STORE_TIMEOUT = 0.5  # seconds a request waits for Redis before it is let through uncounted
+WARN_EVERY = 60.0  # seconds between warnings that the store does not answer
 _limiter: MovingWindowRateLimiter | None = None
 _rules: dict[str, RateLimitItem] = {}
+_warned_at = 0.0
 
 
 def configure(settings: Settings) -> None:
     global _limiter, _rules
-    _limiter = MovingWindowRateLimiter(storage_from_string(settings.rate_limit_storage))
+    uri = settings.rate_limit_storage
+    timeouts = {"socket_timeout": STORE_TIMEOUT, "socket_connect_timeout": STORE_TIMEOUT}
+    _limiter = MovingWindowRateLimiter(storage_from_string(uri, **(timeouts if uri.startswith("redis") else {})))
     rules = {"client": settings.rate_limit_client, "kiosk": settings.rate_limit_kiosk}
     _rules = {kind: parse(rule) for kind, rule in (rules | {"wallet": settings.rate_limit_wallet}).items() if rule}
 
@@ -40,7 +45,10 @@ def check(kind: str, who: str) -> None:
             return
         reset = _limiter.get_window_stats(rule, kind, who).reset_time
     except Exception as exc:
-        log.warning("rate limits not counted: %s", exc)
+        global _warned_at
+        if time.monotonic() - _warned_at > WARN_EVERY:
+            _warned_at = time.monotonic()
+            log.warning("rate limits not counted: %s", exc)
         return
     retry_after = max(1, math.ceil(reset - time.time()))
     raise RateLimited(f"Too many requests for this {kind} (at most {rule}); retry in {retry_after} s.", retry_after)

@@ -157,3 +157,12 @@ def test_admin_page__refused_at_the_edge__still_with_its_security_headers(start_
     answers = [httpx.get(f"{relay.url}/admin") for _ in range(4)]
     assert answers[-1].status_code == 429 and answers[-1].headers["X-Frame-Options"] == "DENY"
     assert "frame-ancestors 'none'" in answers[-1].headers["Content-Security-Policy"]
+
+
+def test_limit_store_unreachable__requests_served_uncounted_one_warning(start_relay):
+    relay = start_relay("limit-store-down", rate_limit_client="2/minute", rate_limit_storage="redis://127.0.0.1:1")
+
+    answers = [httpx.get(f"{relay.url}/v1/payment/chain", timeout=10) for _ in range(5)]
+
+    assert [a.status_code for a in answers] == [200] * 5
+    assert relay.log.read_text().count("rate limits not counted") == 1
