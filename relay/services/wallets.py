@@ -160,6 +160,14 @@ class Wallets:
             floor = session.execute(latest.offset(RESUME_WINDOW).limit(1)).scalar() or 0
             return opened, max(last_event_id, floor)
 
+    def session_alive(self, token: str | None) -> bool:
+        with self.db.session() as session:
+            try:
+                session_of(session, token)
+            except InvalidSession:
+                return False
+        return True
+
     def notifications(self, after: int, limit: int, account: str | None = None) -> list[Notification]:
         """Notifications after id `after` (of `account`, or of everyone), oldest first."""
         query = select(Notification).where(Notification.id > after).order_by(Notification.id).limit(limit)

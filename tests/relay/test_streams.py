@@ -171,3 +171,12 @@ def test_one_wallet__at_most_five_streams_at_once__the_sixth_429(pg_relay):
             return None
 
         assert wait_until(reopened, timeout=15, interval=0.5).response.status_code == 200
+
+
+def test_session_ended__its_open_stream_ends_within_30_seconds(pg_relay):
+    wallet = AppClient(pg_relay.url, "0x" + secrets.token_hex(32))
+    with reading(pg_relay, wallet) as reader:
+        httpx.delete(f"{pg_relay.url}/v1/payment/account/session", headers=wallet.auth_headers()).raise_for_status()
+        ended = time.monotonic()
+        reader._thread.join(45)
+        assert not reader._thread.is_alive() and time.monotonic() - ended < 40

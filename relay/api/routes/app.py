@@ -29,6 +29,7 @@ async def session_token(credentials: Annotated[HTTPAuthorizationCredentials | No
 
 
 SessionToken = Annotated[str | None, Depends(session_token)]
+SESSION_CHECK = 30.0  # seconds between looks, by an open stream, at whether its session was ended
 
 
 @router.get("/chain", summary="Chain id, contract addresses and EIP-712 domains the app signs in")
@@ -104,7 +105,7 @@ def app_session(body: schemas.TemporaryAccountRequest, services: ServicesDep) ->
 @router.delete("/account/session", summary="End the session of the bearer token (the app logs out)")
 @in_thread
 def end_app_session(services: ServicesDep, token: SessionToken) -> Ok[schemas.SessionEnded]:
-    """The token is refused from then on; a stream already open with it runs until its expiry at most."""
+    """The token is refused from then on; a stream open with it ends within SESSION_CHECK seconds."""
     return Ok(data=schemas.SessionEnded(account=services.wallets.end_session(token)))
 
 
@@ -147,7 +148,12 @@ async def events(
                     cursor = row.id
                     sent.add(row.id)
                     yield _event(row)
+            checked = time.monotonic()
             while time.time() < opened.expires_at and not subscription.overflowed:
+                if time.monotonic() - checked > SESSION_CHECK:  # ended meanwhile (the app logged out)?
+                    checked = time.monotonic()
+                    if not await asyncio.to_thread(services.wallets.session_alive, token):
+                        return
                 try:
                     row = await asyncio.wait_for(subscription.queue.get(), timeout=1.0)
                 except TimeoutError:
