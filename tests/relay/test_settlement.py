@@ -135,8 +135,9 @@ def test_shop_transferred_and_totals_corrected__the_relay_follows_both(operator_
             shop = session.get(Shop, shop_id)
             return shop if shop is not None and shop.provided_point == str(provided) else None
 
-    # Indexed up to the payment, before the changes: each is indexed on its own.
-    assert wait_until(lambda: indexed(0)).used_point == str(10 * UNIT)
+    # Indexed up to the payment (the shop's row may first show it as just added), before the changes:
+    # each is indexed on its own.
+    assert wait_until(lambda: (shop := indexed(0)) is not None and shop.used_point == str(10 * UNIT))
     registry = contract(anvil, deployment, "ShopRegistry")
     domain = typed_data.domain(typed_data.SHOP_DOMAIN, deployment["chainId"], registry.address)
     admin = {"from": Account.from_key(anvil_key(0)).address}  # also a relay signer of the deployment
