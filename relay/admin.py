@@ -25,6 +25,7 @@ from sqlalchemy import func, select, update
 from relay.api.deps import ServicesDep
 from relay.config import Settings
 from relay.models import Callback, IndexerCursor, Payment, PaymentStatus, Purchase, Shop, Withdrawal, now
+from relay.services import limits
 from relay.services import shops as shop_requests
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
@@ -105,7 +106,10 @@ def admin_user(
     challenge = {"WWW-Authenticate": 'Basic realm="loyalty relay admin"'}
     if credentials is None:
         raise _refuse(401, "Log in.", **challenge)
-    keys = [f"ip:{request.client.host if request.client else ''}", f"user:{credentials.username[:100]}"]
+    keys = [
+        f"ip:{limits.client_of(request.client.host if request.client else None)}",
+        f"user:{credentials.username[:100]}",
+    ]
     if (wait := backoff.wait(keys)) > 0:
         raise _refuse(429, f"Too many wrong log-ins; try again in {wait} s.", **{"Retry-After": str(wait)})
     good_user = hmac.compare_digest(credentials.username.encode(), settings.admin_user.encode())

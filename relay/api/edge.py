@@ -43,7 +43,7 @@ class Edge:
     async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = dict(admin.HEADERS) if scope["path"].startswith("/admin") else {}
         try:
-            limits.check("client", scope["client"][0] if scope.get("client") else "unknown")
+            limits.check("client", limits.client_of(scope["client"][0] if scope.get("client") else None))
         except RateLimited as exc:
             headers["Retry-After"] = str(exc.retry_after)
             await error_response(exc.http_status, exc.code, exc.message, headers)(scope, receive, send)

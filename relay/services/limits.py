@@ -5,6 +5,7 @@ directly) nothing is limited."""
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import math
 import time
@@ -31,6 +32,18 @@ def configure(settings: Settings) -> None:
     _limiter = MovingWindowRateLimiter(storage_from_string(uri, **(timeouts if uri.startswith("redis") else {})))
     rules = {"client": settings.rate_limit_client, "kiosk": settings.rate_limit_kiosk}
     _rules = {kind: parse(rule) for kind, rule in (rules | {"wallet": settings.rate_limit_wallet}).items() if rule}
+
+
+def client_of(host: str | None) -> str:
+    """Who a client address counts as: an IPv4 address, or the /64 network of an IPv6 one (one
+    subscriber holds a whole /64, and would otherwise pass every per-address limit)."""
+    try:
+        address = ipaddress.ip_address(host or "")
+    except ValueError:
+        return host or "unknown"
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is None:
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(getattr(address, "ipv4_mapped", None) or address)
 
 
 def check(kind: str, who: str) -> None:

@@ -166,3 +166,16 @@ def test_limit_store_unreachable__requests_served_uncounted_one_warning(start_re
 
     assert [a.status_code for a in answers] == [200] * 5
     assert relay.log.read_text().count("rate limits not counted") == 1
+
+
+def test_client_address__an_ipv6_subscriber_s_whole_64_counts_as_one(start_relay):
+    relay = start_relay("limit-ipv6", rate_limit_client="2/minute")
+
+    def get(client: str) -> httpx.Response:  # the relay trusts X-Forwarded-For from 127.0.0.1 (a local proxy)
+        return httpx.get(f"{relay.url}/v1/payment/chain", headers={"X-Forwarded-For": client})
+
+    assert [get(c).status_code for c in ("2001:db8:0:1::1", "2001:db8:0:1::2")] == [200, 200]
+    limited(get("2001:db8:0:1:ffff::3"))  # the same /64
+    assert get("2001:db8:0:2::1").status_code == 200  # another subscriber
+    assert [get("::ffff:192.0.2.7").status_code, get("192.0.2.7").status_code] == [200, 200]
+    limited(get("::ffff:192.0.2.7"))  # an IPv4 client, however the proxy writes it, is one client

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Request
 from relay.api import schemas
 from relay.api.deps import Services, ServicesDep, in_thread, waiting
 from relay.api.schemas import Ok, error_responses
+from relay.services import limits
 
 router = APIRouter(
     prefix="/v1/payment/shop", tags=["Shop owner"], responses=error_responses(400, 403, 404, 409, 422, 429, 503)
@@ -40,7 +41,7 @@ def _submit(
 )
 @waiting
 def add_shop(body: schemas.AddShopRequest, request: Request, services: ServicesDep) -> Ok[schemas.ShopTx]:
-    return _submit(services, "AddShop", body, request.client.host if request.client else "unknown")
+    return _submit(services, "AddShop", body, limits.client_of(request.client.host if request.client else None))
 
 
 @router.post("/update", summary="Change a shop's name and reward settings (signed by its owner)")
