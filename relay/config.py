@@ -7,6 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
+from limits import parse
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -93,6 +94,16 @@ class Settings(BaseSettings):
     def _split_keys(cls, value: object) -> object:
         if isinstance(value, str):
             return [key.strip() for key in value.split(",") if key.strip()]
+        return value
+
+    @field_validator("rate_limit_client", "rate_limit_kiosk", "rate_limit_wallet")
+    @classmethod
+    def _rate(cls, value: str) -> str:
+        if value:
+            try:
+                parse(value)
+            except ValueError as exc:
+                raise ValueError(f"{value!r} is not a rate such as 20/minute: {exc}") from exc
         return value
 
     @model_validator(mode="after")

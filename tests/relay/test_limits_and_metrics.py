@@ -179,3 +179,14 @@ def test_client_address__an_ipv6_subscriber_s_whole_64_counts_as_one(start_relay
     assert get("2001:db8:0:2::1").status_code == 200  # another subscriber
     assert [get("::ffff:192.0.2.7").status_code, get("192.0.2.7").status_code] == [200, 200]
     limited(get("::ffff:192.0.2.7"))  # an IPv4 client, however the proxy writes it, is one client
+
+
+@pytest.mark.parametrize("setting", ["rate_limit_client", "rate_limit_kiosk", "rate_limit_wallet"])
+def test_rate_setting__not_a_rate__refused_at_start_naming_it(setting):
+    from pydantic import ValidationError
+
+    from relay.config import Settings
+
+    with pytest.raises(ValidationError, match=f"(?s){setting}.*not a rate such as 20/minute"):
+        Settings(**{setting: "twenty a minute"})
+    assert getattr(Settings(**{setting: ""}), setting) == ""  # no limit
