@@ -17,6 +17,12 @@ from relay.services.payments import queue_callback
 
 log = logging.getLogger(__name__)
 S = PaymentStatus
+# A decision not made in time: (the pending status, when it was asked, the status it leaves, the
+# callback type, the app's notification). A cancel nobody decided leaves the payment as it stands.
+UNDECIDED = (
+    (S.NEW, Payment.open_new_at, S.TIMEOUT, "create", "payment.timeout"),
+    (S.CANCEL_RECEIVED, Payment.open_cancel_at, S.COMPLETED, "cancel", None),
+)
 
 
 class Timeouts:
@@ -29,23 +35,15 @@ class Timeouts:
         """Applies the timeouts; returns how many payments it changed."""
         t, changed = now(), 0
         with self.db.session() as session:
-            for p in session.execute(
-                select(Payment).where(Payment.status == S.NEW, Payment.open_new_at < t - self.settings.payment_timeout)
-            ).scalars().all():  # fmt: skip
-                if update_payment(session, p.payment_id, {"status": {S.NEW}, "chain_op": None}, {"status": S.TIMEOUT}):
-                    queue_callback(session, p, "create", TIMEOUT)
-                    notify(session, p.account, "payment.timeout", p.payment_id, {"paymentStatus": S.TIMEOUT})
-                    changed += 1
-            for p in session.execute(
-                select(Payment).where(
-                    Payment.status == S.CANCEL_RECEIVED, Payment.open_cancel_at < t - self.settings.payment_timeout
-                )
-            ).scalars().all():  # fmt: skip
-                # The payment stands; the KIOSK learns the cancel timed out.
-                where = {"status": {S.CANCEL_RECEIVED}, "chain_op": None}
-                if update_payment(session, p.payment_id, where, {"status": S.COMPLETED}):
-                    queue_callback(session, p, "cancel", TIMEOUT)
-                    changed += 1
+            for pending, asked_at, status, type_, kind in UNDECIDED:
+                late = select(Payment).where(Payment.status == pending, asked_at < t - self.settings.payment_timeout)
+                undecided = {"status": {pending}, "chain_op": None}
+                for p in session.execute(late).scalars().all():
+                    if update_payment(session, p.payment_id, undecided, {"status": status}):
+                        queue_callback(session, p, type_, TIMEOUT)
+                        if kind is not None:
+                            notify(session, p.account, kind, p.payment_id, {"paymentStatus": status})
+                        changed += 1
             unclosed = session.execute(
                 select(Payment).where(
                     Payment.status.in_([S.APPROVED, S.CANCEL_APPROVED]),

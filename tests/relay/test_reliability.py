@@ -650,6 +650,27 @@ def test_timeout__no_decision__status_9_and_callback_2000(timeouts_relay, make_k
     assert balance_of(timeouts_relay.url, wallet.address) == 100 * UNIT
 
 
+def test_timeout__cancel_with_no_decision__payment_stands_and_cancel_callback_2000(
+    timeouts_relay, make_kiosk, shop_id, callbacks, new_wallet
+):
+    kiosk = make_kiosk(timeouts_relay, [shop_id])
+    wallet = new_wallet(timeouts_relay, 100 * UNIT)
+    payment_id = _open(timeouts_relay, kiosk, wallet, shop_id)["paymentId"]
+    wallet.approve(payment_id)
+    ok(kiosk_post(timeouts_relay.url, "closeNew", kiosk.access_key, payment_id))
+    paid = balance_of(timeouts_relay.url, wallet.address)
+
+    ok(kiosk_post(timeouts_relay.url, "openCancel", kiosk.access_key, payment_id))
+
+    wait_until(lambda: len(callbacks.for_payment(payment_id)) == 2, timeout=20)
+    assert [(c.json["type"], c.json["code"]) for c in callbacks.for_payment(payment_id)] == [
+        ("create", 0),
+        ("cancel", 2000),
+    ]
+    assert item(timeouts_relay.url, payment_id)["paymentStatus"] == S.COMPLETED
+    assert balance_of(timeouts_relay.url, wallet.address) == paid < 100 * UNIT
+
+
 def test_timeout__approved_but_never_closed__refunded_on_chain_and_callback_2000(
     timeouts_relay, make_kiosk, shop_id, callbacks, new_wallet, anvil, deployment
 ):
