@@ -191,6 +191,7 @@ class Purchase(Base):
     __table_args__ = (
         Index("ix_purchases_due", "status", "provide_at"),
         Index("ix_purchases_kiosk_created", "kiosk_id", "created_at"),  # the KIOSK's rewards of the day
+        Index("ix_purchases_shop_created", "shop_id", "created_at"),  # the shop's rewards of the day
     )
 
     shop_id: Mapped[str] = mapped_column(String(66), primary_key=True)
