@@ -6,7 +6,7 @@ ape run gas_table --network ethereum:local:foundry
 from pathlib import Path
 
 import click
-from ape import accounts
+from ape import accounts, config
 from ape.cli import ConnectedProviderCommand
 
 from scripts._gas import CASES, REFERENCE, measure
@@ -16,6 +16,7 @@ OUTPUT = Path(__file__).resolve().parent.parent / "GAS.md"
 
 
 def render(gas: dict[tuple[str, str], int]) -> str:
+    solc = config.get_config("solidity")
     lines = [
         "# Gas per operation",
         "",
@@ -25,6 +26,8 @@ def render(gas: dict[tuple[str, str], int]) -> str:
         "storage slot costs 20,000 gas instead of 2,900, which is what separates the cases (a user's",
         "first nonce and balance, a shop's first withdrawn total, the system's first escrow and fees).",
         "`tests/unit/test_gas.py` runs the same scenario and fails when a case exceeds its budget.",
+        f"Compiled by solc {solc.version} with the optimizer at {solc.optimization_runs:,} runs (ape-config.yaml):",
+        "cheaper calls for a larger deployment.",
         "",
         "| operation | case | gas | budget | public implementation of the spec |",
         "|---|---|---:|---:|---:|",
