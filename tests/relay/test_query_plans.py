@@ -3,7 +3,8 @@ PostgreSQL database that already holds a large history (terminal payments, deliv
 pushed notifications, indexed events, provided purchases, used temporary accounts); it serves
 flows 1.1 to 1.4 and the read endpoints while its background workers poll; then every SELECT,
 UPDATE and DELETE it issued is run again under EXPLAIN ANALYZE (in a transaction that is rolled
-back) and no plan node may read more than a handful of rows of that history.
+back) and no plan node may read more than a handful of rows of that history, nor the statement
+more than a handful of pages.
 
 A query without a fitting index reads the whole history on every call: unnoticed at a
 thousand rows, a full-table scan per request or per poll at a few million."""
@@ -39,6 +40,9 @@ HISTORY = 50_000  # rows of each table's history
 # What one statement may read of a table (rows returned by its scans plus rows they read and
 # dropped): its own rows of the flow and a small page, never a fraction of the history.
 MOST_ROWS_READ = 200
+# And the pages (8 KiB) it may touch, indexes included: at most 25 seen for any statement of the
+# flows; a walk through a whole index of the history reads over 300.
+MOST_PAGES = 100
 TEN_KRW = 10 * UNIT
 
 
@@ -132,7 +136,7 @@ def rows_read(plan: dict[str, Any]) -> Iterator[tuple[str, str, int]]:
 def explain(url: str, statement: str, parameters: Any) -> dict[str, Any]:
     with psycopg.connect(url.replace("postgresql+psycopg", "postgresql")) as conn:
         try:
-            row = conn.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {statement}", parameters).fetchone()
+            row = conn.execute(f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {statement}", parameters).fetchone()
         finally:
             conn.rollback()  # EXPLAIN ANALYZE runs an UPDATE or DELETE: leave nothing changed
     assert row is not None
@@ -219,4 +223,9 @@ def test_every_query_reads_only_its_own_rows_of_a_long_history(in_process_relay,
         for node, relation, read in rows_read(plan):
             if read > MOST_ROWS_READ:
                 heavy.append(f"{node} on {relation} read {read} rows:\n  {' '.join(statement.split())[:400]}")
+        # An index walked whole (its condition not on its first column) filters no row: only the
+        # pages it read show it.
+        pages = plan.get("Shared Hit Blocks", 0) + plan.get("Shared Read Blocks", 0)
+        if pages > MOST_PAGES:
+            heavy.append(f"{pages} pages read by:\n  {' '.join(statement.split())[:400]}")
     assert not heavy, "queries that read the history:\n" + "\n".join(heavy)
