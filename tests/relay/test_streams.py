@@ -153,7 +153,8 @@ def test_notification_committed_by_the_relay__streamed_at_once(pg_relay, make_ki
             time.sleep(0.3)  # the denial's notification has been streamed too
     # Woken at once, or at most WAKE_AFTER (0.1 s) after its previous read: a mean of 0.04-0.08 s here,
     # busy machine included; reading every 0.25 s instead, it would be about 0.125 s plus the same.
-    assert max(delays) < 0.2 and sum(delays) / len(delays) < 0.1, delays
+    # One stream may lose a scheduling slice on a busy two-core machine: the mean tells them apart.
+    assert max(delays) < 0.5 and sum(delays) / len(delays) < 0.1, delays
 
 
 def test_one_wallet__at_most_five_streams_at_once__the_sixth_429(pg_relay):
