@@ -1,16 +1,19 @@
 """A JavaScript wallet signs the typed data exactly as the relay serves it: the raw JSON text of the
 response goes through `JSON.parse` and ethers v6's `signTypedData` under Node
 (tests/relay/js/sign.mjs; ethers from the repository's node_modules, node from PATH), and the relay
-accepts the signature."""
+accepts the signature. A JavaScript KIOSK server verifies every callback with the npm package
+standardwebhooks (tests/relay/js/verify_webhook.mjs)."""
 
 from __future__ import annotations
 
+import base64
 import json
 import secrets
 import shutil
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 from eth_account import Account
 
@@ -18,22 +21,27 @@ from relay.devnet import anvil_key
 from relay.models import PaymentStatus as S
 from tests.relay.approval import PENDING, approve
 from tests.relay.checks import balance_of, call, decide, item, kiosk_post, ok, open_new, sqlite_only
-from tests.relay.conftest import OWNER, ROOT, UNIT
+from tests.relay.conftest import OWNER, ROOT, UNIT, wait_until
 
 pytestmark = sqlite_only
 
 SIGN = Path(__file__).resolve().parent / "js" / "sign.mjs"
+VERIFY = SIGN.with_name("verify_webhook.mjs")
 TEN_KRW = 10 * UNIT
 FEE = TEN_KRW // 20
 
 
+def node(script: Path, *args: str, stdin: str) -> subprocess.CompletedProcess[str]:
+    executable = shutil.which("node")
+    assert executable is not None, "node is not on PATH"
+    return subprocess.run(
+        [executable, str(script), *args], input=stdin, capture_output=True, text=True, cwd=ROOT, timeout=60
+    )
+
+
 def ethers_sign(key: str, response: str, path: str = "data.typedData.confirm") -> subprocess.CompletedProcess[str]:
     """sign.mjs run on a response's text; `path` names the typed-data document in it."""
-    node = shutil.which("node")
-    assert node is not None, "node is not on PATH"
-    return subprocess.run(
-        [node, str(SIGN), key, path], input=response, capture_output=True, text=True, cwd=ROOT, timeout=60
-    )
+    return node(SIGN, key, path, stdin=response)
 
 
 def signature_of(key: str, response: str, path: str = "data.typedData.confirm") -> str:
@@ -108,3 +116,44 @@ def test_ethers_v6__an_amount_served_as_a_json_number__refused(relay, kiosk, sho
 
     assert signed.returncode != 0 and "overflow" in signed.stderr
     assert item(relay.url, payment_id)["paymentStatus"] == S.NEW
+
+
+def js_verified(secret: str, body: str, headers: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return node(VERIFY, stdin=json.dumps({"secret": secret, "body": body, "headers": headers}))
+
+
+def test_standardwebhooks_js__verifies_every_callback_of_the_flows__refuses_a_changed_one(
+    relay, make_kiosk, callbacks, shop_id, new_wallet
+):
+    kiosk = make_kiosk(relay, [shop_id])
+    wallet = new_wallet(relay, 100 * UNIT)
+    user_key = "0x" + bytes(wallet.account.key).hex()
+
+    def opened() -> str:
+        purchase = f"P-{secrets.token_hex(6)}"
+        return str(ok(open_new(relay.url, kiosk.access_key, purchase, TEN_KRW, shop_id, wallet.address))["paymentId"])
+
+    paid = opened()  # approved (create 0), then cancelled with the owner's approval (cancel 0)
+    decide(relay.url, "create/confirm", paid, signature_of(user_key, served_item(relay, paid)))
+    ok(kiosk_post(relay.url, "closeNew", kiosk.access_key, paid))
+    ok(kiosk_post(relay.url, "openCancel", kiosk.access_key, paid))
+    decide(relay.url, "cancel/confirm", paid, signature_of(anvil_key(OWNER), served_item(relay, paid)))
+    denied = opened()  # denied by the user (create 1001)
+    decide(relay.url, "create/deny", denied, signature_of(user_key, served_item(relay, denied), "data.typedData.deny"))
+
+    expected = {(paid, "create", 0), (paid, "cancel", 0), (denied, "create", 1001)}
+
+    def delivered() -> list[Any]:
+        return [r for r in callbacks.received if r.path == kiosk.name]
+
+    wait_until(lambda: {(r.json["data"]["paymentId"], r.json["type"], r.json["code"]) for r in delivered()} >= expected)
+    for received in delivered():
+        verified = js_verified(kiosk.secret, received.body, received.headers)
+        assert verified.returncode == 0, verified.stderr
+        assert json.loads(verified.stdout) == received.json
+
+    last = delivered()[-1]
+    changed = last.body.replace('"code":', '"code": ', 1) if '"code":' in last.body else last.body + " "
+    for body, secret in ((changed, kiosk.secret), (last.body, "whsec_" + base64.b64encode(b"another").decode())):
+        refused = js_verified(secret, body, last.headers)
+        assert refused.returncode != 0 and "No matching signature" in refused.stderr, refused
