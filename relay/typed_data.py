@@ -40,6 +40,10 @@ _SIGNATURES = {
 # Each type's (field, type) pairs, in order.
 TYPES = {name: [(f.split()[1], f.split()[0]) for f in fields.split(",")] for name, fields in _SIGNATURES.items()}
 DOMAIN = "string name,string version,uint256 chainId,address verifyingContract"
+# OpenZeppelin's ECDSA, which the contracts verify with, takes only 65-byte signatures with v 27 or 28
+# and s in the lower half of the curve order (EIP-2); the relay accepts the same, or the chain would
+# refuse a signature the relay had taken.
+HALF_ORDER = 0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0
 DOMAIN_FIELDS = [{"name": f.split()[1], "type": f.split()[0]} for f in DOMAIN.split(",")]
 
 
@@ -77,4 +81,7 @@ def sign(private_key: bytes | str, typed: dict[str, Any]) -> str:
 
 def recover(typed: dict[str, Any], signature: str | bytes) -> str:
     """The address that signed ``typed``, checksummed. Raises ValueError for a malformed signature."""
-    return str(Account.recover_message(encode_typed_data(full_message=typed), signature=signature))
+    raw = bytes.fromhex(signature.removeprefix("0x")) if isinstance(signature, str) else signature
+    if len(raw) != 65 or raw[64] not in (27, 28) or int.from_bytes(raw[32:64]) > HALF_ORDER:
+        raise ValueError("a wallet's signature has 65 bytes, v 27 or 28 and s in the lower half (EIP-2)")
+    return str(Account.recover_message(encode_typed_data(full_message=typed), signature=raw))

@@ -13,6 +13,8 @@ import time
 
 import httpx
 import pytest
+from eth_account import Account
+from eth_account.messages import encode_typed_data
 from eth_utils import is_checksum_address
 from sqlalchemy import select, update
 
@@ -255,6 +257,42 @@ def test_create_confirm__malformed_signature__400_1000(relay, kiosk, user, shop_
     fails(decide(relay.url, "create/deny", payment_id, signature), 400, 1000)
     assert item(relay.url, payment_id)["paymentStatus"] == S.NEW
     user.deny(payment_id)
+
+
+CURVE_ORDER = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+
+
+def _v_as_0_or_1(signature: bytes) -> bytes:
+    return signature[:64] + bytes([signature[64] - 27])
+
+
+def _high_s(signature: bytes) -> bytes:
+    """The same signature's twin: s mirrored into the upper half, v flipped (valid for ecrecover)."""
+    s = CURVE_ORDER - int.from_bytes(signature[32:64])
+    return signature[:32] + s.to_bytes(32) + bytes([55 - signature[64]])
+
+
+@pytest.mark.parametrize("form", [_v_as_0_or_1, _high_s], ids=["v-0-or-1", "high-s"])
+def test_create_confirm__the_user_s_signature_in_a_form_the_contract_refuses__400_and_the_payment_waits(
+    relay, kiosk, user, shop_id, callbacks, form
+):
+    """Both forms recover the user's address, but OpenZeppelin's ECDSA refuses them: taken, they
+    would fail the payment on chain."""
+    payment_id = _open(relay, kiosk, user, shop_id)["paymentId"]
+    signature = bytes.fromhex(user.sign(_typed(relay, payment_id)["confirm"])[2:])
+    variant = "0x" + form(signature).hex()
+    assert (
+        Account.recover_message(encode_typed_data(full_message=_typed(relay, payment_id)["confirm"]), signature=variant)
+        == user.address
+    )
+
+    refused = fails(decide(relay.url, "create/confirm", payment_id, variant), 400, 1000)
+
+    assert "v 27 or 28" in refused and user.address not in refused
+    assert item(relay.url, payment_id)["paymentStatus"] == S.NEW
+    assert ok(decide(relay.url, "create/confirm", payment_id, "0x" + signature.hex()))["paymentStatus"] == S.APPROVED
+    assert [c.json["code"] for c in callbacks.wait_for(payment_id)] == [0]
+    ok(kiosk_post(relay.url, "closeNew", kiosk.access_key, payment_id))
 
 
 # ----------------------------------------------------------------------------- 5.4 / 5.5 cancel
