@@ -19,6 +19,7 @@ from relay.config import Settings
 from relay.db import Database, insert_if_absent
 from relay.errors import (
     AmountNotAvailable,
+    ChainRejected,
     ChainUnavailable,
     InvalidParameter,
     InvalidStatus,
@@ -91,8 +92,12 @@ class Shops:
         name = action[0].lower() + action[1:]
         call = self.chain.shops.call(name, *args, deadline, signature)
         tx = self.chain.send(call, self.nonces, gas=GAS, signed_by=owner, simulate=True)
-        if self.watcher.wait(tx, self.settings.receipt_timeout) is None:
+        finished = self.watcher.wait(tx, self.settings.receipt_timeout)
+        if finished is None:
             raise ChainUnavailable(f"Transaction {tx} was sent but is not mined yet.")
+        if finished.receipt["status"] != 1:  # e.g. a concurrent action of the owner took its nonce first
+            refusal = self.chain.refusal(call)
+            raise ChainRejected(f"Transaction {tx} reverted: {refusal.message if refusal else 'no reason given'}")
         return self.chain.shop(shop_id), tx
 
     def _admit(self, owner: str, message: dict[str, Any], client_ip: str) -> None:

@@ -10,12 +10,13 @@ import contextlib
 import secrets
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 from eth_account import Account
 
-from loyalty_sdk import AppClient
+from loyalty_sdk import AppClient, LoyaltyError
 from relay import chain as onchain
 from relay import typed_data
 from relay.devnet import anvil_key, deploy, start_anvil, stop
@@ -23,6 +24,7 @@ from relay.models import PaymentStatus as S
 from tests.relay.approval import add_approved_shop
 from tests.relay.checks import (
     balance_of,
+    call,
     contract,
     decide,
     fails,
@@ -263,3 +265,36 @@ def test_escrow_expired__kiosk_close_409_3009_refund_only__and_the_relay_refunds
     assert payment_on_chain(url, deployment, left_open)["status"] == onchain.REFUNDED
     assert [c.json["code"] for c in callbacks.wait_for(left_open, count=2)] == [0, 2000]
     assert balance_of(relay.url, user.address) == balance
+
+
+@sqlite_only
+def test_shop_action_mined_after_another_took_the_owner_s_nonce__reverted__409_not_200(relay, anvil, deployment):
+    """The relay's transaction passed its simulation, but another one carrying the owner's same
+    registry nonce (sent straight to the contract, with a higher tip) is mined before it in the
+    same block: it reverts, and its sender must hear so, not get a transaction hash. (Account 0
+    holds the submitter role and signs for no relay of these tests.)"""
+    owner_key = "0x" + secrets.token_hex(32)
+    owner = AppClient(relay.url, owner_key)
+    shop_id = "0x" + secrets.token_hex(32)
+    add_approved_shop(relay, owner, shop_id, "Nonce Shop", 0, 100)
+    fields = {"shopId": shop_id, "name": "Direct", "provideWaitTime": "0", "providePercent": "300"}
+    typed = ok(call(relay.url, "GET", "/v1/payment/shop/typedData", params={"action": "UpdateShop", **fields}))
+    registry = contract(anvil, deployment, "ShopRegistry")
+    node = registry.w3.provider
+    node.make_request("evm_setAutomine", [False])
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            update = pool.submit(owner.update_shop, shop_id, "Through the relay", 0, 200)
+            wait_until(lambda: node.make_request("txpool_status", [])["result"]["pending"] != "0x0")
+            direct = registry.functions.updateShop(
+                shop_id, "Direct", 0, 300, int(typed["message"]["deadline"]), typed_data.sign(owner_key, typed)
+            ).transact({"from": address(0), "maxPriorityFeePerGas": 10**11, "maxFeePerGas": 10**12, "gas": 400_000})
+            node.make_request("evm_mine", [])
+            outcome = update.exception(timeout=30) or update.result()
+    finally:
+        node.make_request("evm_setAutomine", [True])
+
+    assert registry.w3.eth.get_transaction_receipt(direct)["status"] == 1
+    assert isinstance(outcome, LoyaltyError), outcome
+    assert outcome.code == 4002 and "reverted" in outcome.message, outcome.message
+    assert ok(call(relay.url, "GET", "/v1/payment/shop/info", params={"shopId": shop_id}))["name"] == "Direct"
