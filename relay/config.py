@@ -78,7 +78,7 @@ class Settings(BaseSettings):
     rate_limit_storage: str = "memory://"
     rate_limit_client: str = "1200/minute"  # requests per client address, every endpoint
     rate_limit_kiosk: str = "300/minute"  # KIOSK actions per access key
-    rate_limit_wallet: str = "20/minute"  # payments opened for, and actions signed by, one wallet
+    rate_limit_wallet: str = "20/minute"  # payments opened for one wallet; apart, actions it signs
     metrics_token: SecretStr | None = None  # if set, GET /metrics needs `Authorization: Bearer <token>`
     log_format: Literal["text", "json"] = "text"
 

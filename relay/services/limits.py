@@ -30,8 +30,11 @@ def configure(settings: Settings) -> None:
     uri = settings.rate_limit_storage
     timeouts = {"socket_timeout": STORE_TIMEOUT, "socket_connect_timeout": STORE_TIMEOUT}
     _limiter = MovingWindowRateLimiter(storage_from_string(uri, **(timeouts if uri.startswith("redis") else {})))
+    # A wallet's own signed actions and the payments KIOSKs open for it count apart: KIOSKs asking
+    # for a wallet must not use up what the wallet itself may do.
     rules = {"client": settings.rate_limit_client, "kiosk": settings.rate_limit_kiosk}
-    _rules = {kind: parse(rule) for kind, rule in (rules | {"wallet": settings.rate_limit_wallet}).items() if rule}
+    rules |= {"wallet": settings.rate_limit_wallet, "payments for a wallet": settings.rate_limit_wallet}
+    _rules = {kind: parse(rule) for kind, rule in rules.items() if rule}
 
 
 def client_of(host: str | None) -> str:
@@ -64,4 +67,4 @@ def check(kind: str, who: str) -> None:
             log.warning("rate limits not counted: %s", exc)
         return
     retry_after = max(1, math.ceil(reset - time.time()))
-    raise RateLimited(f"Too many requests for this {kind} (at most {rule}); retry in {retry_after} s.", retry_after)
+    raise RateLimited(f"Too many requests: {kind} (at most {rule}); retry in {retry_after} s.", retry_after)

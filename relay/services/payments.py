@@ -107,12 +107,12 @@ class Payments:
                 return self._same_purchase(existing, kiosk, amount, currency, address)
             if session.get(Purchase, (shop_id, purchase_id)) is not None:
                 raise DuplicatePurchase(f"Purchase {purchase_id} was reported as paid otherwise (it earns loyalty).")
-        limits.check("wallet", account)  # each new payment pushes a request to the wallet's app
         self.chain.require_shop(shop_id)
         estimate = self.chain.estimate(account, amount, currency)
         total = estimate.total_point if estimate.loyalty_type == POINT else estimate.total_token
         if estimate.balance < total:
             raise InsufficientBalance(f"The balance {estimate.balance} does not cover the total {total}.")
+        limits.check("payments for a wallet", account)  # each one pushes a request to the wallet's app
         amounts = {k: str(v) for k, v in vars(estimate).items() if k not in ("loyalty_type", "balance")}
         payment = Payment(
             payment_id="0x" + secrets.token_hex(32), purchase_id=purchase_id, amount=str(amount), currency=currency,

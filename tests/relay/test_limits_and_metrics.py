@@ -9,11 +9,12 @@ import secrets
 import httpx
 import pytest
 import redis
-from eth_account import Account
 
+from loyalty_sdk import AppClient
 from relay.models import Notification, Payment
-from tests.relay.checks import count_rows, fails, ok, open_new, session_of
+from tests.relay.checks import call, count_rows, fails, ok, open_new, session_of
 from tests.relay.conftest import UNIT
+from tests.relay.test_app_endpoints import SIGNED, _signed_body
 
 TEN_KRW = 10 * UNIT
 
@@ -70,7 +71,7 @@ def test_wallet__payments_opened_for_it_past_the_limit__429_no_payment_no_notifi
         assert session.query(Notification).filter_by(account=user.address, kind="payment.new").count() == 2
 
 
-def test_wallet_limit_in_redis__counted_across_two_relay_instances(start_relay, make_kiosk, shop_id):
+def test_wallet_limit_in_redis__counted_across_two_relay_instances(start_relay, shop_id):
     try:
         redis.Redis(socket_timeout=2).ping()
     except redis.ConnectionError:
@@ -78,16 +79,39 @@ def test_wallet_limit_in_redis__counted_across_two_relay_instances(start_relay, 
     shared = {"rate_limit_wallet": "3/minute", "rate_limit_storage": "redis://127.0.0.1:6379"}
     first = start_relay("limit-redis-1", **shared)
     second = start_relay("limit-redis-2", db_url=first.db_url, **shared)
-    kiosk = make_kiosk(first, [shop_id])
-    wallet = Account.create().address  # fresh: no earlier run counted it; no balance (422) still counts
+    wallet = AppClient(first.url, "0x" + secrets.token_hex(32))  # fresh: no earlier run counted it
+    chain_info = ok(call(first.url, "GET", "/v1/payment/chain"))
+    path, _ = SIGNED["TemporaryAccount"]
 
     answers = [
-        open_new(relay.url, kiosk.access_key, f"P-{secrets.token_hex(6)}", TEN_KRW, shop_id, wallet)
+        call(relay.url, "POST", path, json=_signed_body(wallet, chain_info, "TemporaryAccount"))
         for relay in (first, second, first, second)
     ]
 
-    assert [a.status_code for a in answers[:3]] == [422] * 3, [a.text for a in answers]
+    assert [a.status_code for a in answers[:3]] == [200] * 3, [a.text for a in answers]
     limited(answers[3])
+
+
+def test_wallet__kiosks_asking_for_it_past_the_limit__the_wallet_s_own_actions_still_served(
+    start_relay, make_kiosk, shop_id, new_wallet
+):
+    """Payment requests KIOSKs open for a wallet count apart from what the wallet signs itself, and
+    only those that reach it: one refused for its balance counts for nothing."""
+    relay = start_relay("limit-wallet-apart", rate_limit_wallet="2/minute")
+    kiosk = make_kiosk(relay, [shop_id])
+    wallet = new_wallet(relay, 2 * TEN_KRW)
+    chain_info = ok(call(relay.url, "GET", "/v1/payment/chain"))
+
+    def report(amount):
+        return open_new(relay.url, kiosk.access_key, f"P-{secrets.token_hex(6)}", amount, shop_id, wallet.address)
+
+    fails(report(100 * TEN_KRW), 422, 3004)
+    ok(report(TEN_KRW))
+    ok(report(TEN_KRW))
+    limited(report(TEN_KRW))
+    for primary_type in ("TemporaryAccount", "AppSession"):
+        path, _ = SIGNED[primary_type]
+        ok(call(relay.url, "POST", path, json=_signed_body(wallet, chain_info, primary_type)))
 
 
 def _samples(text: str) -> dict[str, float]:
