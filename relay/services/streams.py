@@ -11,6 +11,7 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 
+from relay.errors import RateLimited
 from relay.models import Notification
 from relay.services.wallets import Wallets
 from relay.workers import Wakeup, rest
@@ -43,8 +44,12 @@ class NotificationHub:
         self._task: asyncio.Task[None] | None = None
 
     async def subscribe(self, account: str) -> Subscription:
-        """A stream of `account`'s notifications from now on (the caller reads earlier ones itself)."""
+        """A stream of `account`'s notifications from now on (the caller reads earlier ones itself);
+        RateLimited if the wallet has as many streams open here as it may (checked under the lock:
+        streams opened at once count one after the other)."""
         async with self._start:
+            if len(self._subscriptions.get(account, ())) >= STREAMS_PER_WALLET:
+                raise RateLimited(f"At most {STREAMS_PER_WALLET} live streams of one wallet at once: close one.", 15)
             if self._cursor is None:
                 self._cursor = self._floor = await asyncio.to_thread(self.wallets.latest_notification_id)
                 self._handed = set()
@@ -53,10 +58,6 @@ class NotificationHub:
             if self._task is None:
                 self._task = asyncio.create_task(self._run())
         return subscription
-
-    def full(self, account: str) -> bool:
-        """Whether the wallet has as many streams open here as it may."""
-        return len(self._subscriptions.get(account, ())) >= STREAMS_PER_WALLET
 
     def unsubscribe(self, subscription: Subscription) -> None:
         subscriptions = self._subscriptions.get(subscription.account, set())

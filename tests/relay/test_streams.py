@@ -11,6 +11,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -172,6 +173,32 @@ def test_one_wallet__at_most_five_streams_at_once__the_sixth_429(pg_relay):
             return None
 
         assert wait_until(reopened, timeout=15, interval=0.5).response.status_code == 200
+
+
+def test_one_wallet__ten_streams_opened_at_once__five_served_five_429(pg_relay):
+    wallet = AppClient(pg_relay.url, "0x" + secrets.token_hex(32))
+    wallet.auth_headers()  # the session, opened once beforehand
+    statuses: list[int] = []
+    with contextlib.ExitStack() as streams, ThreadPoolExecutor(10) as pool:
+        http = streams.enter_context(httpx.Client(timeout=30, limits=httpx.Limits(max_connections=20)))
+
+        def open_one() -> int:
+            response = streams.enter_context(
+                http.stream("GET", f"{pg_relay.url}/v1/payment/events", headers=wallet.auth_headers())
+            )
+            return response.status_code
+
+        statuses = list(pool.map(lambda _: open_one(), range(10)))
+    assert sorted(statuses) == [200] * 5 + [429] * 5
+
+
+def test_last_event_id_not_a_notification_id__400(pg_relay):
+    wallet = AppClient(pg_relay.url, "0x" + secrets.token_hex(32))
+    for value in ("9" * 30, "-1", "x"):
+        answer = httpx.get(
+            f"{pg_relay.url}/v1/payment/events", headers=wallet.auth_headers() | {"Last-Event-ID": value}, timeout=10
+        )
+        assert (answer.status_code, answer.json()["code"]) == (400, 1000), (value, answer.text)
 
 
 def test_session_ended__its_open_stream_ends_within_30_seconds(pg_relay):

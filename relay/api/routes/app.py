@@ -12,13 +12,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sse_starlette import EventSourceResponse
+from starlette.background import BackgroundTask
 
 from relay.api import schemas
 from relay.api.deps import ServicesDep, in_thread
 from relay.api.schemas import Ok, error_responses
-from relay.errors import RateLimited
 from relay.models import Notification
-from relay.services.streams import STREAMS_PER_WALLET
 
 router = APIRouter(prefix="/v1/payment", tags=["Mobile app"], responses=error_responses(400, 401, 403, 404, 409, 503))
 _bearer = HTTPBearer(auto_error=False, description="A session token of the wallet (POST /v1/payment/account/session)")
@@ -126,18 +125,16 @@ async def events(
     request: Request,
     services: ServicesDep,
     token: SessionToken,
-    last_event_id: Annotated[int | None, Header(alias="Last-Event-ID")] = None,
+    last_event_id: Annotated[int | None, Header(alias="Last-Event-ID", ge=0, lt=2**63)] = None,
 ) -> EventSourceResponse:
     """Streams the notifications of the session's wallet (the same ones sent by push) until the
     session expires: from the next one, or resumed after the one with id `Last-Event-ID`, at most
     the wallet's 100 latest back."""
     opened, start = await asyncio.to_thread(services.wallets.open_stream, token, last_event_id)
     account = opened.account
-    if services.streams.full(account):
-        raise RateLimited(f"At most {STREAMS_PER_WALLET} live streams of one wallet at once: close one.", 15)
+    subscription = await services.streams.subscribe(account)
 
     async def stream() -> AsyncIterator[dict[str, Any]]:
-        subscription = await services.streams.subscribe(account)
         try:
             # What the database holds after `start` (a resumed stream's backlog, and whatever came
             # while the stream opened), then what the hub hands out, each notification once.
@@ -165,7 +162,8 @@ async def events(
         finally:
             services.streams.unsubscribe(subscription)
 
-    return EventSourceResponse(stream(), ping=15)
+    # Also once the response ends without the stream having started (the client gone at once).
+    return EventSourceResponse(stream(), ping=15, background=BackgroundTask(services.streams.unsubscribe, subscription))
 
 
 def _event(row: Notification) -> dict[str, Any]:
