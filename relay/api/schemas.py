@@ -22,7 +22,7 @@ def _checked(pattern: str, message: str, convert: Any = str) -> AfterValidator:
     compiled = re.compile(pattern)
 
     def check(value: str) -> Any:
-        if not compiled.match(value):
+        if not compiled.fullmatch(value):  # `$` alone would let a final newline through
             raise ValueError(message)
         return convert(value)
 
@@ -82,6 +82,11 @@ PurchaseId = Annotated[
     str,
     _field(r"^[ -~]+$", min_length=1, max_length=64, examples=["P000001"]),
     _checked(r"^[\x20-\x7e]+$", "must be printable ASCII"),
+]
+ShopName = Annotated[
+    str,
+    Field(min_length=1, max_length=100, examples=["Demo Shop"]),
+    _checked(r"(?=.*\S)[^\x00-\x1f\x7f]+", "must have a visible character and no control characters"),
 ]
 Deadline = Annotated[int, Field(ge=0, lt=2**63, description="Unix seconds, part of the signed message")]
 Seconds = Annotated[int, BeforeValidator(int)]  # a record's float time, as whole seconds
@@ -193,7 +198,7 @@ class ShopTypedDataQuery(Request):
     action: str = Field(description="AddShop, UpdateShop, OpenWithdrawal or CloseWithdrawal")
     shop_id: Bytes32
     account: Address | None = Field(None, description="The owner (AddShop only)")
-    name: str | None = Field(None, max_length=100)
+    name: ShopName | None = None
     provide_wait_time: int | None = Field(None, ge=0, lt=2**32)
     provide_percent: int | None = Field(None, ge=0, le=10_000)
     amount: Amount | None = None
@@ -210,7 +215,7 @@ class WithdrawalOpenRequest(WithdrawalCloseRequest):
 
 
 class ShopRequest(WithdrawalCloseRequest):
-    name: str = Field(min_length=1, max_length=100)
+    name: ShopName
     provide_wait_time: int = Field(ge=0, lt=2**32, description="Seconds between a purchase and its reward")
     provide_percent: int = Field(ge=0, le=10_000, description="Reward rate, percent x 100 (1 % = 100)")
 

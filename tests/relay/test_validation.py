@@ -55,6 +55,7 @@ BAD_AMOUNTS = {
     "hex": "0x10",
     "empty": "",
     "json-number": 10,
+    "final-newline": "10\n",
 }
 BAD_PURCHASE_IDS = {
     "65-chars": "P" * 65,
@@ -64,10 +65,12 @@ BAD_PURCHASE_IDS = {
     "delete": "P\x7f",
     "non-ascii": "P\u00e9",
     "empty": "",
+    "final-newline": "P1\n",
 }
 BAD_HEX32 = {
     "short": "0x" + "ab" * 31,
     "long": "0x" + "ab" * 33,
+    "final-newline": "0x" + "ab" * 32 + "\n",
     "non-hex": "0x" + "zz" * 32,
     "no-prefix": "ab" * 32,
     "empty": "",
@@ -256,6 +259,27 @@ def test_temporary_account__malformed_body__400_1000(relay):
 
 
 # ----------------------------------------------------------------------------- API document
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["", "   ", "Shop\x00", "Shop\nName", "Shop\t", "S" * 101],
+    ids=["empty", "blank", "nul", "newline", "tab", "101-chars"],
+)
+def test_shop_name__blank_control_characters_or_too_long__400_1000(relay, name):
+    """The name is stored on chain for good: typed data for it is not even handed out."""
+    fields = {"action": "AddShop", "shopId": "0x" + "ab" * 32, "account": USER, "name": name}
+    message = fails(
+        call(
+            relay.url,
+            "GET",
+            "/v1/payment/shop/typedData",
+            params=fields | {"provideWaitTime": 0, "providePercent": 100},
+        ),
+        400,
+        1000,
+    )
+    assert "name" in message, message
 
 
 def test_openapi__lists_every_endpoint_of_the_spec(relay):
