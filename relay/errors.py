@@ -47,7 +47,6 @@ PurchaseNotFound = _error("PurchaseNotFound", 2005, 404, "Unknown purchase.")
 InvalidStatus = _error("InvalidStatus", 3001, 409, "The payment's status does not allow this action.")
 InvalidSignature = _error("InvalidSignature", 3002, 403, "Not the expected signer's signature of the expected message.")
 ExpiredSignature = _error("ExpiredSignature", 3003, 403, "The signature has expired.")
-InsufficientBalance = _error("InsufficientBalance", 3004, 422, "Insufficient balance.")
 DuplicatePurchase = _error("DuplicatePurchase", 3005, 409, "This purchase id was already used for a different payment.")
 AmountNotAvailable = _error("AmountNotAvailable", 3006, 422, "The amount is more than the shop may withdraw.")
 ChainUnavailable = _error("ChainUnavailable", 4001, 503, "The chain node is unreachable; try again.")
@@ -69,6 +68,14 @@ class ChainRejected(RelayError):
 
     def __init_subclass__(cls) -> None:
         cls.reverts = cls.__name__
+
+
+class InsufficientBalance(ChainRejected):
+    """Checked at openNew; the Ledger's revert if the balance fell before the approval was executed."""
+
+    code, http_status = 3004, 422
+    default_message = "Insufficient balance."
+    explains = "The balance {balance} does not cover the total {required}."
 
 
 class ChargeExceedsMaxTotal(ChainRejected):
