@@ -45,7 +45,10 @@ HEADERS = {
 COOKIE = "admin_session"
 SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{43}$")  # secrets.token_urlsafe(32)
 FREE_FAILURES = 5  # wrong log-ins (per client IP, per user name) before the back-off
-MAX_WAIT = 3600  # seconds
+# Seconds a back-off grows to. Per user name it stays short: anyone can send wrong passwords for
+# the operator's name, and must not lock the operator out for long; guessing from many addresses
+# still gets one try a minute.
+MAX_WAIT = {"ip": 3600, "user": 60}
 
 
 def _refuse(status: int, message: str, **headers: str) -> HTTPException:
@@ -55,7 +58,7 @@ def _refuse(status: int, message: str, **headers: str) -> HTTPException:
 class Backoff:
     """Wrong log-ins per client IP and per user name, in this process's memory (each worker process
     counts its own): from the FREE_FAILURES-th on, each wrong log-in doubles the wait (1 s, 2 s, 4 s, …
-    up to MAX_WAIT) during which every log-in is answered 429; a right one clears the count."""
+    up to MAX_WAIT of its kind) during which every log-in is answered 429; a right one clears the count."""
 
     def __init__(self) -> None:
         self.failures: dict[str, tuple[int, float]] = {}  # key -> (wrong log-ins, refused until)
@@ -72,7 +75,8 @@ class Backoff:
                 self.failures = {k: v for k, v in self.failures.items() if v[1] > time.time()}
             for key in keys:
                 count = self.failures.get(key, (0, 0.0))[0] + 1
-                wait = min(MAX_WAIT, 2 ** (count - FREE_FAILURES)) if count >= FREE_FAILURES else 0
+                most = MAX_WAIT[key.partition(":")[0]]
+                wait = min(most, 2 ** (count - FREE_FAILURES)) if count >= FREE_FAILURES else 0
                 self.failures[key] = (count, time.time() + wait)
         return self.wait(keys)
 

@@ -17,6 +17,7 @@ from eth_account import Account
 from playwright.sync_api import sync_playwright
 
 from loyalty_sdk import AppClient, LoyaltyError
+from relay.admin import Backoff
 from relay.models import ShopRegistration, Withdrawal
 from tests.relay.conftest import SIGNERS
 
@@ -209,3 +210,13 @@ def test_wrong_passwords__per_user_name__from_many_addresses__429(admin_relay):
     wait = _retry_after(_log_in(relay, "admin", PASSWORD, "203.0.113.50"))
     time.sleep(wait)
     assert _log_in(relay, "admin", PASSWORD, "203.0.113.50").status_code == 200
+
+
+def test_backoff__per_user_name_a_minute_at_most__per_address_up_to_an_hour():
+    """Anyone can fail under the operator's name: that wait stays short; an address's grows."""
+    backoff = Backoff()
+    for _ in range(20):
+        backoff.failed(["user:admin"])
+        backoff.failed(["ip:198.51.100.9"])
+    assert 55 <= backoff.wait(["user:admin"]) <= 60
+    assert backoff.wait(["ip:198.51.100.9"]) > 3000
