@@ -36,7 +36,9 @@ def verify(chain: Chain, typed: dict[str, Any], signature: str, signer: str) -> 
     ):
         return
     # Without the signer's address: the wallet behind a temporary address is no one else's to read.
-    raise InvalidSignature(f"The signature is not the signature of this {typed['primaryType']} by its signer.")
+    stale = " If the signer signed another action since fetching it, fetch it again: its nonce has moved on."
+    text = f"The signature is not the signature of this {typed['primaryType']} by its signer."
+    raise InvalidSignature(text + (stale if "nonce" in typed["message"] else ""))
 
 
 def digest(typed: dict[str, Any]) -> bytes:

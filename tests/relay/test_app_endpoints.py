@@ -222,6 +222,23 @@ def test_create_confirm__signature_of_another_payment__403(relay, kiosk, user, s
         user.deny(payment_id)
 
 
+def test_create_confirm__a_document_fetched_before_another_approval__403_says_to_fetch_it_again(
+    relay, kiosk, shop_id, new_wallet
+):
+    wallet = new_wallet(relay, 100 * UNIT)
+    first, second = (_open(relay, kiosk, wallet, shop_id)["paymentId"] for _ in range(2))
+    stale = _typed(relay, second)["confirm"]
+    wallet.approve(first)  # the wallet's payment nonce moves on
+
+    message = fails(decide(relay.url, "create/confirm", second, wallet.sign(stale)), 403, 3002)
+
+    assert "fetch it again" in message
+    assert (
+        ok(decide(relay.url, "create/confirm", second, wallet.sign(_typed(relay, second)["confirm"])))["paymentStatus"]
+        == S.APPROVED
+    )
+
+
 def test_create_confirm__two_payments_approved_back_to_back__both_open(relay, kiosk, shop_id, callbacks, new_wallet):
     """The second approval comes before the relay has processed the first one's receipt: its
     nonce must still be the one the contract expects."""
