@@ -237,6 +237,8 @@ def test_create_confirm__a_document_fetched_before_another_approval__403_says_to
         ok(decide(relay.url, "create/confirm", second, wallet.sign(_typed(relay, second)["confirm"])))["paymentStatus"]
         == S.APPROVED
     )
+    for payment_id in (first, second):
+        ok(kiosk_post(relay.url, "closeNew", kiosk.access_key, payment_id))
 
 
 def test_create_confirm__two_payments_approved_back_to_back__both_open(relay, kiosk, shop_id, callbacks, new_wallet):
