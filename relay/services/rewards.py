@@ -14,12 +14,13 @@ import time
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from relay.chain import Chain
+from relay.chain import Chain, ShopInfo
 from relay.config import Settings
 from relay.db import Database, insert_if_absent
 from relay.errors import (
     ChainUnavailable,
     DuplicatePurchase,
+    InvalidParameter,
     InvalidStatus,
     RelayError,
     RewardCapExceeded,
@@ -68,10 +69,13 @@ class Rewards:
             if self._paid_with_loyalty(session, shop_id, purchase_id):
                 raise InvalidStatus(f"Purchase {purchase_id} has a loyalty payment, which earns no loyalty.")
             account = wallets.resolve(session, address) or address
-        shop = self.chain.shop(shop_id)  # ShopNotFound
-        expected = self.chain.to_point(amount, currency) * shop.provide_percent // PERCENT  # UnknownCurrency
+        shop, expected = self._reward(shop_id, amount, currency)
+        if expected == 0:  # the ledger refuses a reward of 0
+            raise InvalidParameter(
+                f"The purchase would earn no points at the shop's reward rate of {shop.provide_percent / 100} %."
+            )
         with self.db.session() as session:  # the same report may arrive concurrently: one insert wins
-            self._within_limits(session, kiosk, shop_id, expected)
+            self._within_limits(session, kiosk.id, shop_id, expected, now())
             values = {"account": account, "kiosk_account": address, "kiosk_id": kiosk.id, "currency": currency}
             values |= {"amount": str(amount), "provide_at": time.time() + shop.provide_wait_time}
             values |= {"expected_point": str(expected)}
@@ -80,28 +84,37 @@ class Rewards:
         assert reported is not None
         return reported
 
-    def _within_limits(self, session: Session, kiosk: Kiosk, shop_id: str, expected: int) -> None:
+    def _reward(self, shop_id: str, amount: int, currency: str) -> tuple[ShopInfo, int]:
+        """The shop and the reward the ledger would pay for the purchase now."""
+        shop = self.chain.shop(shop_id)  # ShopNotFound
+        return shop, self.chain.to_point(amount, currency) * shop.provide_percent // PERCENT  # UnknownCurrency
+
+    def _within_limits(
+        self, session: Session, kiosk_id: int, shop_id: str, expected: int, reported_at: float, replaced: int = 0
+    ) -> None:
         """RewardLimitExceeded past the relay's reward limits: per purchase, and per KIOSK and per shop
-        in the UTC day (what is expected of the purchases reported today and not failed). Concurrent
-        reports may each pass the check: they exceed a daily limit by at most their own rewards; the
-        ledger's daily reward cap bounds every KIOSK and shop together on chain."""
+        in the UTC day of the report (what is expected of the purchases reported that day and not
+        failed, `replaced` being the part of it that `expected` replaces). Concurrent reports may each
+        pass the check: they exceed a daily limit by at most their own rewards; the ledger's daily
+        reward cap bounds every KIOSK and shop together on chain."""
         s = self.settings
         if expected > s.reward_limit_purchase:
             raise RewardLimitExceeded(
                 f"The purchase would earn {expected} points, more than the {s.reward_limit_purchase} a purchase may."
             )
-        today = select(Purchase.expected_point).where(
-            Purchase.created_at >= now() // DAY * DAY, Purchase.status != PurchaseStatus.FAILED
+        day = reported_at // DAY * DAY
+        of_day = select(Purchase.expected_point).where(
+            Purchase.created_at >= day, Purchase.created_at < day + DAY, Purchase.status != PurchaseStatus.FAILED
         )
         for name, where, limit in (
-            ("KIOSK", Purchase.kiosk_id == kiosk.id, s.reward_limit_kiosk_day),
+            ("KIOSK", Purchase.kiosk_id == kiosk_id, s.reward_limit_kiosk_day),
             ("shop", Purchase.shop_id == shop_id, s.reward_limit_shop_day),
         ):
-            used = sum(int(e or 0) for e in session.execute(today.where(where)).scalars())
+            used = sum(int(e or 0) for e in session.execute(of_day.where(where)).scalars()) - replaced
             if used + expected > limit:
                 raise RewardLimitExceeded(
-                    f"The {name}'s purchases reported today would earn {used + expected} points, more than its "
-                    f"daily limit of {limit}; it resets at 00:00 UTC."
+                    f"The {name}'s purchases reported on {time.strftime('%Y-%m-%d', time.gmtime(day))} (UTC) would "
+                    f"earn {used + expected} points, more than its daily limit of {limit}; it resets at 00:00 UTC."
                 )
 
     @staticmethod
@@ -150,6 +163,7 @@ class Rewards:
             return
         call = self.chain.ledger.call("provide", p.account, p.shop_id, p.purchase_id, int(p.amount), p.currency)
         try:
+            self._within_limits_now(p)
             tx = self.chain.send(call, self.nonces, gas=GAS, simulate=True)
         except ChainUnavailable:
             self._set(p, locked_until=0.0)
@@ -166,10 +180,27 @@ class Rewards:
                 return
             self._record(p, self.chain.events(receipt, "Ledger", "LoyaltyProvided")[0], tx)
 
+    def _within_limits_now(self, p: Purchase) -> None:
+        """The ledger pays the shop's percent at payout, not the one the report was admitted with: a
+        reward that grew since is held to the limits again, in place of what was admitted."""
+        admitted = int(p.expected_point or 0)
+        reward = self._reward(p.shop_id, int(p.amount), p.currency)[1]
+        if reward <= admitted:
+            return
+        with self.db.session() as session:
+            try:
+                self._within_limits(session, p.kiosk_id, p.shop_id, reward, p.created_at, admitted)
+            except RewardLimitExceeded as exc:
+                raise RewardLimitExceeded(
+                    f"The shop's reward rate (or the currency's rate) rose after the report: the reward ({reward} "
+                    f"points, {admitted} when reported) would exceed the relay's reward limits. {exc.message}"
+                ) from exc
+        self._set(p, expected_point=str(reward))
+
     def _refused(self, p: Purchase, exc: RelayError) -> None:
-        """The ledger refused the reward. Past the day's reward cap it waits for the next UTC day,
-        when the cap allows rewards again; any other refusal (the shop's credit limit, ...) stands
-        until someone changes the chain, so the purchase fails with the contract's reason."""
+        """The ledger (or the relay's reward limits) refused the reward. Past the day's reward cap it
+        waits for the next UTC day, when the cap allows rewards again; any other refusal (the shop's
+        credit limit, ...) stands, so the purchase fails with its reason."""
         if isinstance(exc, RewardCapExceeded):
             self._set(p, provide_at=(now() // DAY + 1) * DAY, locked_until=0.0, error=exc.message)
         else:
