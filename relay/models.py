@@ -165,7 +165,7 @@ class TemporaryAccount(Base):
 
     address: Mapped[str] = mapped_column(String(42), primary_key=True)
     account: Mapped[str] = mapped_column(String(42))
-    expires_at: Mapped[float] = mapped_column(Float)
+    expires_at: Mapped[float] = mapped_column(Float, index=True)
     used_at: Mapped[float | None] = mapped_column(Float)
 
 

@@ -30,6 +30,9 @@ from relay.services.signatures import digest, require_deadline, verify
 MAX_DEADLINE_AHEAD = 300  # an app signature's deadline is at most 5 minutes ahead
 GRACE = 60  # seconds a used signature is kept past its deadline: relay instances' clocks differ a little
 PURGE_EVERY = 60.0  # seconds between deletions of expired rows, per process
+# A temporary account is kept a day past its expiry: a KIOSK that still shows it hears that it
+# expired (404), not that an unknown wallet has no balance.
+TEMPORARY_KEPT = 86_400
 RESUME_WINDOW = 100  # a resumed stream replays at most this many of the wallet's latest notifications
 TOKEN_PREFIX = "as_"  # tells a session token from a KIOSK access key sent the same way
 USED = "This temporary account has expired or was already used."
@@ -105,12 +108,14 @@ class Wallets:
             yield session
 
     def _purge(self, session: Session) -> None:
-        """Deletes expired sessions and used signatures (an index range each), now and then."""
+        """Deletes expired sessions, used signatures and temporary accounts (an index range each), now
+        and then."""
         if time.monotonic() < self._next_purge:
             return
         self._next_purge = time.monotonic() + PURGE_EVERY
         for model in (AppSession, UsedSignature):
             session.execute(delete(model).where(model.expires_at < now()))
+        session.execute(delete(TemporaryAccount).where(TemporaryAccount.expires_at < now() - TEMPORARY_KEPT))
 
     def temporary_account(self, account: str, deadline: int, signature: str) -> TemporaryAccount:
         address = checksum("0x" + secrets.token_hex(20))

@@ -20,7 +20,7 @@ from relay import db as database
 from relay import typed_data
 from relay.config import Settings
 from relay.models import AppSession, TemporaryAccount, UsedSignature
-from relay.services.wallets import GRACE, Wallets
+from relay.services.wallets import GRACE, TEMPORARY_KEPT, Wallets
 from tests.relay.checks import call, count_rows, fails, ok
 from tests.relay.conftest import RelayProcess
 from tests.relay.test_app_endpoints import SIGNED, _signed_body
@@ -85,7 +85,7 @@ def _sent_to_both_at_once(pair, wallet, chain_info):
     return statuses
 
 
-def test_expired_sessions_and_used_signatures__deleted_with_the_next_signed_action(tmp_path):
+def test_expired_sessions_signatures_and_temporary_accounts__deleted_with_the_next_signed_action(tmp_path):
     url = f"sqlite:///{tmp_path / 'relay.sqlite3'}"
     database.upgrade(url)
     db = database.Database(url)
@@ -99,6 +99,10 @@ def test_expired_sessions_and_used_signatures__deleted_with_the_next_signed_acti
                 AppSession(token_hash="b" * 64, account="0x" + "11" * 20, expires_at=now + 600),
                 UsedSignature(digest="0x" + "aa" * 32, expires_at=now - 1),
                 UsedSignature(digest="0x" + "bb" * 32, expires_at=now + 600),
+                TemporaryAccount(
+                    address="0x" + "c1" * 20, account="0x" + "11" * 20, expires_at=now - TEMPORARY_KEPT - 1
+                ),
+                TemporaryAccount(address="0x" + "c2" * 20, account="0x" + "11" * 20, expires_at=now - 60),
             ]
         )
     wallet = Account.create()
@@ -111,10 +115,13 @@ def test_expired_sessions_and_used_signatures__deleted_with_the_next_signed_acti
     with db.session() as session:
         sessions = set(session.execute(select(AppSession.token_hash)).scalars())
         used = {row.digest: row.expires_at for row in session.execute(select(UsedSignature)).scalars()}
+        temporary = set(session.execute(select(TemporaryAccount.address)).scalars())
     db.engine.dispose()
     assert sessions == {"b" * 64}
     assert "0x" + "aa" * 32 not in used and "0x" + "bb" * 32 in used
     assert sorted(used.values())[0] == deadline + GRACE  # the new one, kept a little past its deadline
+    # A day past its expiry a temporary account goes; one expired a minute ago still says so (404).
+    assert "0x" + "c1" * 20 not in temporary and "0x" + "c2" * 20 in temporary and len(temporary) == 2
 
 
 def test_wallet_rate_limit__counts_the_wallet_s_verified_signatures_only(start_relay):

@@ -69,6 +69,7 @@ def fill_history(url: str, kiosk_id: int, shop_id: str, rows: int) -> None:
     hex_id = "'0x' || md5(i::text) || md5((i + 1)::text)"
     account = "'0x' || substr(md5('a' || mod(i, 997)::text), 1, 40)"
     old = "extract(epoch from now()) - 86400 - i"
+    recent = "extract(epoch from now()) - 3600 - i"  # i < 82,800: within the last day
     with psycopg.connect(url.replace("postgresql+psycopg", "postgresql"), autocommit=True) as conn:
         conn.execute(
             f"""INSERT INTO payments (payment_id, purchase_id, amount, currency, shop_id, account,
@@ -106,8 +107,9 @@ def fill_history(url: str, kiosk_id: int, shop_id: str, rows: int) -> None:
             {"shop": shop_id, "kiosk": kiosk_id, "rows": rows},
         )
         conn.execute(
+            # Expired within the day: older ones are deleted (wallets.TEMPORARY_KEPT).
             f"""INSERT INTO temporary_accounts (address, account, expires_at, used_at)
-            SELECT '0x' || substr(md5('t' || i::text), 1, 40), {account}, {old}, {old}
+            SELECT '0x' || substr(md5('t' || i::text), 1, 40), {account}, {recent}, {recent}
             FROM generate_series(1, %(rows)s) AS i""",
             {"rows": rows},
         )
