@@ -125,6 +125,10 @@ class Payments:
                     wallets.consume(session, address)
                 session.add(payment)
                 session.flush()
+                if session.get(Purchase, (shop_id, purchase_id)) is not None:  # reported meanwhile: it earns
+                    raise DuplicatePurchase(
+                        f"Purchase {purchase_id} was reported as paid otherwise (it earns loyalty)."
+                    )
                 notify(session, account, "payment.new", payment.payment_id, kiosk_view(payment) | {"account": account})
         except (IntegrityError, TemporaryAccountNotFound):
             # The same purchase arrived concurrently (and took the temporary address): a retry.
