@@ -88,29 +88,6 @@ def test_fee_raised_after_open__confirm_409_3007_status_10_and_callback_1002_wit
     assert payment_on_chain(anvil, deployment, payment_id)["status"] == onchain.NONE
 
 
-@sqlite_only
-def test_two_payments_each_covered_not_both__the_second_approval_422_3004_status_10_and_callback_1002(
-    relay, kiosk, shop_id, callbacks, new_wallet
-):
-    wallet = new_wallet(relay, 15 * UNIT)  # each payment takes 10.5
-    first, second = (_open(relay, kiosk, wallet, shop_id)["paymentId"] for _ in range(2))
-    assert wallet.approve(first).paymentStatus == S.APPROVED
-
-    message = fails(
-        decide(relay.url, "create/confirm", second, wallet.sign(item(relay.url, second)["typedData"]["confirm"])),
-        422,
-        3004,
-    )
-
-    assert "does not cover the total" in message
-    assert item(relay.url, second)["paymentStatus"] == S.FAILED
-    [callback] = callbacks.wait_for(second)
-    assert (callback.json["type"], callback.json["code"]) == ("create", 1002) and "does not cover" in callback.json[
-        "message"
-    ]
-    assert ok(kiosk_post(relay.url, "closeNew", kiosk.access_key, first))["paymentStatus"] == S.COMPLETED
-
-
 @pytest.fixture(scope="module")
 def tolerant_relay(start_relay):
     relay = start_relay("tolerance", signer=SIGNERS["spare"], charge_tolerance_bps=100)

@@ -749,7 +749,7 @@ def test_chain_node_not_answering__503_4001_without_waiting_each_time(hung_node_
 
 
 @sqlite_only
-def test_chain_rejects_the_open__409_4002_status_10_and_callback_1002(
+def test_chain_rejects_the_open__balance_spent_since__422_3004_status_10_and_callback_1002(
     relay, kiosk, shop_id, callbacks, new_wallet, anvil, deployment
 ):
     wallet = new_wallet(relay, 100 * UNIT)
@@ -761,9 +761,9 @@ def test_chain_rejects_the_open__409_4002_status_10_and_callback_1002(
     assert balance_of(relay.url, wallet.address) == 37 * UNIT
     signature = wallet.sign(item(relay.url, first)["typedData"]["confirm"])
 
-    message = fails(decide(relay.url, "create/confirm", first, signature), 409, 4002)
+    message = fails(decide(relay.url, "create/confirm", first, signature), 422, 3004)
 
-    assert "InsufficientBalance" in message and str(37 * UNIT) in message  # the contract's own error
+    assert "does not cover the total" in message and str(37 * UNIT) in message  # the contract's own error
     assert item(relay.url, first)["paymentStatus"] == S.FAILED
     [callback] = callbacks.wait_for(first)
     assert callback.verified and (callback.json["type"], callback.json["code"]) == ("create", 1002)
