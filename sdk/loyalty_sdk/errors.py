@@ -85,10 +85,6 @@ class ExpiredSignature(LoyaltyError):
     code = 3003
 
 
-class InsufficientBalance(LoyaltyError):
-    code = 3004
-
-
 class DuplicatePurchase(LoyaltyError):
     """The purchase id was already used for a different payment."""
 
@@ -141,6 +137,13 @@ class RewardLimitExceeded(LoyaltyError):
     """The purchase would pass the relay's reward limits (per purchase, per KIOSK or shop and day)."""
 
     code = 3015
+
+
+class InsufficientBalance(ChainRejected):
+    """The balance does not cover the payment: at openNew (nothing is opened), or at the approval if
+    it was spent since (the payment has failed)."""
+
+    code = 3004
 
 
 class ChargeExceedsMaxTotal(ChainRejected):

@@ -34,9 +34,10 @@ from tests.relay.conftest import (
 # (commits, statements) a request may use, at most.
 BUDGETS = {
     # The key, the purchase (no payment yet, and not reported as paid otherwise) and the address
-    # checked in one transaction; the payment and its notification written in a second (the node is
-    # asked in between, with no transaction open).
-    "openNew": (2, 6),
+    # checked in one transaction; the payment and its notification written in a second, which looks
+    # for a report of the purchase again (one stored meanwhile earns loyalty: no payment may stand
+    # beside it). The node is asked in between, with no transaction open.
+    "openNew": (2, 7),
     # The payment and the relay's unsent signatures of its account.
     "item": (1, 2),
     # Check and claim; the signer's nonce and the transaction hash.
