@@ -33,7 +33,7 @@ templates = Jinja2Templates(directory=Path(__file__).resolve().parent / "templat
 basic = HTTPBasic(realm="loyalty relay admin", auto_error=False)
 UNIT = 10**18
 # The page is never framed, sniffed, cached or allowed anything but its own inline style and forms;
-# errors included (each HTTPException below carries them).
+# relay.api.edge adds these to every answer under /admin, errors included.
 HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
     "frame-ancestors 'none'",
@@ -42,6 +42,7 @@ HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
 }
+CHALLENGE = {"WWW-Authenticate": 'Basic realm="loyalty relay admin"'}
 COOKIE = "admin_session"
 SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{43}$")  # secrets.token_urlsafe(32)
 FREE_FAILURES = 5  # wrong log-ins (per client IP, per user name) before the back-off
@@ -52,7 +53,7 @@ MAX_WAIT = {"ip": 3600, "user": 60}
 
 
 def _refuse(status: int, message: str, **headers: str) -> HTTPException:
-    return HTTPException(status, message, headers=HEADERS | headers)
+    return HTTPException(status, message, headers=headers or None)
 
 
 class Backoff:
@@ -101,15 +102,21 @@ templates.env.filters["when"] = lambda t: time.strftime("%Y-%m-%d %H:%M:%S UTC",
 templates.env.filters["status"] = lambda s: PaymentStatus(s).name.replace("_", " ").lower()
 
 
+async def _credentials(request: Request) -> HTTPBasicCredentials | None:
+    try:
+        return await basic(request)
+    except HTTPException:  # undecodable: HTTPBasic refuses it even with auto_error off
+        raise _refuse(401, "Malformed credentials.", **CHALLENGE) from None
+
+
 def admin_user(
-    request: Request, credentials: Annotated[HTTPBasicCredentials | None, Depends(basic)], services: ServicesDep
+    request: Request, credentials: Annotated[HTTPBasicCredentials | None, Depends(_credentials)], services: ServicesDep
 ) -> str:
     settings = services.settings
     if settings.admin_password is None:
         raise _refuse(404, "The admin page is disabled: set RELAY_ADMIN_PASSWORD.")
-    challenge = {"WWW-Authenticate": 'Basic realm="loyalty relay admin"'}
     if credentials is None:
-        raise _refuse(401, "Log in.", **challenge)
+        raise _refuse(401, "Log in.", **CHALLENGE)
     keys = [
         f"ip:{limits.client_of(request.client.host if request.client else None)}",
         f"user:{credentials.username[:100]}",
@@ -123,7 +130,7 @@ def admin_user(
     if not (good_user and good_password):
         if (wait := backoff.failed(keys)) > 0:
             raise _refuse(429, f"Too many wrong log-ins; try again in {wait} s.", **{"Retry-After": str(wait)})
-        raise _refuse(401, "Wrong credentials.", **challenge)
+        raise _refuse(401, "Wrong credentials.", **CHALLENGE)
     backoff.succeeded(keys)
     return credentials.username
 
@@ -181,7 +188,7 @@ def overview(request: Request, services: ServicesDep, user: AdminDep) -> HTMLRes
             "indexed_block": (session.scalar(select(IndexerCursor.next_block)) or 1) - 1,
             "pending_callbacks": session.scalar(select(func.count()).where(Callback.state == "pending")),
         }
-    page = templates.TemplateResponse(request, "admin.html", context, headers=HEADERS)
+    page = templates.TemplateResponse(request, "admin.html", context)
     secure = request.url.scheme == "https"
     page.set_cookie(COOKIE, session_id, httponly=True, samesite="strict", secure=secure, path="/admin")
     return page
@@ -192,7 +199,7 @@ def record_transfer(
     withdrawal_id: str, services: ServicesDep, user: FormDep, reference: Annotated[str, Form()] = ""
 ) -> RedirectResponse:
     """Records, once, that the operator transferred the withdrawal's money off chain (with a reference)."""
-    if not withdrawal_id.isdigit() or len(withdrawal_id) > 18:  # checked here: a 400 of FastAPI's lacks HEADERS
+    if not withdrawal_id.isdigit() or len(withdrawal_id) > 18:
         raise _refuse(404, "Unknown withdrawal.")
     reference = reference.strip()
     if not 0 < len(reference) <= 200:
@@ -208,7 +215,7 @@ def record_transfer(
             if session.get(Withdrawal, int(withdrawal_id)) is None:
                 raise _refuse(404, "Unknown withdrawal.")
             raise _refuse(409, "The transfer of this withdrawal is already recorded.")
-    return RedirectResponse("/admin#withdrawals", status_code=303, headers=HEADERS)
+    return RedirectResponse("/admin#withdrawals", status_code=303)
 
 
 @router.post("/shops/{shop_id}/{decision}")
@@ -219,7 +226,7 @@ def decide_shop(shop_id: str, decision: str, services: ServicesDep, user: FormDe
     with services.db.session() as session:
         if not shop_requests.decide(session, shop_id.lower(), decision == "approve", user):
             raise _refuse(409, "No registration of this shop waits for approval.")
-    return RedirectResponse("/admin#shop-requests", status_code=303, headers=HEADERS)
+    return RedirectResponse("/admin#shop-requests", status_code=303)
 
 
 @router.api_route("/{path:path}", methods=["GET", "POST"])

@@ -12,6 +12,7 @@ loyalty demo                       play flows 1.1-1.4 against a running devnet
 from __future__ import annotations
 
 import json
+import re
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 
@@ -135,12 +136,21 @@ def kiosk_add(
     access_key: Annotated[str | None, typer.Option(help="Use this key instead of a random one")] = None,
 ) -> None:
     """Creates a KIOSK client and prints its access key and callback secret (shown once)."""
+    from sqlalchemy.exc import IntegrityError
+
     from relay.services import kiosks
 
     if callback_url and (problem := kiosks.callback_url_problem(callback_url, get_settings().allow_private_callbacks)):
         raise typer.BadParameter(problem, param_hint="--callback-url")
-    with _db().session() as session:
-        created = kiosks.add(session, name, shop, callback_url, access_key)
+    if access_key is not None and len(access_key) < 20:  # operators see its first 8 characters
+        raise typer.BadParameter("at least 20 characters (leave it out for a random key)", param_hint="--access-key")
+    if bad := [s for s in shop if not re.fullmatch(r"0x[0-9a-fA-F]{64}", s)]:
+        raise typer.BadParameter(f"{', '.join(map(repr, bad))}: a shop id is 0x and 64 hex digits", param_hint="--shop")
+    try:
+        with _db().session() as session:
+            created = kiosks.add(session, name, shop, callback_url, access_key)
+    except IntegrityError:
+        raise typer.BadParameter("another KIOSK has this access key", param_hint="--access-key") from None
     typer.echo(f"kiosk id:        {created.kiosk.id}")
     typer.echo(f"access key:      {created.access_key}")
     typer.echo(f"callback secret: {created.callback_secret}")

@@ -68,6 +68,8 @@ def configure(settings: Settings) -> None:
         through the redacting filter, which learns the secrets of each app set up in the process; as JSON
     objects, one per line, if `log_format` is json."""
     logging.basicConfig(level=settings.log_level, format=FORMAT)
+    # httpx logs each request's URL at INFO: a KIOSK's callback URL may carry its credentials.
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLevelName(settings.log_level)))
     secrets = settings_secrets(settings)
     for name in ("", "uvicorn", "uvicorn.error", "uvicorn.access"):
         for handler in logging.getLogger(name).handlers:

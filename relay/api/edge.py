@@ -41,7 +41,9 @@ class Edge:
             REQUESTS.labels(getattr(scope.get("route"), "path", "unmatched"), str(status)).inc()
 
     async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
-        headers = dict(admin.HEADERS) if scope["path"].startswith("/admin") else {}
+        headers: dict[str, str] = {}
+        if scope["path"].startswith("/admin"):
+            send = _with_headers(send, admin.HEADERS)  # every answer, whoever makes it (a 401 of HTTPBasic, a 405)
         try:
             limits.check("client", limits.client_of(scope["client"][0] if scope.get("client") else None))
         except RateLimited as exc:
@@ -64,3 +66,16 @@ class Edge:
             return message
 
         await self.app(scope, counted, send)
+
+
+def _with_headers(send: Send, extra: dict[str, str]) -> Send:
+    """`send` adding the headers of `extra` that a response does not set itself."""
+    raw = [(name.lower().encode(), value.encode()) for name, value in extra.items()]
+
+    async def sending(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            present = {name for name, _ in message.get("headers", [])}
+            message = {**message, "headers": [*message.get("headers", []), *(h for h in raw if h[0] not in present)]}
+        await send(message)
+
+    return sending

@@ -82,7 +82,7 @@ class CallbackSender:
         self.per_kiosk = per_kiosk
         self.http = httpx.Client(timeout=settings.callback_timeout, follow_redirects=False)
         self.pool = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="callback")
-        self._in_flight: dict[Future[None], int] = {}  # deliveries under way, and their KIOSK
+        self._in_flight: dict[Future[None], Due] = {}  # deliveries under way
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
@@ -94,8 +94,11 @@ class CallbackSender:
         already under way (`busy`). A payment's callbacks go out in the order they were queued."""
         return self._claim(limit, busy)[0]
 
-    def _claim(self, limit: int | None, busy: Counter[int] | None) -> tuple[list[Due], bool]:
-        """`claim`, and whether more callbacks may be due now (some were left for a limit)."""
+    def _claim(
+        self, limit: int | None, busy: Counter[int] | None, sending: set[str] | None = None
+    ) -> tuple[list[Due], bool]:
+        """`claim`, and whether more callbacks may be due now (some were left for a limit). A callback
+        still `sending` here (its lease ran out while its endpoint answers slowly) is not sent twice at once."""
         t = now()
         limit = self.batch if limit is None else limit
         taken = Counter(busy or {})
@@ -108,6 +111,8 @@ class CallbackSender:
                 if len(claimed) == limit:
                     more = True
                     break
+                if row.id in (sending or ()):
+                    continue
                 if taken[row.kiosk_id] >= self.per_kiosk:
                     more = True  # left unleased: due again once the KIOSK's deliveries finish
                     continue
@@ -131,9 +136,14 @@ class CallbackSender:
                 if not future.cancelled() and (error := future.exception()) is not None:
                     log.warning("callback delivery: %s", error)
             room = self.batch - len(self._in_flight)
-            due, more = self._claim(room, Counter(self._in_flight.values())) if room > 0 else ([], True)
+            sending = list(self._in_flight.values())
+            due, more = (
+                self._claim(room, Counter(d.kiosk_id for d in sending), {d.id for d in sending})
+                if room > 0
+                else ([], True)
+            )
             for callback in due:
-                self._in_flight[self.pool.submit(self.deliver, callback)] = callback.kiosk_id
+                self._in_flight[self.pool.submit(self.deliver, callback)] = callback
             started += len(due)
             left = deadline - time.monotonic()
             if not more or left <= 0 or not self._in_flight:
@@ -157,8 +167,9 @@ class CallbackSender:
         error = callback_url_problem(due.url, self.settings.allow_private_callbacks)
         try:
             if error is None:
-                response = self.http.post(due.url, content=due.body, headers=headers)
-                error = None if 200 <= response.status_code < 300 else f"HTTP {response.status_code}"
+                # Only the status counts: the body is never read (an endpoint may send any amount, slowly).
+                with self.http.stream("POST", due.url, content=due.body, headers=headers) as response:
+                    error = None if 200 <= response.status_code < 300 else f"HTTP {response.status_code}"
         except httpx.HTTPError as exc:
             error = f"{type(exc).__name__}: {exc}"
         self._record(due, error)

@@ -245,7 +245,7 @@ class CallbackReceiver:
         self.http = _Server(self._handle)
 
     def _handle(self, path: str, headers: dict[str, str], body: str) -> tuple[int, dict[str, Any]]:
-        name = path.strip("/")
+        name = path.partition("?")[0].strip("/")
         try:
             Webhook(self.secrets[name]).verify(body, headers)
             verified = True

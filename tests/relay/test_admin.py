@@ -220,3 +220,10 @@ def test_backoff__per_user_name_a_minute_at_most__per_address_up_to_an_hour():
         backoff.failed(["ip:198.51.100.9"])
     assert 55 <= backoff.wait(["user:admin"]) <= 60
     assert backoff.wait(["ip:198.51.100.9"]) > 3000
+
+
+def test_answers_made_outside_the_page__malformed_log_in_and_wrong_method__carry_its_headers(admin_relay):
+    relay = admin_relay()
+    malformed = secured(httpx.get(f"{relay.url}/admin", headers={"Authorization": "Basic !!!not-base64"}))
+    assert malformed.status_code == 401 and "WWW-Authenticate" in malformed.headers
+    assert secured(httpx.put(f"{relay.url}/admin", auth=("admin", PASSWORD))).status_code == 405

@@ -115,6 +115,40 @@ def test_kiosk_cli__public_callback_url__accepted(new_database):
     assert "access key:" in _loyalty(db_url, *args, private_callbacks=False)
 
 
+@pytest.mark.parametrize(
+    ("args", "why"),
+    [
+        (("--shop", "foo"), "a shop id is 0x and 64 hex digits"),
+        (("--shop", "0x" + "ab" * 32, "--access-key", "short"), "at least 20 characters"),
+        (
+            ("--shop", "0x" + "ab" * 32, "--access-key", "the-same-key-for-two-kiosks"),
+            "another KIOSK has this access key",
+        ),
+    ],
+    ids=["shop-id", "short-key", "duplicate-key"],
+)
+def test_kiosk_cli__bad_shop_id_short_or_taken_access_key__refused_with_a_message(new_database, args, why):
+    db_url = new_database("sqlite")
+    upgrade(db_url)
+    _loyalty(
+        db_url,
+        "kiosk",
+        "add",
+        "--name",
+        "first",
+        "--shop",
+        "0x" + "cd" * 32,
+        "--access-key",
+        "the-same-key-for-two-kiosks",
+    )
+
+    output = _loyalty(db_url, "kiosk", "add", "--name", "k", *args, expect=2).replace("│", " ")
+
+    assert why in " ".join(output.split()) and "Traceback" not in output
+    with Database(db_url).session() as session:
+        assert session.query(KioskClient).count() == 1
+
+
 def test_serve_refuses_several_workers_on_sqlite(tmp_path):
     """Several processes on one SQLite file would migrate it at once and contend for its writer:
     refused with a clear message before anything starts (the database is not even created)."""

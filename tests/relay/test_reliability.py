@@ -26,7 +26,7 @@ from relay import db as database
 from relay.devnet import anvil_key
 from relay.models import Callback, CallbackState, Notification, Payment
 from relay.models import PaymentStatus as S
-from relay.services import decisions
+from relay.services import decisions, kiosks
 from tests.relay.checks import (
     balance_of,
     call,
@@ -834,3 +834,55 @@ def test_settings__idle_transaction_timeout_not_above_two_node_calls__refused():
     with pytest.raises(ValidationError, match="db_idle_transaction_timeout"):
         Settings(database_url="sqlite://", rpc_timeout=10, db_idle_transaction_timeout=20)
     assert Settings(database_url="sqlite://", rpc_timeout=10, db_idle_transaction_timeout=21).rpc_timeout == 10
+
+
+class _DrippingEndpoint:
+    """A KIOSK endpoint that answers 200 with a 10 MB body sent one byte every 0.5 s (for at most
+    30 s): it counts the requests it gets."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.stop = threading.Event()
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.server.getsockname()[1]}/drip"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while not self.stop.is_set():
+            conn, _ = self.server.accept()
+            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    def _answer(self, conn: socket.socket) -> None:
+        with conn:
+            conn.recv(65536)
+            self.requests += 1
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 10000000\r\n\r\n")
+            for _ in range(60):
+                if self.stop.wait(0.5):
+                    return
+                try:
+                    conn.sendall(b"x")
+                except OSError:
+                    return
+
+
+def test_callback_endpoint_sending_an_endless_body_slowly__delivered_at_once_and_once(relay, user, shop_id):
+    """Only the status counts: the body is not read, so the attempt ends with the status line, and
+    the callback is not claimed again while an attempt is under way."""
+    endpoint = _DrippingEndpoint()
+    try:
+        with relay.db().session() as session:
+            created = kiosks.add(session, f"drip-{secrets.token_hex(4)}", [shop_id], endpoint.url)
+        payment_id = ok(
+            open_new(relay.url, created.access_key, f"P-{secrets.token_hex(6)}", TEN_KRW, shop_id, user.address)
+        )["paymentId"]
+        user.deny(payment_id)
+
+        def delivered() -> bool:
+            return any(c.state == CallbackState.DELIVERED for c in _callback_rows(relay, payment_id))
+
+        wait_until(delivered, timeout=5)
+        time.sleep(2)
+        assert endpoint.requests == 1
+    finally:
+        endpoint.stop.set()

@@ -14,11 +14,13 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import update
 
 from loyalty_sdk import AppClient
 from relay import logs
 from relay.config import Settings
 from relay.devnet import anvil_key
+from relay.models import KioskClient
 from tests.relay.checks import sqlite_only
 from tests.relay.conftest import (
     POINT_USER,
@@ -65,6 +67,13 @@ def test_no_secret_in_the_log_at_debug_level(
     shop_id: str,
 ) -> None:
     kiosk = make_kiosk(secret_relay, [shop_id])
+    url_token = f"urltoken{secrets.token_hex(8)}"  # a KIOSK's callback URL may carry its own credentials
+    with secret_relay.db().session() as session:
+        session.execute(
+            update(KioskClient)
+            .where(KioskClient.id == kiosk.id)
+            .values(callback_url=KioskClient.callback_url + f"?token={url_token}")
+        )
     user = AppClient(secret_relay.url, anvil_key(POINT_USER))
     push_token = f"ExponentPushToken[{secrets.token_hex(11)}]"
     expo.unregistered.add(push_token)
@@ -97,6 +106,7 @@ def test_no_secret_in_the_log_at_debug_level(
         "access key": kiosk.access_key,
         "callback secret": kiosk.secret,
         "push token": push_token,
+        "callback URL token": url_token,
         "signer key (no 0x)": configured["signer"].removeprefix("0x"),
     }
     found = [name for name, value in (configured | handed_out).items() if value in text]
