@@ -230,6 +230,11 @@ class Chain:
             return exc
         return None
 
+    def why_reverted(self, fn: Call) -> RelayError:
+        """Why a mined transaction of `fn` reverted: the call again on the state the revert left
+        (a receipt carries no reason)."""
+        return self.refusal(fn) or ChainRejected("The transaction reverted on chain.")
+
     def signer_for(self, signed_by: str | None) -> LocalAccount:
         """Transactions carrying one account's signatures (whose nonces follow each other) all go
         through the same relay signer, whose nonce order keeps them in order; others take turns."""

@@ -31,7 +31,6 @@ from relay.services.outbox import CONTRACT_ERROR, SUCCESS, enqueue_callback, not
 log = logging.getLogger(__name__)
 S = PaymentStatus
 POINT = 0
-REVERTED = "The transaction reverted on chain."
 # Gas limits (GAS.md has the measured use, up to 158k for an opening): user-signed openings are
 # simulated before they are sent; the closing steps, which the database has just checked, are not.
 OPEN_GAS, CLOSE_GAS = 300_000, 150_000
@@ -220,8 +219,7 @@ class Operations:
             return self.succeeded(p, op, receipt)
         # Its call again on the state the revert left unchanged says why (a close refused past its
         # escrow, or an opening whose rates moved between its simulation and its block).
-        refusal = self.chain.refusal(self.table[op].call(p, self.settings))
-        message = refusal.message if isinstance(refusal, RelayError) else REVERTED
+        message = self.chain.why_reverted(self.table[op].call(p, self.settings)).message
         return self.rejected(p.payment_id, op, message, expected_tx=p.chain_tx)
 
     def succeeded(self, p: Payment, op: ChainOp, receipt: Receipt | None) -> Payment | None:

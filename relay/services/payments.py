@@ -105,8 +105,7 @@ class Payments:
                     raise
             if existing is not None:
                 return self._same_purchase(existing, kiosk, amount, currency, address)
-            if session.get(Purchase, (shop_id, purchase_id)) is not None:
-                raise DuplicatePurchase(f"Purchase {purchase_id} was reported as paid otherwise (it earns loyalty).")
+            self._not_reported(session, shop_id, purchase_id)
         self.chain.require_shop(shop_id)
         estimate = self.chain.estimate(account, amount, currency)
         total = estimate.total_point if estimate.loyalty_type == POINT else estimate.total_token
@@ -125,10 +124,7 @@ class Payments:
                     wallets.consume(session, address)
                 session.add(payment)
                 session.flush()
-                if session.get(Purchase, (shop_id, purchase_id)) is not None:  # reported meanwhile: it earns
-                    raise DuplicatePurchase(
-                        f"Purchase {purchase_id} was reported as paid otherwise (it earns loyalty)."
-                    )
+                self._not_reported(session, shop_id, purchase_id)  # again: a report stored meanwhile earns
                 notify(session, account, "payment.new", payment.payment_id, kiosk_view(payment) | {"account": account})
         except (IntegrityError, TemporaryAccountNotFound):
             # The same purchase arrived concurrently (and took the temporary address): a retry.
@@ -142,6 +138,12 @@ class Payments:
     @staticmethod
     def _by_purchase(session: Session, shop_id: str, purchase_id: str) -> Payment | None:
         return session.execute(BY_PURCHASE, {"shop_id": shop_id, "purchase_id": purchase_id}).scalar_one_or_none()
+
+    @staticmethod
+    def _not_reported(session: Session, shop_id: str, purchase_id: str) -> None:
+        """DuplicatePurchase if the purchase was reported as paid otherwise (it earns loyalty)."""
+        if session.get(Purchase, (shop_id, purchase_id)) is not None:
+            raise DuplicatePurchase(f"Purchase {purchase_id} was reported as paid otherwise (it earns loyalty).")
 
     @staticmethod
     def _same_purchase(existing: Payment, kiosk: Kiosk, amount: int, currency: str, address: str) -> Payment:

@@ -176,7 +176,7 @@ class Rewards:
         if finished is not None:
             receipt = finished.receipt
             if receipt["status"] != 1:  # refused after its simulation (another reward took the cap, ...)
-                self._refused(p, self.chain.refusal(call) or RelayError("The transaction reverted on chain."))
+                self._refused(p, self.chain.why_reverted(call))
                 return
             self._record(p, self.chain.events(receipt, "Ledger", "LoyaltyProvided")[0], tx)
 

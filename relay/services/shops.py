@@ -96,8 +96,7 @@ class Shops:
         if finished is None:
             raise ChainUnavailable(f"Transaction {tx} was sent but is not mined yet.")
         if finished.receipt["status"] != 1:  # e.g. a concurrent action of the owner took its nonce first
-            refusal = self.chain.refusal(call)
-            raise ChainRejected(f"Transaction {tx} reverted: {refusal.message if refusal else 'no reason given'}")
+            raise ChainRejected(f"Transaction {tx} reverted: {self.chain.why_reverted(call).message}")
         return self.chain.shop(shop_id), tx
 
     def _admit(self, owner: str, message: dict[str, Any], client_ip: str) -> None:
