@@ -11,8 +11,12 @@ loyalty demo                       play flows 1.1-1.4 against a running devnet
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import re
+import secrets
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 
@@ -126,6 +130,40 @@ def db_upgrade() -> None:
     typer.echo("database is up to date")
 
 
+def new_callback_secret() -> str:
+    """A Standard Webhooks secret: `whsec_` + base64 of 32 random bytes."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+@dataclass(frozen=True)
+class NewKiosk:
+    id: int
+    access_key: str
+    callback_secret: str
+
+
+def add_kiosk(
+    session: Any,
+    name: str,
+    shops: list[str],
+    callback_url: str | None,
+    access_key: str | None = None,
+    callback_secret: str | None = None,
+) -> NewKiosk:
+    """Stores a KIOSK client (its key as SHA-256) and the shops it may act for."""
+    from relay.models import KioskClient, KioskShop
+
+    access_key = access_key or "kk_" + secrets.token_urlsafe(32)
+    secret = callback_secret or new_callback_secret()
+    key_hash = hashlib.sha256(access_key.encode()).hexdigest()
+    client = KioskClient(name=name, key_hash=key_hash, key_hint=access_key[:8], callback_url=callback_url,
+                         callback_secret=secret)  # fmt: skip
+    session.add(client)
+    session.flush()
+    session.add_all(KioskShop(kiosk_id=client.id, shop_id=shop) for shop in sorted({s.lower() for s in shops}))
+    return NewKiosk(client.id, access_key, secret)
+
+
 @kiosk_app.command("add")
 def kiosk_add(
     name: Annotated[str, typer.Option(help="A name for operators")],
@@ -138,9 +176,9 @@ def kiosk_add(
     """Creates a KIOSK client and prints its access key and callback secret (shown once)."""
     from sqlalchemy.exc import IntegrityError
 
-    from relay.services import kiosks
+    from relay.services.kiosks import callback_url_problem
 
-    if callback_url and (problem := kiosks.callback_url_problem(callback_url, get_settings().allow_private_callbacks)):
+    if callback_url and (problem := callback_url_problem(callback_url, get_settings().allow_private_callbacks)):
         raise typer.BadParameter(problem, param_hint="--callback-url")
     if access_key is not None and len(access_key) < 20:  # operators see its first 8 characters
         raise typer.BadParameter("at least 20 characters (leave it out for a random key)", param_hint="--access-key")
@@ -148,10 +186,10 @@ def kiosk_add(
         raise typer.BadParameter(f"{', '.join(map(repr, bad))}: a shop id is 0x and 64 hex digits", param_hint="--shop")
     try:
         with _db().session() as session:
-            created = kiosks.add(session, name, shop, callback_url, access_key)
+            created = add_kiosk(session, name, shop, callback_url, access_key)
     except IntegrityError:
         raise typer.BadParameter("another KIOSK has this access key", param_hint="--access-key") from None
-    typer.echo(f"kiosk id:        {created.kiosk.id}")
+    typer.echo(f"kiosk id:        {created.id}")
     typer.echo(f"access key:      {created.access_key}")
     typer.echo(f"callback secret: {created.callback_secret}")
 
@@ -159,10 +197,13 @@ def kiosk_add(
 @kiosk_app.command("list")
 def kiosk_list() -> None:
     """Lists KIOSK clients (never their keys)."""
-    from relay.services import kiosks
+    from sqlalchemy import select
+
+    from relay.models import KioskClient, KioskShop
 
     with _db().session() as session:
-        for client, shops in kiosks.list_all(session):
+        for client in session.scalars(select(KioskClient).order_by(KioskClient.id)):
+            shops = session.scalars(select(KioskShop.shop_id).where(KioskShop.kiosk_id == client.id))
             state = "revoked" if client.revoked_at else "active"
             typer.echo(f"{client.id:4}  {client.name:20} {client.key_hint}…  {state:8} {client.callback_url or '-'}")
             for shop in shops:
@@ -172,13 +213,21 @@ def kiosk_list() -> None:
 @kiosk_app.command("revoke")
 def kiosk_revoke(kiosk_id: int) -> None:
     """Revokes a KIOSK client's access key."""
-    from relay.services import kiosks
-
     with _db().session() as session:
-        if not kiosks.revoke(session, kiosk_id):
+        if not revoke_kiosk(session, kiosk_id):
             typer.echo(f"no active KIOSK client {kiosk_id}", err=True)
             raise typer.Exit(1)
     typer.echo(f"revoked KIOSK client {kiosk_id}")
+
+
+def revoke_kiosk(session: Any, kiosk_id: int) -> bool:
+    from relay.models import KioskClient, now
+
+    client = session.get(KioskClient, kiosk_id)
+    if client is None or client.revoked_at is not None:
+        return False
+    client.revoked_at = now()
+    return True
 
 
 @shop_app.command("requests")

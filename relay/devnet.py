@@ -22,8 +22,8 @@ import httpx
 from eth_account import Account
 
 from relay import db as database
+from relay.cli import add_kiosk
 from relay.config import ROOT
-from relay.services import kiosks
 
 MNEMONIC = "test test test test test test test test test test test junk"
 RPC_PORT, RELAY_PORT = 8545, 8000
@@ -169,7 +169,7 @@ def main() -> None:
         database.upgrade(db_url)
         callback_url = os.environ.get("RELAY_DEMO_CALLBACK_URL", DEFAULT_CALLBACK_URL)
         with database.Database(db_url).session() as session:
-            kiosk = kiosks.add(session, "Demo KIOSK", [demo["shopId"]], callback_url, DEMO_ACCESS_KEY)
+            kiosk = add_kiosk(session, "Demo KIOSK", [demo["shopId"]], callback_url, DEMO_ACCESS_KEY)
         admin_password = secrets.token_urlsafe(12)
 
         print("Starting the relay on 127.0.0.1:8000 …", flush=True)

@@ -70,57 +70,41 @@ class ChainRejected(RelayError):
         cls.reverts = cls.__name__
 
 
-class InsufficientBalance(ChainRejected):
-    """Checked at openNew; the Ledger's revert if the balance fell before the approval was executed."""
-
-    code, http_status = 3004, 422
-    default_message = "Insufficient balance."
-    explains = "The balance {balance} does not cover the total {required}."
+def _rejection(name: str, code: int, message: str, explains: str, http_status: int = 409) -> type[ChainRejected]:
+    attributes = {"code": code, "http_status": http_status, "default_message": message, "explains": explains}
+    return type(name, (ChainRejected,), attributes)
 
 
-class ChargeExceedsMaxTotal(ChainRejected):
-    code = 3007
-    default_message = "Rates or the fee moved since the user signed: the payment would cost more than its maxTotal."
-    explains = (
-        "Rates or the fee moved past what the user signed: the payment would now take {total} "
-        "(paid + fee), more than the maxTotal {maxTotal} the user signed. The payment has failed."
-    )
-
-
-class LoyaltyTypeMismatch(ChainRejected):
-    code = 3008
-    default_message = "The account pays in another loyalty type than the user signed."
-    explains = (
-        "The account now pays in loyalty type {loyaltyType} (0 point, 1 token), not in the one "
-        "the user signed: it switched since. The payment has failed."
-    )
-
-
-class EscrowExpired(ChainRejected):
-    code = 3009
-    default_message = "The payment's escrow has expired: only a refund is possible."
-    explains = (
-        "The escrow of payment {paymentId} expired at {expiresAt} (unix seconds): only a refund to the user "
-        "is possible (closeNew with confirm false, or closeCancel with confirm true)."
-    )
-
-
-class CreditLimitExceeded(ChainRejected):
-    code = 3010
-    default_message = "The shop's credit limit does not allow this."
-    explains = (
-        "Shop {shopId} would owe {debt} points, beyond its credit limit of {creditLimit}: the operator must "
-        "raise the shop's credit limit first."
-    )
-
-
-class RewardCapExceeded(ChainRejected):
-    code = 3011
-    default_message = "Purchase rewards only (their `error`): the day's reward cap is reached; retried after 00:00 UTC."
-    explains = (
-        "The day's cap of purchase rewards is reached (this reward is {rewardPoint} points, {remaining} are "
-        "left today); the cap resets at 00:00 UTC."
-    )
+# Checked at openNew; the Ledger's revert if the balance fell before the approval was executed.
+InsufficientBalance = _rejection(
+    "InsufficientBalance", 3004, "Insufficient balance.", "The balance {balance} does not cover the total {required}.",
+    http_status=422,
+)  # fmt: skip
+ChargeExceedsMaxTotal = _rejection(
+    "ChargeExceedsMaxTotal", 3007, "Rates or the fee moved since the user signed: the payment would cost more than "
+    "its maxTotal.", "Rates or the fee moved past what the user signed: the payment would now take {total} (paid + "
+    "fee), more than the maxTotal {maxTotal} the user signed. The payment has failed.",
+)  # fmt: skip
+LoyaltyTypeMismatch = _rejection(
+    "LoyaltyTypeMismatch", 3008, "The account pays in another loyalty type than the user signed.",
+    "The account now pays in loyalty type {loyaltyType} (0 point, 1 token), not in the one the user signed: it "
+    "switched since. The payment has failed.",
+)  # fmt: skip
+EscrowExpired = _rejection(
+    "EscrowExpired", 3009, "The payment's escrow has expired: only a refund is possible.",
+    "The escrow of payment {paymentId} expired at {expiresAt} (unix seconds): only a refund to the user is possible "
+    "(closeNew with confirm false, or closeCancel with confirm true).",
+)  # fmt: skip
+CreditLimitExceeded = _rejection(
+    "CreditLimitExceeded", 3010, "The shop's credit limit does not allow this.",
+    "Shop {shopId} would owe {debt} points, beyond its credit limit of {creditLimit}: the operator must raise the "
+    "shop's credit limit first.",
+)  # fmt: skip
+RewardCapExceeded = _rejection(
+    "RewardCapExceeded", 3011, "Purchase rewards only (their `error`): the day's reward cap is reached; retried after "
+    "00:00 UTC.", "The day's cap of purchase rewards is reached (this reward is {rewardPoint} points, {remaining} are "
+    "left today); the cap resets at 00:00 UTC.",
+)  # fmt: skip
 
 
 # Every error, by code.

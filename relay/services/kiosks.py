@@ -1,13 +1,11 @@
-"""KIOSK clients: access keys (stored as SHA-256, compared in constant time), their shops, callback
-URL and signing secret."""
+"""KIOSK clients as requests meet them: access keys (stored as SHA-256, compared in constant time),
+their shops and callback URL. `loyalty kiosk` (relay/cli.py) adds and revokes them."""
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import ipaddress
-import secrets
 import socket
 from dataclasses import dataclass
 from socket import SOCK_STREAM
@@ -17,7 +15,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from relay.errors import InvalidAccessKey, ShopNotAllowed
-from relay.models import KioskClient, KioskShop, now
+from relay.models import KioskClient, KioskShop
 from relay.services import limits
 
 
@@ -46,18 +44,6 @@ class AccessKey:
 KioskCredentials = Kiosk | AccessKey
 
 
-@dataclass(frozen=True)
-class NewKiosk:
-    kiosk: Kiosk
-    access_key: str
-    callback_secret: str
-
-
-def new_callback_secret() -> str:
-    """A Standard Webhooks secret: `whsec_` + base64 of 32 random bytes."""
-    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
-
-
 def callback_url_problem(url: str, allow_private: bool) -> str | None:
     """Why callbacks must not go to `url` (None if they may): http(s) only, and, unless allowed, no
     host that resolves to a loopback, private, link-local (cloud metadata) or reserved address."""
@@ -77,30 +63,6 @@ def callback_url_problem(url: str, allow_private: bool) -> str | None:
         return f"The callback host {host} does not resolve: {exc}"
     private = sorted(str(a) for a in addresses if not a.is_global)
     return f"The callback host {host} is at a non-public address {', '.join(private)}." if private else None
-
-
-def add(
-    session: Session,
-    name: str,
-    shops: list[str],
-    callback_url: str | None,
-    access_key: str | None = None,
-    callback_secret: str | None = None,
-) -> NewKiosk:
-    access_key = access_key or "kk_" + secrets.token_urlsafe(32)
-    secret = callback_secret or new_callback_secret()
-    client = KioskClient(
-        name=name,
-        key_hash=hashlib.sha256(access_key.encode()).hexdigest(),
-        key_hint=access_key[:8],
-        callback_url=callback_url,
-        callback_secret=secret,
-    )
-    session.add(client)
-    session.flush()
-    normalized = sorted({s.lower() for s in shops})
-    session.add_all(KioskShop(kiosk_id=client.id, shop_id=shop) for shop in normalized)
-    return NewKiosk(Kiosk(client.id, name, frozenset(normalized), callback_url), access_key, secret)
 
 
 # The client of a key hash and its shops in one query (a row per shop; one row with no shop if it has none).
@@ -129,20 +91,3 @@ def authenticate(session: Session, access_key: str | None) -> Kiosk:
 def require_shop(kiosk: Kiosk, shop_id: str) -> None:
     if shop_id.lower() not in kiosk.shops:
         raise ShopNotAllowed(f"This access key is not allowed for shop {shop_id}.")
-
-
-def revoke(session: Session, kiosk_id: int) -> bool:
-    client = session.get(KioskClient, kiosk_id)
-    if client is None or client.revoked_at is not None:
-        return False
-    client.revoked_at = now()
-    return True
-
-
-def list_all(session: Session) -> list[tuple[KioskClient, list[str]]]:
-    clients = session.execute(select(KioskClient).order_by(KioskClient.id)).scalars().all()
-    result = []
-    for client in clients:
-        shops = session.execute(select(KioskShop.shop_id).where(KioskShop.kiosk_id == client.id)).scalars().all()
-        result.append((client, list(shops)))
-    return result

@@ -31,10 +31,10 @@ from standardwebhooks import Webhook, WebhookVerificationError
 
 from loyalty_sdk import AppClient, KioskClient
 from relay import db as database
+from relay.cli import NewKiosk, add_kiosk, new_callback_secret
 from relay.config import Settings
 from relay.devnet import MNEMONIC, anvil_key
 from relay.main import create_app
-from relay.services import kiosks
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -71,7 +71,7 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 20.0, interval: fl
 
 def postgres_with_kiosk(
     new_database: Callable[[str], str], callbacks: CallbackReceiver, shop_id: str, name: str
-) -> tuple[str, kiosks.NewKiosk]:
+) -> tuple[str, NewKiosk]:
     """A new migrated PostgreSQL database holding one KIOSK `name`, allowed for the shop and called
     back at `callbacks`; returns its URL and the KIOSK."""
     url = new_database("postgresql")
@@ -79,8 +79,8 @@ def postgres_with_kiosk(
     db = database.Database(url)
     try:
         with db.session() as session:
-            secret = kiosks.new_callback_secret()
-            created = kiosks.add(session, name, [shop_id], callbacks.url(name, secret), callback_secret=secret)
+            secret = new_callback_secret()
+            created = add_kiosk(session, name, [shop_id], callbacks.url(name, secret), callback_secret=secret)
     finally:
         db.engine.dispose()
     return url, created
@@ -529,12 +529,10 @@ class KioskAccount:
 def make_kiosk(callbacks: CallbackReceiver) -> Callable[..., KioskAccount]:
     def make(relay: RelayProcess, shops: list[str], name: str | None = None) -> KioskAccount:
         name = name or f"kiosk-{secrets.token_hex(4)}"
-        secret = kiosks.new_callback_secret()
+        secret = new_callback_secret()
         with relay.db().session() as session:
-            created = kiosks.add(session, name, shops, callbacks.url(name, secret), callback_secret=secret)
-        return KioskAccount(
-            created.kiosk.id, created.access_key, secret, name, KioskClient(relay.url, created.access_key)
-        )
+            created = add_kiosk(session, name, shops, callbacks.url(name, secret), callback_secret=secret)
+        return KioskAccount(created.id, created.access_key, secret, name, KioskClient(relay.url, created.access_key))
 
     return make
 

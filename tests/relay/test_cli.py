@@ -12,10 +12,10 @@ import httpx
 import pytest
 
 from loyalty_sdk import AppClient
+from relay.cli import add_kiosk
 from relay.db import Database, upgrade
 from relay.devnet import anvil_key
 from relay.models import Callback, KioskClient
-from relay.services import kiosks
 from tests.relay.checks import fails, ok, open_new, session_of
 from tests.relay.conftest import BIN, POINT_USER, ROOT, UNIT, wait_until
 
@@ -170,7 +170,7 @@ def test_callback_to_a_non_public_address__checked_again_when_sent__never_posted
     name = f"private-{secrets.token_hex(3)}"
     db = Database(db_url)
     with db.session() as session:
-        created = kiosks.add(session, name, [shop_id], callbacks.url(name))
+        created = add_kiosk(session, name, [shop_id], callbacks.url(name))
     db.engine.dispose()
     relay = start_relay("no-private-callbacks", db_url=db_url, allow_private_callbacks=False)
     user = AppClient(relay.url, anvil_key(POINT_USER))

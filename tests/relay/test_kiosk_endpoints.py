@@ -13,9 +13,9 @@ import pytest
 from sqlalchemy import update
 
 from relay import chain as onchain
+from relay.cli import revoke_kiosk
 from relay.models import Payment, Purchase, TemporaryAccount
 from relay.models import PaymentStatus as S
-from relay.services import kiosks
 from tests.relay.checks import (
     AMOUNTS,
     assert_spec_fields,
@@ -242,7 +242,7 @@ def test_access_key__missing_unknown_or_revoked__401_1001(relay, make_kiosk, use
     else:
         revoked = make_kiosk(relay, [shop_id])
         with session_of(relay) as session:
-            assert kiosks.revoke(session, revoked.id)
+            assert revoke_kiosk(session, revoked.id)
         access_key = revoked.access_key
     before = count_payments(relay)
 

@@ -158,7 +158,7 @@ def in_process_relay(
     """A relay served from this process on a database with a long history; yields its URL, its
     database URL, the statements recorded and a KIOSK client."""
     url, created = postgres_with_kiosk(new_database, callbacks, shop_id, "plans")
-    fill_history(url, created.kiosk.id, shop_id, HISTORY)
+    fill_history(url, created.id, shop_id, HISTORY)
     recorded = Statements(url.rsplit("/", 1)[1])
     event.listen(Engine, "before_cursor_execute", recorded)
     try:

@@ -23,6 +23,7 @@ from sqlalchemy import select, update
 from loyalty_sdk import AppClient
 from relay import chain as onchain
 from relay import db as database
+from relay.cli import add_kiosk, new_callback_secret
 from relay.devnet import anvil_key
 from relay.models import Callback, CallbackState, Notification, Payment
 from relay.models import PaymentStatus as S
@@ -189,8 +190,6 @@ def test_close__retry_waiting_for_the_approval_while_the_first_close_completes__
     mined; its first close (here through the relay process) records the approval and completes
     while the retry waits. The retry answers the completed payment, as any retry of a done close
     does, not "needs status 2" (6)."""
-    from relay.services import kiosks
-
     rpc = _Rpc(anvil)
     payment_id = _open(relay, kiosk, user, shop_id)["paymentId"]
     endpoint, approver, done, on_chain = "closeNew", user, S.COMPLETED, onchain.CLOSED
@@ -518,13 +517,11 @@ def test_callback_endpoint_hangs__other_kiosks_callbacks_still_delivered_at_once
     """A KIOSK whose callback endpoint accepts connections and never answers holds at most two of
     the sender's threads, each for the callback timeout (10 s); every other KIOSK's callbacks go
     out meanwhile."""
-    from relay.services import kiosks
-
     with socket.socket() as hung:
         hung.bind(("127.0.0.1", 0))
         hung.listen(64)
         with session_of(relay) as session:
-            stuck = kiosks.add(session, "hung-endpoint", [shop_id], f"http://127.0.0.1:{hung.getsockname()[1]}/cb")
+            stuck = add_kiosk(session, "hung-endpoint", [shop_id], f"http://127.0.0.1:{hung.getsockname()[1]}/cb")
         try:
             for _ in range(10):
                 payment_id = _open(relay, stuck, user, shop_id)["paymentId"]
@@ -538,9 +535,7 @@ def test_callback_endpoint_hangs__other_kiosks_callbacks_still_delivered_at_once
             assert callback.verified and time.monotonic() - start < 3.0
         finally:
             with session_of(relay) as session:  # no more attempts at the hung endpoint
-                session.execute(
-                    update(Callback).where(Callback.kiosk_id == stuck.kiosk.id).values(state=CallbackState.DEAD)
-                )
+                session.execute(update(Callback).where(Callback.kiosk_id == stuck.id).values(state=CallbackState.DEAD))
 
 
 def test_callbacks_of_one_payment__delivered_in_the_order_queued(new_database, shop_id):
@@ -551,7 +546,6 @@ def test_callbacks_of_one_payment__delivered_in_the_order_queued(new_database, s
     from relay import db as database
     from relay.config import Settings
     from relay.models import CallbackState
-    from relay.services import kiosks
     from relay.services.outbox import enqueue_callback
     from relay.workers.callbacks import CallbackSender
 
@@ -561,7 +555,7 @@ def test_callbacks_of_one_payment__delivered_in_the_order_queued(new_database, s
     sender = CallbackSender(db, Settings(database_url=url, allow_private_callbacks=True))
     try:
         with db.session() as session:
-            kiosk_id = kiosks.add(session, "ordered", [shop_id], "http://127.0.0.1:9/cb").kiosk.id
+            kiosk_id = add_kiosk(session, "ordered", [shop_id], "http://127.0.0.1:9/cb").id
         ids = {}
         for name, payment in (("create", "0xaa"), ("cancel", "0xaa"), ("other", "0xbb")):
             with db.session() as session:
@@ -589,7 +583,6 @@ def test_callback_that_waited_for_a_thread_until_its_lease_runs_short__not_sent_
     """An attempt that could outlast its lease might run alongside the next claim's: it is not made."""
     from relay import db as database
     from relay.config import Settings
-    from relay.services import kiosks
     from relay.services.outbox import enqueue_callback
     from relay.workers.callbacks import CallbackSender
 
@@ -601,11 +594,9 @@ def test_callback_that_waited_for_a_thread_until_its_lease_runs_short__not_sent_
     )
     payment_id = "0x" + secrets.token_hex(32)
     try:
-        secret = kiosks.new_callback_secret()
+        secret = new_callback_secret()
         with db.session() as session:
-            kiosk_id = kiosks.add(
-                session, "late", [shop_id], callbacks.url("late", secret), callback_secret=secret
-            ).kiosk.id
+            kiosk_id = add_kiosk(session, "late", [shop_id], callbacks.url("late", secret), callback_secret=secret).id
             callback_id = enqueue_callback(
                 session, kiosk_id, payment_id, "create", 0, "late", {"paymentId": payment_id}
             )
@@ -872,7 +863,7 @@ def test_callback_endpoint_sending_an_endless_body_slowly__delivered_at_once_and
     endpoint = _DrippingEndpoint()
     try:
         with relay.db().session() as session:
-            created = kiosks.add(session, f"drip-{secrets.token_hex(4)}", [shop_id], endpoint.url)
+            created = add_kiosk(session, f"drip-{secrets.token_hex(4)}", [shop_id], endpoint.url)
         payment_id = ok(
             open_new(relay.url, created.access_key, f"P-{secrets.token_hex(6)}", TEN_KRW, shop_id, user.address)
         )["paymentId"]
