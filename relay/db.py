@@ -115,15 +115,9 @@ def upgrade(url: str, revision: str = "head") -> None:
 
 
 class Database:
-    def __init__(
-        self,
-        url: str,
-        pool_size: int = 10,
-        max_overflow: int = 10,
-        lock_timeout: float = 30.0,
-        idle_transaction_timeout: float | None = None,
-    ) -> None:
-        self.engine = make_engine(url, pool_size, max_overflow, lock_timeout, idle_transaction_timeout)
+    def __init__(self, url: str, **engine: Any) -> None:
+        """`engine`: make_engine's options."""
+        self.engine = make_engine(url, **engine)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._on_commit: dict[str, list[Callable[[], None]]] = {}
         event.listen(self.sessions, "after_commit", self._committed)

@@ -83,12 +83,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         database.upgrade(settings.database_url)
         db = database.Database(
-            settings.database_url,
-            settings.db_pool_size,
-            settings.db_max_overflow,
-            settings.db_lock_timeout,
-            settings.db_idle_transaction_timeout,
-        )
+            settings.database_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow,
+            lock_timeout=settings.db_lock_timeout, idle_transaction_timeout=settings.db_idle_transaction_timeout,
+        )  # fmt: skip
         keys = [key.get_secret_value() for key in settings.signer_keys]
         chain = Chain(settings.rpc_url, settings.deployment_file, keys, settings.rpc_timeout)
         # A KIOSK waits for its callback and an app in the foreground for its stream: both start as

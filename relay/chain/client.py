@@ -155,14 +155,10 @@ class Chain:
 
     def require_shop(self, shop_id: str) -> None:
         """ShopNotFound unless the shop is registered. Shops are never removed, so a shop found once
-        is not asked for again (its owner may change: shop_owner reads it each time)."""
+        is not asked for again."""
         if shop_id not in self._known_shops:
             self.shop(shop_id)
             self._known_shops.add(shop_id)
-
-    def shop_owner(self, shop_id: str) -> str:
-        owner: str = self.shop(shop_id).account
-        return owner
 
     def shop(self, shop_id: str, block: str | int = "latest") -> ShopInfo:
         unknown = ("UnknownShop", ShopNotFound(f"Unknown shop: {shop_id}"))

@@ -30,7 +30,7 @@ UNSENT_SIGNATURES = select(Payment.payment_id, Payment.chain_op).where(
 def signer_and_deadline(chain: Chain, settings: Settings, p: Payment) -> tuple[str, int]:
     """Who decides the payment's pending step (its user, or for a cancel the shop's owner), and until when."""
     if p.status == S.CANCEL_RECEIVED:
-        return chain.shop_owner(p.shop_id), (p.open_cancel_at or 0) + settings.signature_ttl
+        return chain.shop(p.shop_id).account, (p.open_cancel_at or 0) + settings.signature_ttl
     return p.account, p.open_new_at + settings.signature_ttl
 
 

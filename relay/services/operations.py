@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic.alias_generators import to_camel
 from sqlalchemy import BindParameter, Update, bindparam, select, update
 from sqlalchemy.orm import Session
 
@@ -110,13 +111,7 @@ def kiosk_view(p: Payment) -> dict[str, Any]:
     and notifications."""
     fields = ("payment_id", "purchase_id", "amount", "currency", "shop_id", "loyalty_type")
     amounts = [f"{kind}_{unit}" for kind in ("paid", "fee", "total") for unit in ("point", "token", "value")]
-    view = {_camel(f): getattr(p, f) for f in (*fields, *amounts)}
-    return view | {"account": p.kiosk_account}
-
-
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(part.title() for part in rest)
+    return {to_camel(f): getattr(p, f) for f in (*fields, *amounts)} | {"account": p.kiosk_account}
 
 
 def update_payment(session: Session, payment_id: str, where: dict[str, Any], values: dict[str, Any]) -> Payment | None:

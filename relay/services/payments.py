@@ -27,6 +27,7 @@ from relay.errors import (
     InsufficientBalance,
     InvalidStatus,
     PaymentNotFound,
+    RelayError,
     TemporaryAccountNotFound,
 )
 from relay.models import ChainOp, Payment, PaymentStatus, Purchase, now
@@ -190,7 +191,7 @@ class Payments:
         on_chain = self.chain.payment_of(payment_id)
         if on_chain.status != onchain.CLOSED or self.chain.latest_timestamp() > on_chain.deadline:
             raise InvalidStatus("The cancel period of this payment is over.")
-        owner = self.chain.shop_owner(p.shop_id)
+        owner = self.chain.shop(p.shop_id).account
         with self.db.session() as session:
             where = {"status": {S.COMPLETED, S.CANCEL_DENIED}, "chain_op": None}
             received = update_payment(
@@ -216,7 +217,8 @@ class Payments:
 
     def _approve(self, payment_id: str, signature: str, pending: int, approved: int, op: ChainOp) -> Payment:
         """The user's (or for a cancel the owner's) signed approval: verified, claimed and sent. A
-        retry of an approval already claimed answers with the payment once its transaction is sent."""
+        retry of an approval already claimed, here or concurrently, answers with the payment once
+        its transaction is sent."""
         claimed = None
         with self.db.session() as session:
             p = self.get(payment_id, session)
@@ -224,9 +226,19 @@ class Payments:
                 self._require(p, pending)
                 signer, deadline = decisions.signer_and_deadline(self.chain, self.settings, p)
                 typed = decisions.approval(session, self.chain, self.settings, p, signer, deadline)
-                self._verify_decision(p, typed, signature, signer, deadline, approved)
-                claimed = self.ops.claim(session, p, {pending}, op, status=approved, signature=signature, signer=signer)
-                p = claimed or self._retry_of(session, payment_id, approved, signature)
+                try:
+                    self._verify(typed, signature, signer, deadline)
+                except RelayError:
+                    again = self.get(payment_id)  # a concurrent retry's claim moved the nonce on?
+                    if again.status != approved or again.signature != signature:
+                        raise
+                else:
+                    claimed = self.ops.claim(session, p, {pending}, op, status=approved, signature=signature,
+                                             signer=signer)  # fmt: skip
+                if claimed is None:
+                    p = self.get(payment_id, session)
+                    if p.status != approved or p.signature != signature:
+                        raise InvalidStatus(f"Payment {payment_id} changed meanwhile (status {p.status}); reload it.")
         if claimed is not None:
             return self.ops.submit(claimed, restore={"status": pending, "signature": None, "signer": None})
         return self._sent(p)
@@ -293,25 +305,6 @@ class Payments:
             time.sleep(SENDING_WAIT)
             p = self.get(p.payment_id)
         return p
-
-    def _retry_of(self, session: Session, payment_id: str, approved: int, signature: str) -> Payment:
-        """A decision claimed concurrently: the same one (a retry) is answered like the first."""
-        p = self.get(payment_id, session)
-        if p.status == approved and p.signature == signature:
-            return p
-        raise InvalidStatus(f"Payment {payment_id} changed meanwhile (status {p.status}); reload it.")
-
-    def _verify_decision(
-        self, p: Payment, typed: dict[str, Any], signature: str, signer: str, deadline: int, approved: int
-    ) -> None:
-        """Verifies an approval; one that fails because a concurrent retry of it was just claimed (the
-        expected nonce moved on) is answered as that retry."""
-        try:
-            self._verify(typed, signature, signer, deadline)
-        except Exception:
-            again = self.get(p.payment_id)
-            if again.status != approved or again.signature != signature:
-                raise
 
     def _decide(
         self, session: Session, p: Payment, before: set[int], status: int, type_: str, notify_app: bool = False

@@ -88,17 +88,14 @@ class CallbackSender:
         self.pool.shutdown(wait=False, cancel_futures=True)
         self.http.close()
 
-    def claim(self, limit: int | None = None, busy: Counter[int] | None = None) -> list[Due]:
+    def claim(
+        self, limit: int | None = None, busy: Counter[int] | None = None, sending: set[str] | None = None
+    ) -> tuple[list[Due], bool]:
         """Leases due callbacks for one delivery attempt (a crashed instance's come back when the
         lease ends): at most `limit`, and for a KIOSK no more than `per_kiosk` less its deliveries
-        already under way (`busy`). A payment's callbacks go out in the order they were queued."""
-        return self._claim(limit, busy)[0]
-
-    def _claim(
-        self, limit: int | None, busy: Counter[int] | None, sending: set[str] | None = None
-    ) -> tuple[list[Due], bool]:
-        """`claim`, and whether more callbacks may be due now (some were left for a limit). A callback
-        still `sending` here (its lease ran out while its endpoint answers slowly) is not sent twice at once."""
+        already under way (`busy`); none still `sending` here (its lease ran out while its endpoint
+        answers slowly). A payment's callbacks go out in the order they were queued. Returns them,
+        and whether more may be due now (some were left for a limit)."""
         t = now()
         limit = self.batch if limit is None else limit
         taken = Counter(busy or {})
@@ -138,7 +135,7 @@ class CallbackSender:
             room = self.batch - len(self._in_flight)
             sending = list(self._in_flight.values())
             due, more = (
-                self._claim(room, Counter(d.kiosk_id for d in sending), {d.id for d in sending})
+                self.claim(room, Counter(d.kiosk_id for d in sending), {d.id for d in sending})
                 if room > 0
                 else ([], True)
             )

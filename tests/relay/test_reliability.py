@@ -562,16 +562,16 @@ def test_callbacks_of_one_payment__delivered_in_the_order_queued(new_database, s
                 ids[name] = enqueue_callback(session, kiosk_id, payment, "create", 0, name, {})
             time.sleep(0.01)
 
-        assert sorted(d.id for d in sender.claim()) == sorted([ids["create"], ids["other"]])
+        assert sorted(d.id for d in sender.claim()[0]) == sorted([ids["create"], ids["other"]])
 
         with db.session() as session:  # the create callback failed; its retry is not due yet
             session.execute(
                 update(Callback).where(Callback.id == ids["create"]).values(next_attempt_at=time.time() + 60)
             )
-        assert sender.claim() == []
+        assert sender.claim()[0] == []
         with db.session() as session:
             session.execute(update(Callback).where(Callback.id == ids["create"]).values(state=CallbackState.DELIVERED))
-        assert [d.id for d in sender.claim()] == [ids["cancel"]]
+        assert [d.id for d in sender.claim()[0]] == [ids["cancel"]]
     finally:
         sender.close()
         db.engine.dispose()
@@ -600,7 +600,7 @@ def test_callback_that_waited_for_a_thread_until_its_lease_runs_short__not_sent_
             callback_id = enqueue_callback(
                 session, kiosk_id, payment_id, "create", 0, "late", {"paymentId": payment_id}
             )
-        [due] = sender.claim()
+        [due] = sender.claim()[0]
 
         sender.deliver(due._replace(leased_until=time.time() + 9))  # less than one attempt left
         assert callbacks.for_payment(payment_id, accepted_only=False) == []
