@@ -53,6 +53,9 @@ class Shops:
         self.nonces = nonces
         self.watcher = watcher
 
+    def info(self, shop_id: str) -> ShopInfo:
+        return self.chain.shop(shop_id)
+
     def typed_data(self, action: str, message: dict[str, Any], deadline: int | None = None) -> dict[str, Any]:
         """The document the owner signs for `action`, with the owner's current registry nonce."""
         if action not in ACTIONS:

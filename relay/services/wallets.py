@@ -88,6 +88,12 @@ class Wallets:
         self.settings = settings
         self._next_purge = 0.0
 
+    def chain_info(self) -> dict[str, Any]:
+        """What the app signs in: the chain id, the contracts' addresses and their EIP-712 domains."""
+        contracts = {name: contract.address for name, contract in self.chain.contracts.items()}
+        domains = {"payment": self.chain.payment_domain(), "shop": self.chain.shop_domain()}
+        return {"chain_id": self.chain.chain_id, "contracts": contracts, "domains": domains}
+
     @contextmanager
     def _signed(self, primary_type: str, message: dict[str, Any], signature: str) -> Iterator[Session]:
         """The transaction of an action the wallet signed: the signature verified (before, as it may ask

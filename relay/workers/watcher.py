@@ -15,7 +15,8 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as WaitedTooLong
 from typing import Any, NamedTuple
 
 from relay.chain import Chain, Receipt
@@ -33,15 +34,6 @@ class Finished(NamedTuple):
     outcome: Any  # what `finish` returned (None: nothing was recorded here)
 
 
-class _Waiter:
-    __slots__ = ("done", "error", "finished")
-
-    def __init__(self) -> None:
-        self.done = threading.Event()
-        self.finished: Finished | None = None
-        self.error: Exception | None = None
-
-
 class Watcher:
     def __init__(
         self,
@@ -57,11 +49,11 @@ class Watcher:
         self.sweep_interval = sweep_interval
         self.timeout = timeout  # a hash nobody waits for is dropped after this (the sweep finds it again)
         self._changed = threading.Condition()
-        self._watched: dict[str, tuple[Any, float]] = {}  # tx hash -> (subject or None, until)
-        self._finishing: set[str] = set()  # mined, being recorded
-        self._recent: dict[str, tuple[Finished, float]] = {}  # tx hash -> (finished, until)
+        self._watched: dict[str, tuple[Any, float]] = {}  # not mined yet: tx hash -> (subject or None, until)
+        # What waiters hear, from their first wait (or the hash being mined) until RECENT after it is recorded.
+        self._outcomes: dict[str, Future[Finished]] = {}
+        self._forget: dict[str, float] = {}  # recorded hashes -> when their outcome is dropped
         self._unasked: set[str] = set()
-        self._waiters: dict[str, list[_Waiter]] = {}
         self._finishers = ThreadPoolExecutor(FINISHERS, thread_name_prefix="finish")
         self._stopped = False
         self._thread = threading.Thread(target=self._run, name="watcher", daemon=True)
@@ -78,33 +70,29 @@ class Watcher:
     def watch(self, tx: str, subject: Any = None) -> None:
         """Watches `tx`; once it is mined, `finish(subject, receipt)` records it (if `subject`)."""
         with self._changed:
-            self._watch(tx, subject)
+            if tx not in self._outcomes or tx in self._watched:  # else mined already
+                self._watch(tx, subject, self.timeout)
 
-    def _watch(self, tx: str, subject: Any) -> None:
-        if subject is None and tx in self._watched:
-            subject = self._watched[tx][0]
-        self._watched[tx] = (subject, time.monotonic() + self.timeout)
+    def _watch(self, tx: str, subject: Any, timeout: float) -> None:
+        known, until = self._watched.get(tx, (None, 0.0))
+        self._watched[tx] = (subject if subject is not None else known, max(until, time.monotonic() + timeout))
         self._unasked.add(tx)
         self._changed.notify()
 
     def wait(self, tx: str, timeout: float, subject: Any = None) -> Finished | None:
         """The receipt once the transaction is mined, and what recording its operation returned;
         None if it is not mined within `timeout`. ChainUnavailable if the node fails meanwhile."""
-        waiter = _Waiter()
         with self._changed:
-            if tx in self._recent:
-                return self._recent[tx][0]
-            self._waiters.setdefault(tx, []).append(waiter)
-            if tx not in self._finishing:
-                self._watch(tx, subject)
-        if not waiter.done.wait(timeout):
-            with self._changed:
-                waiting = self._waiters.get(tx, [])
-                if waiter in waiting:
-                    waiting.remove(waiter)
-        if waiter.error is not None:
-            raise ChainUnavailable(str(waiter.error)) from waiter.error
-        return waiter.finished
+            outcome = self._outcomes.get(tx)
+            if outcome is None or tx in self._watched:  # watched until this wait ends, at least
+                outcome = self._outcomes.setdefault(tx, Future())
+                self._watch(tx, subject, max(timeout, self.timeout))
+        try:
+            return outcome.result(timeout)
+        except WaitedTooLong:
+            return None
+        except Exception as exc:
+            raise ChainUnavailable(str(exc)) from exc
 
     def _run(self) -> None:
         last_block, interval, next_sweep = None, POLL_FIRST, 0.0
@@ -114,9 +102,11 @@ class Watcher:
                     return
                 t = time.monotonic()
                 for tx, (_, until) in list(self._watched.items()):
-                    if until < t and not self._waiters.get(tx):
+                    if until < t:  # every wait for it is over
                         del self._watched[tx]
-                self._recent = {tx: kept for tx, kept in self._recent.items() if kept[1] >= t}
+                        self._outcomes.pop(tx, None)
+                for tx in [tx for tx, until in self._forget.items() if until < t]:
+                    del self._forget[tx], self._outcomes[tx]
                 unasked, self._unasked = self._unasked & self._watched.keys(), set()
                 watched = {tx: subject for tx, (subject, _) in self._watched.items()}
             if time.monotonic() >= next_sweep:
@@ -127,11 +117,12 @@ class Watcher:
                     log.warning("watcher sweep: %s", exc)
                     swept = []
                 for tx, subject in swept:
-                    if tx not in watched:
-                        watched[tx] = subject
-                        unasked.add(tx)
-                        with self._changed:
-                            self._watched[tx] = (subject, time.monotonic() + self.timeout)
+                    with self._changed:
+                        if tx in watched or tx in self._outcomes:
+                            continue
+                        self._watched[tx] = (subject, time.monotonic() + self.timeout)
+                    watched[tx] = subject
+                    unasked.add(tx)
             try:
                 if watched and unasked == set(watched):  # all new: the block number would decide nothing
                     ask = list(watched)
@@ -146,32 +137,29 @@ class Watcher:
                     with self._changed:  # taken off the watch: recorded once, by one finisher
                         self._watched.pop(tx, None)
                         self._unasked.discard(tx)
-                        self._finishing.add(tx)
+                        self._outcomes.setdefault(tx, Future())
                     self._finishers.submit(self._finished, tx, watched[tx], receipt)
-            except Exception as exc:  # the node failed: requests waiting hear it now
+            except Exception as exc:  # the node failed: requests waiting hear it now (and may wait again)
                 log.warning("watcher: %s", exc)
-                self._release(list(watched), None, exc)
+                with self._changed:
+                    failed = [self._outcomes.pop(tx) for tx in watched if tx in self._watched and tx in self._outcomes]
+                for outcome in failed:
+                    outcome.set_exception(exc)
             with self._changed:
                 if not self._unasked and not self._stopped:
                     self._changed.wait(interval if self._watched else self.sweep_interval)
             interval = min(interval * POLL_GROWTH, POLL_MAX)
 
     def _finished(self, tx: str, subject: Any, receipt: Receipt) -> None:
-        outcome = None
+        outcome, recorded = None, True
         try:
             if subject is not None:
                 outcome = self.finish(subject, receipt)
-        except Exception as exc:  # recorded by the next sweep
+        except Exception as exc:  # recorded by the next sweep, which must not find it remembered
             log.warning("recording transaction %s: %s", tx, exc)
-        finished = Finished(receipt, outcome)
+            recorded = False
         with self._changed:
-            self._finishing.discard(tx)
-            self._recent[tx] = (finished, time.monotonic() + RECENT)
-        self._release([tx], finished, None)
-
-    def _release(self, hashes: list[str], finished: Finished | None, error: Exception | None) -> None:
-        with self._changed:
-            waiters = [w for tx in hashes for w in self._waiters.pop(tx, [])]
-        for waiter in waiters:
-            waiter.finished, waiter.error = finished, error
-            waiter.done.set()
+            finished = self._outcomes[tx] if recorded else self._outcomes.pop(tx)
+            if recorded:
+                self._forget[tx] = time.monotonic() + RECENT
+        finished.set_result(Finished(receipt, outcome))

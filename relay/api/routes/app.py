@@ -34,10 +34,7 @@ SESSION_CHECK = 30.0  # seconds between looks, by an open stream, at whether its
 @router.get("/chain", summary="Chain id, contract addresses and EIP-712 domains the app signs in")
 @in_thread
 def chain_info(services: ServicesDep) -> Ok[schemas.ChainInfo]:
-    chain = services.chain
-    contracts = {name: contract.address for name, contract in chain.contracts.items()}
-    domains = {"payment": chain.payment_domain(), "shop": chain.shop_domain()}
-    return Ok(data=schemas.ChainInfo(chain_id=chain.chain_id, contracts=contracts, domains=domains))
+    return Ok(data=schemas.ChainInfo.model_validate(services.wallets.chain_info()))
 
 
 @router.get("/item", summary="5.1 A payment, with the typed data to sign while a decision is pending")

@@ -87,10 +87,10 @@ def purchase(
 @router.get("/shop/info", summary="3.7 A shop's settings and totals")
 @in_thread
 def shop_info(q: Annotated[schemas.ShopQuery, Query()], services: ServicesDep) -> Ok[schemas.ShopInfo]:
-    return Ok(data=schemas.ShopInfo.model_validate(services.chain.shop(q.shop_id)))
+    return Ok(data=schemas.ShopInfo.model_validate(services.shops.info(q.shop_id)))
 
 
 @router.get("/shop/withdrawal", summary="3.8 A shop's withdrawal in progress")
 @in_thread
 def shop_withdrawal(q: Annotated[schemas.ShopQuery, Query()], services: ServicesDep) -> Ok[schemas.ShopWithdrawal]:
-    return Ok(data=schemas.ShopWithdrawal.model_validate(services.chain.shop(q.shop_id)))
+    return Ok(data=schemas.ShopWithdrawal.model_validate(services.shops.info(q.shop_id)))
