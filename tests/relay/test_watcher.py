@@ -78,11 +78,13 @@ def chain() -> Iterator[ScriptedChain]:
     scripted.http.close()
 
 
-def make_watcher(url: str, tmp_path: Any, finish: Any = None, sweep: Any = None) -> Watcher:
+def make_watcher(
+    url: str, tmp_path: Any, finish: Any = None, sweep: Any = None, sweep_interval: float = 60.0
+) -> Watcher:
     deployment = tmp_path / "deployment.json"
     deployment.write_text(json.dumps({"chainId": 1, "contracts": {name: "0x" + "11" * 20 for name in CONTRACTS}}))
     node = Chain(url, deployment, [], 5)
-    watcher = Watcher(node, finish or (lambda payment_id, receipt: None), sweep or list, 60.0, 2.0)
+    watcher = Watcher(node, finish or (lambda payment_id, receipt: None), sweep or list, sweep_interval, 2.0)
     watcher.start()
     return watcher
 
@@ -223,6 +225,24 @@ def test_sweep__hands_over_operations_in_flight_that_no_one_here_watches(chain, 
     make_watcher(chain.url, tmp_path, lambda payment_id, receipt: recorded.set(), lambda: [("0x05", "p5")])
 
     assert recorded.wait(3)
+
+
+def test_recording_failed__the_next_sweep_hands_it_over_again_and_it_is_recorded(chain, tmp_path):
+    chain.mined["0x03"] = chain.block()
+    attempts: list[str] = []
+
+    def finish(payment_id: str, receipt: dict[str, Any]) -> str:
+        attempts.append(payment_id)
+        if len(attempts) == 1:
+            raise RuntimeError("the database is away")
+        return "recorded"
+
+    make_watcher(chain.url, tmp_path, finish, lambda: [("0x03", "p3")] if len(attempts) < 2 else [], 0.2)
+    deadline = time.monotonic() + 3
+    while len(attempts) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+    assert attempts == ["p3", "p3"]
 
 
 def test_idle_watcher__a_hash_handed_over_is_asked_for_without_a_block_number(chain, tmp_path):
