@@ -5,6 +5,7 @@ sender); test_payment.py and test_payment_flows.py drive them through real payme
 
 import pytest
 
+from scripts._system import deploy_system
 from tests.utils.checks import assert_event, changes, ledger_tokens_balance, panics, reverts
 from tests.utils.constants import DAY, POINT, TOKEN, UNIT, ZERO_ADDRESS
 from tests.utils.signing import deadline, sign
@@ -421,6 +422,15 @@ def test_switchToToken__without_points__switches(ledger, user):
     receipt = ledger.switchToToken(0, sender=user)
     assert ledger.accountOf(user) == (TOKEN, 0)
     assert_event(receipt, ledger.SwitchedToToken, account=user, point=0, token=0)
+
+
+def test_switchToToken__without_points__switches_before_the_token_has_a_rate(admin, relay, user):
+    # An empty account converts nothing: its switch must not depend on the token's rate being set.
+    system = deploy_system(admin, [relay], rates={"krw": 1})
+    with reverts(system.rates.UnknownCurrency, currency="the9"):
+        system.rates.pointToToken.transact(UNIT, sender=user)
+    system.ledger.switchToToken(0, sender=user)
+    assert system.ledger.accountOf(user) == (TOKEN, 0)
 
 
 def test_switchToToken__twice__reverts(ledger, user):
