@@ -17,9 +17,13 @@ class RelayError(Exception):
         super().__init__(self.message)
 
 
-def _error(name: str, code: int, http_status: int, message: str) -> type[RelayError]:
-    """An error code that carries nothing more than its message."""
-    return type(name, (RelayError,), {"code": code, "http_status": http_status, "default_message": message})
+def _error(name: str, code: int, http_status: int, message: str, explains: str | None = None) -> type[RelayError]:
+    """An error code that carries nothing more than its message; with `explains`, the ChainRejected
+    of the contract error of its name."""
+    attributes = {"code": code, "http_status": http_status, "default_message": message}
+    if explains is None:
+        return type(name, (RelayError,), attributes)
+    return type(name, (ChainRejected,), attributes | {"explains": explains})
 
 
 InvalidParameter = _error("InvalidParameter", 1000, 400, "A parameter is missing or malformed.")
@@ -70,40 +74,37 @@ class ChainRejected(RelayError):
         cls.reverts = cls.__name__
 
 
-def _rejection(name: str, code: int, message: str, explains: str, http_status: int = 409) -> type[ChainRejected]:
-    attributes = {"code": code, "http_status": http_status, "default_message": message, "explains": explains}
-    return type(name, (ChainRejected,), attributes)
-
-
 # Checked at openNew; the Ledger's revert if the balance fell before the approval was executed.
-InsufficientBalance = _rejection(
-    "InsufficientBalance", 3004, "Insufficient balance.", "The balance {balance} does not cover the total {required}.",
-    http_status=422,
+InsufficientBalance = _error(
+    "InsufficientBalance", 3004, 422, "Insufficient balance.",
+    "The balance {balance} does not cover the total {required}.",
 )  # fmt: skip
-ChargeExceedsMaxTotal = _rejection(
-    "ChargeExceedsMaxTotal", 3007, "Rates or the fee moved since the user signed: the payment would cost more than "
-    "its maxTotal.", "Rates or the fee moved past what the user signed: the payment would now take {total} (paid + "
-    "fee), more than the maxTotal {maxTotal} the user signed. The payment has failed.",
+ChargeExceedsMaxTotal = _error(
+    "ChargeExceedsMaxTotal", 3007, 409,
+    "Rates or the fee moved since the user signed: the payment would cost more than its maxTotal.",
+    "Rates or the fee moved past what the user signed: the payment would now take {total} (paid + fee), more than "
+    "the maxTotal {maxTotal} the user signed. The payment has failed.",
 )  # fmt: skip
-LoyaltyTypeMismatch = _rejection(
-    "LoyaltyTypeMismatch", 3008, "The account pays in another loyalty type than the user signed.",
+LoyaltyTypeMismatch = _error(
+    "LoyaltyTypeMismatch", 3008, 409, "The account pays in another loyalty type than the user signed.",
     "The account now pays in loyalty type {loyaltyType} (0 point, 1 token), not in the one the user signed: it "
     "switched since. The payment has failed.",
 )  # fmt: skip
-EscrowExpired = _rejection(
-    "EscrowExpired", 3009, "The payment's escrow has expired: only a refund is possible.",
+EscrowExpired = _error(
+    "EscrowExpired", 3009, 409, "The payment's escrow has expired: only a refund is possible.",
     "The escrow of payment {paymentId} expired at {expiresAt} (unix seconds): only a refund to the user is possible "
     "(closeNew with confirm false, or closeCancel with confirm true).",
 )  # fmt: skip
-CreditLimitExceeded = _rejection(
-    "CreditLimitExceeded", 3010, "The shop's credit limit does not allow this.",
+CreditLimitExceeded = _error(
+    "CreditLimitExceeded", 3010, 409, "The shop's credit limit does not allow this.",
     "Shop {shopId} would owe {debt} points, beyond its credit limit of {creditLimit}: the operator must raise the "
     "shop's credit limit first.",
 )  # fmt: skip
-RewardCapExceeded = _rejection(
-    "RewardCapExceeded", 3011, "Purchase rewards only (their `error`): the day's reward cap is reached; retried after "
-    "00:00 UTC.", "The day's cap of purchase rewards is reached (this reward is {rewardPoint} points, {remaining} are "
-    "left today); the cap resets at 00:00 UTC.",
+RewardCapExceeded = _error(
+    "RewardCapExceeded", 3011, 409,
+    "Purchase rewards only (their `error`): the day's reward cap is reached; retried after 00:00 UTC.",
+    "The day's cap of purchase rewards is reached (this reward is {rewardPoint} points, {remaining} are left "
+    "today); the cap resets at 00:00 UTC.",
 )  # fmt: skip
 
 
