@@ -28,12 +28,18 @@ What makes a mutant cheaper, without changing its verdict:
 
 --list compiles each mutant without testing it, to count them (an upper bound: a real run skips lines
 whose RR or CR mutant survived). Without files: every contracts/**/*.sol but test/ and interfaces/.
+
+Every verdict (killed or survived) is kept in docs/mutants.jsonl with the fingerprint of what decides it
+(the contract sources and the contract tests): a campaign run again on the same fingerprint takes a
+mutant's kept verdict instead of testing it, so a campaign of several hours can be stopped and resumed,
+and the file is the record of every mutant tested on the current sources.
 """
 
 from __future__ import annotations
 
 import argparse
 import difflib
+import hashlib
 import json
 import os
 import re
@@ -47,6 +53,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -63,6 +70,10 @@ LINKED = [".venv", "node_modules"]
 NOT_COPIED = {".git", ".venv-tools", "var", ".build", ".stamps", ".hypothesis", "__pycache__", ".mypy_cache"}
 NOT_COPIED |= {".ruff_cache", ".pytest_cache", *LINKED}
 NOT_MUTATED = {"test", "interfaces", ".cache"}  # under contracts/: mocks, interfaces, Ape's dependency copy
+# The verdicts of earlier campaigns, and what decides a verdict besides the mutant (see the docstring).
+KEPT = ROOT / "docs" / "mutants.jsonl"
+DECIDING = ["contracts/**/*.sol", "tests/*.py", "tests/unit/**/*.py", "tests/properties/**/*.py"]
+DECIDING += ["tests/utils/**/*.py", "ape-config.yaml", "tools/build.py"]
 # slither-mutate's log line for each mutant; its strings may span lines.
 VERDICT = re.compile(r"\[(\w+)\] Line (\d+): '(.*?)' ==> '(.*?)' --> (CAUGHT|UNCAUGHT|COMPILATION FAILURE)\n", re.S)
 
@@ -205,6 +216,33 @@ def mutation() -> tuple[str, int, str] | None:
     return None
 
 
+def fingerprint(root: Path) -> str:
+    files = sorted({p for pattern in DECIDING for p in root.glob(pattern) if ".cache" not in p.parts})
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(f"{path.relative_to(root).as_posix()}\0".encode() + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def kept_verdict(file: str, line_no: int, diff: str) -> dict[str, Any] | None:
+    """The verdict an earlier campaign on the same fingerprint gave this mutant, if any."""
+    kept = Path(os.environ.get("MUTATE_KEPT", KEPT))
+    change = _change(diff)
+    for line in kept.read_text().splitlines() if kept.exists() else []:
+        record: dict[str, Any] = json.loads(line)
+        key = (record["fingerprint"], record["file"], record["line"], record["change"])
+        if key == (os.environ["MUTATE_FINGERPRINT"], file, line_no, change):
+            return record
+    return None
+
+
+def _change(diff: str) -> str:
+    """A diff's changed lines without its file names and line numbers."""
+    return "".join(
+        line for line in diff.splitlines(keepends=True) if line[:1] in "+-" and not line.startswith(("+++ ", "--- "))
+    )
+
+
 def test_command(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="mutate.py _test")
     parser.add_argument("--results", type=Path, required=True)
@@ -218,9 +256,19 @@ def test_command(argv: list[str]) -> int:
         # mutant identical to the source (LIR turns `0` into `0`): the tests pass as they are.
         record: dict[str, object] = dict(outcome="unchanged")
     else:
-        outcome, detail = ("listed", "") if args.list else compile_and_test(args.timeout)
         file, line, diff = changed
+        kept = None if args.list else kept_verdict(file, line, diff)
+        if kept is not None:
+            outcome, detail = str(kept["outcome"]), f"kept: {kept['detail']}"
+        else:
+            outcome, detail = ("listed", "") if args.list else compile_and_test(args.timeout)
         record = dict(file=file, line=line, diff=diff, outcome=outcome, detail=detail)
+        if kept is None and outcome in ("killed", "survived"):
+            first = detail.splitlines()[0][:300] if detail else ""
+            fields = dict(file=file, line=line, change=_change(diff), outcome=outcome, detail=first)
+            kept_record = {"fingerprint": os.environ["MUTATE_FINGERPRINT"], **fields}
+            with Path(os.environ.get("MUTATE_KEPT", KEPT)).open("a") as out:
+                out.write(json.dumps(kept_record) + "\n")
     record["seconds"] = time.monotonic() - start
     with args.results.open("a") as out:
         out.write(json.dumps(record) + "\n")
@@ -269,6 +317,7 @@ def prepare() -> None:
     for name in LINKED:
         (REPO / name).symlink_to(ROOT / name)
     shutil.copytree(REPO / "contracts", PRISTINE)
+    os.environ["MUTATE_FINGERPRINT"] = fingerprint(REPO)  # of the copy, which the campaign tests
     # slither-mutate checks that a mutant compiles with crytic-compile's default, `solc` on PATH.
     (VAR / "bin").mkdir()
     (VAR / "bin" / "solc").symlink_to(REPO / "tools" / "solc.js")
@@ -288,6 +337,7 @@ OWN_TESTS = {
 def environment(name: str = "") -> dict[str, str]:
     path = os.pathsep.join([str(VAR / "bin"), str(REPO / ".venv" / "bin"), os.environ.get("PATH", "")])
     env = dict(os.environ, PATH=path, SOLCX_BINARY_PATH=str(REPO / ".solcx"), MUTATE_DIR=str(VAR))
+    env["MUTATE_KEPT"] = str(KEPT)
     return dict(env, TESTS_FIRST=OWN_TESTS.get(name, ""))
 
 
