@@ -10,6 +10,8 @@ reverted or commented out (RR, CR), the lesser mutators skip it. The summary goe
 var/mutate/report.txt.
 
 What makes a mutant cheaper, without changing its verdict:
+- slither-mutate's own check that a mutant compiles is the compiler's analysis only, without code
+  generation (tools/slither_mutate.py).
 - One process compiles and tests. The tests run under `ape test -p tools.mutate`, and this module's
   pytest hook compiles before tests/conftest.py checks that the build is fresh (tools/build.py's
   checksum), so Ape and its plugins load once per mutant, not twice.
@@ -63,6 +65,7 @@ VAR = Path(os.environ.get("MUTATE_DIR", ROOT / "var" / "mutate"))
 REPO = VAR / "repo"
 PRISTINE = VAR / "pristine"
 SLITHER_MUTATE = ROOT / ".venv-tools" / "bin" / "slither-mutate"
+SLITHER_PYTHON = ROOT / ".venv-tools" / "bin" / "python"  # runs tools/slither_mutate.py
 REMAPS = "@openzeppelin/contracts=node_modules/@openzeppelin/contracts"
 # A fixed Hypothesis seed, so that a mutant's verdict is reproducible.
 TESTS = ["ape", "test", "tests/unit", "tests/properties", "-x", "-q", "--hypothesis-seed=0"]
@@ -347,7 +350,14 @@ def mutate(file: str, timeout: float, mutators: str | None, listing: bool) -> Co
     # The copy's own script: editing tools/mutate.py during a campaign does not change how it tests.
     test_cmd = [sys.executable, str(REPO / "tools" / "mutate.py"), "_test", "--results", str(results)]
     test_cmd += ["--timeout", str(timeout), *(["--list"] if listing else [])]
-    cmd = [str(SLITHER_MUTATE), file, "--test-cmd", shlex.join(test_cmd), "-v"]
+    cmd = [
+        str(SLITHER_PYTHON),
+        str(REPO / "tools" / "slither_mutate.py"),
+        file,
+        "--test-cmd",
+        shlex.join(test_cmd),
+        "-v",
+    ]
     # slither-mutate's own timeout only kills the shell it starts; ours (in `_test`) comes first.
     cmd += ["--timeout", str(int(timeout) + 300), "--output-dir", str(VAR / "campaign" / name)]
     cmd += ["--solc", "tools/solc.js", "--solc-remaps", REMAPS, *(["--mutators-to-run", mutators] if mutators else [])]
