@@ -26,10 +26,12 @@ What makes a mutant cheaper, without changing its verdict:
   seconds. The order changes no verdict: each test runs on a chain snapshot of its own, and a survivor
   runs every unit and property test.
 
-    python tools/mutate.py [--list] [--timeout SECONDS] [--mutators RR,CR,ROR,...] [contracts/X.sol ...]
+    python tools/mutate.py [--list] [--timeout SECONDS] [--mutators RR,CR,ROR,...] [--from-line N] [contracts/X.sol ...]
 
 --list compiles each mutant without testing it, to count them (an upper bound: a real run skips lines
 whose RR or CR mutant survived). Without files: every contracts/**/*.sol but test/ and interfaces/.
+--from-line N tests only the mutants from line N on, to finish a mutator an earlier campaign tested up to
+line N (with one mutator per run; the lines before count as caught, as they were in that campaign).
 
 Every verdict (killed or survived) is kept in docs/mutants.jsonl with the fingerprint of what decides it
 (the contract sources and the contract tests): a campaign run again on the same fingerprint takes a
@@ -261,7 +263,9 @@ def test_command(argv: list[str]) -> int:
     else:
         file, line, diff = changed
         kept = None if args.list else kept_verdict(file, line, diff)
-        if kept is not None:
+        if line < int(os.environ.get("MUTATE_FROM_LINE", 0)):
+            outcome, detail = "skipped", "before --from-line: tested by an earlier campaign"
+        elif kept is not None:
             outcome, detail = str(kept["outcome"]), f"kept: {kept['detail']}"
         else:
             outcome, detail = ("listed", "") if args.list else compile_and_test(args.timeout)
@@ -275,6 +279,7 @@ def test_command(argv: list[str]) -> int:
     record["seconds"] = time.monotonic() - start
     with args.results.open("a") as out:
         out.write(json.dumps(record) + "\n")
+    # A skipped mutant counts as caught, as it was in the earlier campaign (--from-line).
     return 0 if record["outcome"] in ("survived", "unchanged") else 1
 
 
@@ -287,7 +292,7 @@ class Mutant:
     line: int
     old: str
     new: str
-    # killed, survived, timeout, compile-error (by ape), no-compile (by slither-mutate), unchanged, listed,
+    # killed, survived, timeout, compile-error (by ape), no-compile (by slither-mutate), unchanged, listed, skipped,
     # error (the run compiled nothing: no verdict)
     outcome: str
     file: str = ""
@@ -424,26 +429,29 @@ def _row(label: str, cells: Sequence[object]) -> str:
 def report(contracts: list[Contract], header: list[str], listing: bool) -> str:
     rows = [(Path(c.file).stem, c.mutants, c.seconds) for c in contracts]
     rows.append(("total", [m for c in contracts for m in c.mutants], sum(c.seconds for c in contracts)))
-    columns = ["mutants", "no compile", "identical", "compiling"]
+    columns = ["mutants", "no compile", "identical", "skipped", "compiling"]
     if not listing:
         columns += ["killed", "timed out", "survived", "kill rate", "minutes", "s/test"]
     out = [*header, "", _row("contract", columns)]
     for label, mutants, seconds in rows:
         n = Counter(m.outcome for m in mutants)
         tested = n["killed"] + n["timeout"] + n["survived"]
-        cells: list[object] = [len(mutants), n["no-compile"] + n["compile-error"], n["unchanged"], tested + n["listed"]]
+        cells: list[object] = [len(mutants), n["no-compile"] + n["compile-error"], n["unchanged"], n["skipped"]]
+        cells.append(tested + n["listed"])
         if not listing:
             rate = f"{100 * (n['killed'] + n['timeout']) / tested:.1f}%" if tested else "-"
-            per_test = f"{sum(m.seconds for m in mutants if m.outcome != 'unchanged') / tested:.1f}" if tested else "-"
+            seconds_tested = sum(m.seconds for m in mutants if m.outcome not in ("unchanged", "skipped"))
+            per_test = f"{seconds_tested / tested:.1f}" if tested else "-"
             cells += [n["killed"], n["timeout"], n["survived"], rate, f"{seconds / 60:.0f}", per_test]
         out.append(_row(label, cells))
     out.append("")
-    out.append("identical: slither-mutate's mutant equals the source (not tested).")
+    out.append("identical: slither-mutate's mutant equals the source (not tested); skipped: before --from-line.")
     if not listing:
         out.append("kill rate = (killed + timed out) / compiling; s/test = compile and tests per compiling mutant.")
     out += ["", "Compiling mutants per mutator:"]
     for c in contracts:
-        n = Counter(m.mutator for m in c.mutants if m.outcome not in ("no-compile", "compile-error", "unchanged"))
+        untested = ("no-compile", "compile-error", "unchanged", "skipped")
+        n = Counter(m.mutator for m in c.mutants if m.outcome not in untested)
         out.append(f"  {Path(c.file).stem}: " + (", ".join(f"{k} {v}" for k, v in sorted(n.items())) or "-"))
     out += ["", "Not compiling (killed by the compiler), per mutator: as slither-mutate compiles / only under ape"]
     for c in contracts:
@@ -480,7 +488,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--list", action="store_true", help="count the mutants that compile; test none")
     parser.add_argument("--timeout", type=float, help="seconds per mutant (default: 3x the unmutated run, >= 120)")
     parser.add_argument("--mutators", help="slither-mutate's --mutators-to-run, e.g. RR,CR,ROR")
+    parser.add_argument(
+        "--from-line", type=int, default=0, help="test only mutants from this line on (the others: an earlier campaign)"
+    )
     args = parser.parse_args(argv)
+    os.environ["MUTATE_FROM_LINE"] = str(args.from_line)
     if not SLITHER_MUTATE.exists():
         print("slither-mutate is missing: run `make setup`", file=sys.stderr)
         return 2
