@@ -2,7 +2,8 @@
 
 slither-mutate writes each mutant into the source file itself, so everything runs in a copy of the
 working tree under var/mutate/repo (.venv and node_modules linked); the working tree is never touched.
-The unmutated sources are compiled from scratch (tools/build.py --force) and must pass the tests.
+The unmutated sources are compiled from scratch (tools/build.py --force) and must pass the tests (run once per
+fingerprint, below).
 For every mutant that compiles, this script's `_test` command (slither-mutate's --test-cmd) runs
 the tests, failing fast, under a timeout, and records the mutant's diff and what happened. Mutants
 are tried one contract at a time, in slither-mutate's default mode: once a line survives being
@@ -186,6 +187,30 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         items.sort(key=lambda item: rank.get(item.nodeid, len(rank)))
 
 
+def unmutated_run() -> float | None:
+    """Compiles the unmutated sources from scratch and runs the tests on them, once per fingerprint
+    (an earlier campaign's pass is kept): the seconds the tests took, None if they fail."""
+    fingerprint = os.environ["MUTATE_FINGERPRINT"]
+    kept = [json.loads(line) for line in KEPT.read_text().splitlines()] if KEPT.exists() else []
+    passed = next((r for r in kept if r["fingerprint"] == fingerprint and r["outcome"] == "unmutated passed"), None)
+    print(f"Unmutated run: {shlex.join(TESTS)}" + (" (passed before: compiling only)" if passed else ""), flush=True)
+    start = time.monotonic()
+    if passed is not None:
+        code, output = _run([sys.executable, "tools/build.py", "--force"], 3600)
+        outcome, detail = ("survived", "") if code == 0 else ("compile-error", output[-2000:])
+    else:
+        outcome, detail = compile_all_and_test(timeout=3600)
+    if outcome != "survived":
+        print(f"The unmutated contracts do not pass ({outcome}):\n{detail}", file=sys.stderr)
+        return None
+    if passed is not None:
+        return float(passed["seconds"])
+    seconds = time.monotonic() - start
+    with KEPT.open("a") as out:
+        out.write(json.dumps({"fingerprint": fingerprint, "outcome": "unmutated passed", "seconds": seconds}) + "\n")
+    return seconds
+
+
 def compile_and_test(timeout: float) -> tuple[str, str]:
     """Compiles what the mutant changed and runs the tests in the working directory (the copy), in one
     process: (outcome, detail)."""
@@ -235,7 +260,7 @@ def kept_verdict(file: str, line_no: int, diff: str) -> dict[str, Any] | None:
     change = _change(diff)
     for line in kept.read_text().splitlines() if kept.exists() else []:
         record: dict[str, Any] = json.loads(line)
-        key = (record["fingerprint"], record["file"], record["line"], record["change"])
+        key = (record["fingerprint"], record.get("file"), record.get("line"), record.get("change"))
         if key == (os.environ["MUTATE_FINGERPRINT"], file, line_no, change):
             return record
     return None
@@ -512,14 +537,10 @@ def main(argv: list[str]) -> int:
     if args.list:
         header.append("Listing: each mutant compiled, none tested.")
     else:
-        print(f"Unmutated run: {shlex.join(TESTS)}", flush=True)
-        start = time.monotonic()
         os.chdir(REPO)
         os.environ.update(environment())
-        outcome, detail = compile_all_and_test(timeout=3600)
-        baseline = time.monotonic() - start
-        if outcome != "survived":
-            print(f"The unmutated contracts do not pass ({outcome}):\n{detail}", file=sys.stderr)
+        baseline = unmutated_run()
+        if baseline is None:
             return 1
         timeout = args.timeout or max(120.0, 3 * baseline)
         per_mutant = shlex.join([*TESTS[:2], "-p", "tools.mutate", *TESTS[2:]])
