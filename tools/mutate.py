@@ -27,6 +27,7 @@ What makes a mutant cheaper, without changing its verdict:
   seconds. The order changes no verdict: each test runs on a chain snapshot of its own, and a survivor
   runs every unit and property test.
 
+    python tools/mutate.py --summary
     python tools/mutate.py [--list] [--timeout SECONDS] [--mutators RR,CR,ROR,...] [--from-line N] [contracts/X.sol ...]
 
 --list compiles each mutant without testing it, to count them (an upper bound: a real run skips lines
@@ -191,7 +192,7 @@ def unmutated_run() -> float | None:
     """Compiles the unmutated sources from scratch and runs the tests on them, once per fingerprint
     (an earlier campaign's pass is kept): the seconds the tests took, None if they fail."""
     fingerprint = os.environ["MUTATE_FINGERPRINT"]
-    kept = [json.loads(line) for line in KEPT.read_text().splitlines()] if KEPT.exists() else []
+    kept = _kept()
     passed = next((r for r in kept if r["fingerprint"] == fingerprint and r["outcome"] == "unmutated passed"), None)
     print(f"Unmutated run: {shlex.join(TESTS)}" + (" (passed before: compiling only)" if passed else ""), flush=True)
     start = time.monotonic()
@@ -256,14 +257,40 @@ def fingerprint(root: Path) -> str:
 
 def kept_verdict(file: str, line_no: int, diff: str) -> dict[str, Any] | None:
     """The verdict an earlier campaign on the same fingerprint gave this mutant, if any."""
-    kept = Path(os.environ.get("MUTATE_KEPT", KEPT))
     change = _change(diff)
-    for line in kept.read_text().splitlines() if kept.exists() else []:
-        record: dict[str, Any] = json.loads(line)
+    for record in _kept(Path(os.environ.get("MUTATE_KEPT", KEPT))):
         key = (record["fingerprint"], record.get("file"), record.get("line"), record.get("change"))
         if key == (os.environ["MUTATE_FINGERPRINT"], file, line_no, change):
             return record
     return None
+
+
+def _kept(path: Path = KEPT) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def summary() -> str:
+    """The kept verdicts on the working tree's sources and tests, per contract and mutator, in Markdown,
+    and each survivor."""
+    current = fingerprint(ROOT)
+    kept = [r for r in _kept() if r["fingerprint"] == current and r.get("file")]
+    counts = Counter((Path(r["file"]).stem, r.get("mutator") or "?", r["outcome"]) for r in kept)
+    rows = sorted({(contract, mutator) for contract, mutator, _ in counts})
+    out = [f"Kept verdicts for fingerprint {current} ({KEPT.relative_to(ROOT)}):", ""]
+    out += ["| contract | mutator | tested | killed | survived | kill rate |", "|---|---|---|---|---|---|"]
+    for label, keys in [*((f"{c} | {m}", [(c, m)]) for c, m in rows), ("**total** |", rows)]:
+        killed = sum(counts[(*key, "killed")] for key in keys)
+        survived = sum(counts[(*key, "survived")] for key in keys)
+        rate = f"{100 * killed / (killed + survived):.1f} %" if killed + survived else "-"
+        out.append(f"| {label} | {killed + survived} | {killed} | {survived} | {rate} |")
+    out += ["", "Survivors:"]
+    for r in kept:
+        if r["outcome"] == "survived":
+            out += [
+                f"  {r['file']}:{r['line']} [{r.get('mutator') or '?'}]",
+                *("    " + c for c in r["change"].splitlines()),
+            ]
+    return "\n".join(out) + "\n"
 
 
 def _change(diff: str) -> str:
@@ -297,7 +324,8 @@ def test_command(argv: list[str]) -> int:
         record = dict(file=file, line=line, diff=diff, outcome=outcome, detail=detail)
         if kept is None and outcome in ("killed", "survived"):
             first = detail.splitlines()[0][:300] if detail else ""
-            fields = dict(file=file, line=line, change=_change(diff), outcome=outcome, detail=first)
+            mutator = os.environ.get("MUTATE_MUTATOR", "")
+            fields = dict(file=file, line=line, mutator=mutator, change=_change(diff), outcome=outcome, detail=first)
             kept_record = {"fingerprint": os.environ["MUTATE_FINGERPRINT"], **fields}
             with Path(os.environ.get("MUTATE_KEPT", KEPT)).open("a") as out:
                 out.write(json.dumps(kept_record) + "\n")
@@ -511,12 +539,16 @@ def main(argv: list[str]) -> int:
     )
     parser.add_argument("files", nargs="*", help="contract sources (default: all but contracts/test and interfaces)")
     parser.add_argument("--list", action="store_true", help="count the mutants that compile; test none")
+    parser.add_argument("--summary", action="store_true", help="the kept verdicts on the current sources and tests")
     parser.add_argument("--timeout", type=float, help="seconds per mutant (default: 3x the unmutated run, >= 120)")
     parser.add_argument("--mutators", help="slither-mutate's --mutators-to-run, e.g. RR,CR,ROR")
     parser.add_argument(
         "--from-line", type=int, default=0, help="test only mutants from this line on (the others: an earlier campaign)"
     )
     args = parser.parse_args(argv)
+    if args.summary:
+        print(summary(), end="")
+        return 0
     os.environ["MUTATE_FROM_LINE"] = str(args.from_line)
     if not SLITHER_MUTATE.exists():
         print("slither-mutate is missing: run `make setup`", file=sys.stderr)
