@@ -72,9 +72,9 @@ SLITHER_MUTATE = ROOT / ".venv-tools" / "bin" / "slither-mutate"
 SLITHER_PYTHON = ROOT / ".venv-tools" / "bin" / "python"  # runs tools/slither_mutate.py
 REMAPS = "@openzeppelin/contracts=node_modules/@openzeppelin/contracts"
 # A fixed Hypothesis seed, so that a mutant's verdict is reproducible.
-# The plugins of the relay's tests (schemathesis, anyio) are not loaded: they doubled the start-up of
-# every mutant's run (5 s of CPU against 9 here), and the contract tests use neither.
 TESTS = ["ape", "test", "tests/unit", "tests/properties", "-x", "-q", "--hypothesis-seed=0"]
+# The relay tests' pytest plugins (schemathesis, anyio) are not loaded: they doubled the start-up of
+# every mutant's run (5 s of CPU against 9 here), and the contract tests use neither.
 TESTS += ["-p", "no:schemathesis", "-p", "no:anyio"]
 LINKED = [".venv", "node_modules"]
 NOT_COPIED = {".git", ".venv-tools", "var", ".build", ".stamps", ".hypothesis", "__pycache__", ".mypy_cache"}
