@@ -36,7 +36,7 @@ whose RR or CR mutant survived). Without files: every contracts/**/*.sol but tes
 --from-line N tests only the mutants from line N on, to finish a mutator an earlier campaign tested up to
 line N (with one mutator per run; the lines before count as caught, as they were in that campaign).
 
-Every verdict (killed or survived) is kept in docs/mutants.jsonl with the fingerprint of what decides it
+Every verdict (killed, survived or not compiling) is kept in docs/mutants.jsonl with the fingerprint of what decides it
 (the contract sources and the contract tests): a campaign run again on the same fingerprint takes a
 mutant's kept verdict instead of testing it, so a campaign of several hours can be stopped and resumed,
 and the file is the record of every mutant tested on the current sources.
@@ -281,12 +281,16 @@ def summary() -> str:
     counts = Counter((Path(r["file"]).stem, r.get("mutator") or "?", r["outcome"]) for r in kept)
     rows = sorted({(contract, mutator) for contract, mutator, _ in counts})
     out = [f"Kept verdicts for fingerprint {current} ({KEPT.relative_to(ROOT)}):", ""]
-    out += ["| contract | mutator | tested | killed | survived | kill rate |", "|---|---|---|---|---|---|"]
+    out += [
+        "| contract | mutator | did not compile | tested | killed | survived | kill rate |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for label, keys in [*((f"{c} | {m}", [(c, m)]) for c, m in rows), ("**total** |", rows)]:
         killed = sum(counts[(*key, "killed")] for key in keys)
         survived = sum(counts[(*key, "survived")] for key in keys)
+        failed = sum(counts[(*key, "no-compile")] for key in keys)
         rate = f"{100 * killed / (killed + survived):.1f} %" if killed + survived else "-"
-        out.append(f"| {label} | {killed + survived} | {killed} | {survived} | {rate} |")
+        out.append(f"| {label} | {failed} | {killed + survived} | {killed} | {survived} | {rate} |")
     out += ["", "Survivors:"]
     for r in kept:
         if r["outcome"] == "survived":
@@ -345,7 +349,7 @@ def test_command(argv: list[str]) -> int:
         else:
             outcome, detail = ("listed", "") if args.list else compile_and_test(args.timeout)
         record = dict(file=file, line=line, diff=diff, outcome=outcome, detail=detail)
-        if kept is None and outcome in ("killed", "survived"):
+        if kept is None and outcome in ("killed", "survived", "no-compile"):
             first = detail.splitlines()[0][:300] if detail else ""
             mutator = os.environ.get("MUTATE_MUTATOR", "")
             fields = dict(file=file, line=line, mutator=mutator, change=_change(diff), outcome=outcome, detail=first)
