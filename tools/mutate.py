@@ -22,11 +22,11 @@ What makes a mutant cheaper, without changing its verdict:
   source importing one of them, directly or not; Ape merges their new contract types into the build.
   The other contracts' bytecode is that of their unchanged sources. Ape's own change check cannot be
   used: it looks only at a contract's own file, not at the files it imports.
-- The tests that killed the latest mutants run first (a mutant is most often killed by a test that
+- The unit tests that killed the latest mutants run first (a mutant is most often killed by a test that
   killed one on a nearby line), then the mutated contract's own test files (OWN_TESTS, TESTS_FIRST in
   tests/conftest.py), then the others; -x stops at the first failure, so most mutants die within
-  seconds. The order changes no verdict: each test runs on a chain snapshot of its own, and a survivor
-  runs every unit and property test.
+  seconds. The order changes no verdict: each unit test runs on a chain snapshot of its own. A mutant
+  the unit tests do not kill then runs the property tests, in a session of their own (PROPERTY_TESTS).
 
     python tools/mutate.py --summary
     python tools/mutate.py [--list] [--timeout SECONDS] [--mutators RR,CR,ROR,...] [--from-line N] [contracts/X.sol ...]
@@ -72,11 +72,15 @@ PRISTINE = VAR / "pristine"
 SLITHER_MUTATE = ROOT / ".venv-tools" / "bin" / "slither-mutate"
 SLITHER_PYTHON = ROOT / ".venv-tools" / "bin" / "python"  # runs tools/slither_mutate.py
 REMAPS = "@openzeppelin/contracts=node_modules/@openzeppelin/contracts"
-# A fixed Hypothesis seed, so that a mutant's verdict is reproducible.
-TESTS = ["ape", "test", "tests/unit", "tests/properties", "-x", "-q", "--hypothesis-seed=0"]
-# The relay tests' pytest plugins (schemathesis, anyio) are not loaded: they doubled the start-up of
-# every mutant's run (5 s of CPU against 9 here), and the contract tests use neither.
-TESTS += ["-p", "no:schemathesis", "-p", "no:anyio"]
+# A fixed Hypothesis seed, so that a mutant's verdict is reproducible. The relay tests' pytest plugins
+# (schemathesis, anyio) are not loaded: they doubled the start-up of every mutant's run (5 s of CPU
+# against 9 here), and the contract tests use neither.
+OPTIONS = ["-x", "-q", "--hypothesis-seed=0", "-p", "no:schemathesis", "-p", "no:anyio"]
+UNIT_TESTS = ["ape", "test", "tests/unit", *OPTIONS]
+# The property tests run in a session of their own, on a chain no other test has used: the stateful
+# test's check that every rule was reached often enough depends on the chain it starts from, and
+# failed on an unmutated contract after the unit tests had run in another order than `make test`'s.
+PROPERTY_TESTS = ["ape", "test", "tests/properties", *OPTIONS]
 LINKED = [".venv", "node_modules"]
 NOT_COPIED = {".git", ".venv-tools", "var", ".build", ".stamps", ".hypothesis", "__pycache__", ".mypy_cache"}
 NOT_COPIED |= {".ruff_cache", ".pytest_cache", *LINKED}
@@ -121,7 +125,10 @@ def compile_all_and_test(timeout: float) -> tuple[str, str]:
     code, output = _run([sys.executable, "tools/build.py", "--force"], timeout)
     if code != 0:
         return ("timeout" if code is None else "compile-error"), output[-2000:]
-    return _verdict(*_run(TESTS, timeout - (time.monotonic() - start)))
+    outcome, detail = _verdict(*_run(UNIT_TESTS, timeout - (time.monotonic() - start)))
+    if outcome != "survived":
+        return outcome, detail
+    return _verdict(*_run(PROPERTY_TESTS, timeout - (time.monotonic() - start)))
 
 
 # The pytest hook below writes here what it compiled ("compiled: ...") or why compiling failed.
@@ -198,7 +205,11 @@ def unmutated_run() -> float | None:
     fingerprint = os.environ["MUTATE_FINGERPRINT"]
     kept = _kept()
     passed = next((r for r in kept if r["fingerprint"] == fingerprint and r["outcome"] == "unmutated passed"), None)
-    print(f"Unmutated run: {shlex.join(TESTS)}" + (" (passed before: compiling only)" if passed else ""), flush=True)
+    print(
+        f"Unmutated run: {shlex.join(UNIT_TESTS)}, then {shlex.join(PROPERTY_TESTS)}"
+        + (" (passed before: compiling only)" if passed else ""),
+        flush=True,
+    )
     start = time.monotonic()
     if passed is not None:
         code, output = _run([sys.executable, "tools/build.py", "--force"], 3600)
@@ -217,20 +228,23 @@ def unmutated_run() -> float | None:
 
 
 def compile_and_test(timeout: float) -> tuple[str, str]:
-    """Compiles what the mutant changed and runs the tests in the working directory (the copy), in one
-    process: (outcome, detail)."""
+    """Compiles what the mutant changed and runs the unit tests in the working directory (the copy), in one
+    process, then, if they pass, the property tests in another: (outcome, detail)."""
+    start = time.monotonic()
     result = VAR / "build-result.txt"
     result.unlink(missing_ok=True)
     killers_path = VAR / "killers.txt"
     killers = killers_path.read_text().splitlines() if killers_path.exists() else []
     env = dict(os.environ, PYTHONPATH=str(Path.cwd()), **{BUILD_RESULT: str(result), KILLERS_FIRST: "\n".join(killers)})
-    code, output = _run([*TESTS[:2], "-p", "tools.mutate", *TESTS[2:]], timeout, env)
+    code, output = _run([*UNIT_TESTS[:2], "-p", "tools.mutate", *UNIT_TESTS[2:]], timeout, env)
     built = result.read_text() if result.exists() else ""
     if built.startswith("compile-error"):
         return "compile-error", built[-2000:]
     if not built.startswith("compiled:"):
         return ("timeout" if code is None else "error"), f"the build hook did not run\n{output[-2000:]}"
     outcome, detail = _verdict(code, output)
+    if outcome == "survived":
+        return _verdict(*_run(PROPERTY_TESTS, timeout - (time.monotonic() - start)))
     if outcome == "killed" and detail.startswith("FAILED "):
         killer = detail.removeprefix("FAILED ").split(" - ", 1)[0]
         killers = [killer, *(k for k in killers if k != killer)][:KILLERS_KEPT]
@@ -603,7 +617,8 @@ def main(argv: list[str]) -> int:
         if baseline is None:
             return 1
         timeout = args.timeout or max(120.0, 3 * baseline)
-        per_mutant = shlex.join([*TESTS[:2], "-p", "tools.mutate", *TESTS[2:]])
+        per_mutant = shlex.join([*UNIT_TESTS[:2], "-p", "tools.mutate", *UNIT_TESTS[2:]])
+        per_mutant += f", then {shlex.join(PROPERTY_TESTS)}"
         header.append(f"Per mutant: {per_mutant}, compiling what changed; timeout {timeout:.0f} s.")
         header.append(f"Unmutated: {baseline:.0f} s.")
     contracts: list[Contract] = []
