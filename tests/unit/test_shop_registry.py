@@ -366,6 +366,20 @@ def test_correctShopTotals__sets_both_and_emits_previous_values(shops, as_ledger
     )
 
 
+def test_correctShopTotals__emits_the_withdrawn_total_it_replaces(shops, admin, shop_id):
+    shops.correctShopTotals(shop_id, 0, 3 * UNIT, sender=admin)
+    receipt = shops.correctShopTotals(shop_id, 0, 1 * UNIT, sender=admin)
+    assert_event(
+        receipt,
+        shops.ShopTotalsCorrected,
+        shopId=shop_id,
+        providedPoint=0,
+        withdrawnPoint=1 * UNIT,
+        previousProvidedPoint=0,
+        previousWithdrawnPoint=3 * UNIT,
+    )
+
+
 def test_correctShopTotals__unknown_shop__reverts(shops, admin):
     shop = new_id()
     with reverts(shops.UnknownShop, shopId=shop):
