@@ -77,9 +77,8 @@ REMAPS = "@openzeppelin/contracts=node_modules/@openzeppelin/contracts"
 # against 9 here), and the contract tests use neither.
 OPTIONS = ["-x", "-q", "--hypothesis-seed=0", "-p", "no:schemathesis", "-p", "no:anyio"]
 UNIT_TESTS = ["ape", "test", "tests/unit", *OPTIONS]
-# The property tests run in a session of their own, on a chain no other test has used: the stateful
-# test's check that every rule was reached often enough depends on the chain it starts from, and
-# failed on an unmutated contract after the unit tests had run in another order than `make test`'s.
+# The property tests (minutes) run only once the unit tests (seconds to the first failure) pass, in a
+# session of their own, so the unit tests can be reordered killers-first without moving them.
 PROPERTY_TESTS = ["ape", "test", "tests/properties", *OPTIONS]
 LINKED = [".venv", "node_modules"]
 NOT_COPIED = {".git", ".venv-tools", "var", ".build", ".stamps", ".hypothesis", "__pycache__", ".mypy_cache"}
