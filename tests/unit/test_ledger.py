@@ -4,6 +4,7 @@ The escrow functions are unit-tested here by calling them as the payment control
 sender); test_payment.py and test_payment_flows.py drive them through real payments."""
 
 import pytest
+from ape import project
 
 from scripts._system import deploy_system
 from tests.utils.checks import assert_event, changes, ledger_tokens_balance, panics, reverts
@@ -580,6 +581,61 @@ def test_withdraw__zero__reverts(ledger, user, make_token_user):
     make_token_user(user, tokens=50 * UNIT)
     with reverts(ledger.InvalidAmount, amount=0):
         ledger.withdraw(0, sender=user)
+
+
+# ---------------------------------------------------------------- a contract as the caller
+
+
+@pytest.fixture
+def wallet(admin, user):
+    """A contract wallet that makes calls for `user`: the ledger must act on the contract, not on the
+    EOA behind it (`tx.origin`)."""
+    return admin.deploy(project.MockERC1271Wallet, user)
+
+
+def test_contract_wallet__switches_deposits_and_withdraws_its_own_account(ledger, token, admin, user, wallet, state):
+    token.transfer(wallet, 50 * UNIT, sender=admin)
+    wallet.execute(token, token.approve.encode_input(ledger, 50 * UNIT), sender=user)
+    wallet.execute(ledger, ledger.switchToToken.encode_input(0), sender=user)
+    before = state(user=user, wallet=wallet)
+    receipt = wallet.execute(ledger, ledger.deposit.encode_input(wallet, 50 * UNIT), sender=user)
+    assert_event(receipt, ledger.Deposited, account=wallet, **{"from": wallet}, amount=50 * UNIT)
+    receipt = wallet.execute(ledger, ledger.withdraw.encode_input(20 * UNIT), sender=user)
+    assert_event(receipt, ledger.Withdrawn, account=wallet, amount=20 * UNIT)
+    assert changes(before, state(user=user, wallet=wallet)) == {
+        "wallet": 30 * UNIT,
+        "wallet.wallet": -30 * UNIT,
+        "ledger.tokens": 30 * UNIT,
+    }
+    assert ledger.accountOf(user) == (POINT, 0)
+
+
+def test_contract_wallet__withdraw_errors_name_the_wallet(ledger, user, wallet):
+    withdraw = ledger.withdraw.encode_input(UNIT)
+    with reverts(ledger.WrongLoyaltyType, account=wallet, loyaltyType=POINT):
+        wallet.execute(ledger, withdraw, sender=user)
+    wallet.execute(ledger, ledger.switchToToken.encode_input(0), sender=user)
+    with reverts(ledger.InsufficientBalance, account=wallet, balance=0, required=UNIT):
+        wallet.execute(ledger, withdraw, sender=user)
+
+
+def test_contract_wallet__funds_the_reserve_from_its_own_tokens(ledger, token, admin, user, wallet, state):
+    token.transfer(wallet, 30 * UNIT, sender=admin)
+    wallet.execute(token, token.approve.encode_input(ledger, 30 * UNIT), sender=user)
+    before = state(user=user, wallet=wallet)
+    receipt = wallet.execute(ledger, ledger.fundReserve.encode_input(30 * UNIT), sender=user)
+    assert_event(receipt, ledger.ReserveFunded, **{"from": wallet}, amount=30 * UNIT)
+    assert changes(before, state(user=user, wallet=wallet)) == {
+        "reserve": 30 * UNIT,
+        "wallet.wallet": -30 * UNIT,
+        "ledger.tokens": 30 * UNIT,
+    }
+
+
+def test_escrow_function__called_by_a_contract__names_the_contract(ledger, give_points, user, wallet):
+    give_points(user, 10 * UNIT)
+    with reverts(ledger.UnauthorizedCaller, caller=wallet):
+        wallet.execute(ledger, ledger.holdInEscrow.encode_input(user, POINT, UNIT), sender=user)
 
 
 # ---------------------------------------------------------------- reserve and fees

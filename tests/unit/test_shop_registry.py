@@ -3,6 +3,7 @@
 import secrets
 
 import pytest
+from ape import project
 
 from tests.utils.checks import assert_event, panics, reverts
 from tests.utils.constants import UNIT, ZERO_ADDRESS, ZERO_BYTES32
@@ -285,6 +286,13 @@ def test_record__not_payment_controller__reverts(shops, shop_id, function, calle
     caller = request.getfixturevalue(caller_name)
     with reverts(shops.UnauthorizedCaller, caller=caller):
         getattr(shops, function)(shops.indexOf(shop_id), UNIT, sender=caller)
+
+
+def test_record__called_by_a_contract__names_the_contract(shops, shop_id, admin, user):
+    """The error names the contract that called (`msg.sender`), not the EOA behind it."""
+    wallet = admin.deploy(project.MockERC1271Wallet, user)
+    with reverts(shops.UnauthorizedCaller, caller=wallet):
+        wallet.execute(shops, shops.recordProvision.encode_input(shop_id, UNIT), sender=user)
 
 
 # ---------------------------------------------------------------- credit limits
