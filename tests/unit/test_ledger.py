@@ -717,6 +717,18 @@ def test_withdrawFees__sends_token_fees(ledger, token, admin, other_user, state,
     ledger_tokens_balance(token, ledger, [user])
 
 
+def test_withdrawFees__part_of_large_fees__leaves_the_rest(
+    ledger, relay, admin, user, payment, make_token_user, open_payment
+):
+    """Token fees are kept whole beyond 2^64 wei (18.4 THE9): 50 THE9 of fees, 1 wei taken."""
+    make_token_user(user, tokens=2_000 * UNIT)
+    payment.closeNewPayment(open_payment(user, amount=100_000 * UNIT), True, sender=relay)
+    fees = ledger.feesOf(TOKEN)
+    assert fees == 50 * UNIT
+    ledger.withdrawFees(admin, 1, sender=admin)
+    assert ledger.feesOf(TOKEN) == fees - 1
+
+
 def test_withdrawFees__more_than_fees__reverts(ledger, admin, token_fees):
     with reverts(ledger.InsufficientFees, fees=token_fees, required=token_fees + 1):
         ledger.withdrawFees(admin, token_fees + 1, sender=admin)
