@@ -40,6 +40,10 @@ Every verdict (killed, survived or not compiling) is kept in docs/mutants.jsonl 
 (the contract sources and the contract tests): a campaign run again on the same fingerprint takes a
 mutant's kept verdict instead of testing it, so a campaign of several hours can be stopped and resumed,
 and the file is the record of every mutant tested on the current sources.
+A campaign builds on an earlier fingerprint (its base) when the only change since is new unit test files
+(tests/unit/test_*.py), every other deciding file as it was: a kill or a failure to compile holds as it
+was (the test that killed is unchanged, and each unit test runs on a chain snapshot of its own), and a
+survivor is tested again against the added files only (all the others passed on it already).
 """
 
 from __future__ import annotations
@@ -88,6 +92,7 @@ NOT_MUTATED = {"test", "interfaces", ".cache"}  # under contracts/: mocks, inter
 KEPT = ROOT / "docs" / "mutants.jsonl"
 DECIDING = ["contracts/**/*.sol", "tests/*.py", "tests/unit/**/*.py", "tests/properties/**/*.py"]
 DECIDING += ["tests/utils/**/*.py", "ape-config.yaml", "tools/build.py"]
+BASE, ADDED_TESTS = "MUTATE_BASE", "MUTATE_ADDED_TESTS"  # the base fingerprint, the test files added since
 # slither-mutate's log line for each mutant; its strings may span lines.
 VERDICT = re.compile(r"\[(\w+)\] Line (\d+): '(.*?)' ==> '(.*?)' --> (CAUGHT|UNCAUGHT|COMPILATION FAILURE)\n", re.S)
 
@@ -226,23 +231,25 @@ def unmutated_run() -> float | None:
     return seconds
 
 
-def compile_and_test(timeout: float) -> tuple[str, str]:
+def compile_and_test(timeout: float, tests: list[str] | None = None) -> tuple[str, str]:
     """Compiles what the mutant changed and runs the unit tests in the working directory (the copy), in one
-    process, then, if they pass, the property tests in another: (outcome, detail)."""
+    process, then, if they pass, the property tests in another: (outcome, detail). With `tests`, runs only
+    those (a survivor of the base, on which all the others passed)."""
     start = time.monotonic()
     result = VAR / "build-result.txt"
     result.unlink(missing_ok=True)
     killers_path = VAR / "killers.txt"
     killers = killers_path.read_text().splitlines() if killers_path.exists() else []
     env = dict(os.environ, PYTHONPATH=str(Path.cwd()), **{BUILD_RESULT: str(result), KILLERS_FIRST: "\n".join(killers)})
-    code, output = _run([*UNIT_TESTS[:2], "-p", "tools.mutate", *UNIT_TESTS[2:]], timeout, env)
+    unit = UNIT_TESTS if tests is None else [*UNIT_TESTS[:2], *tests, *OPTIONS]
+    code, output = _run([*unit[:2], "-p", "tools.mutate", *unit[2:]], timeout, env)
     built = result.read_text() if result.exists() else ""
     if built.startswith("compile-error"):
         return "compile-error", built[-2000:]
     if not built.startswith("compiled:"):
         return ("timeout" if code is None else "error"), f"the build hook did not run\n{output[-2000:]}"
     outcome, detail = _verdict(code, output)
-    if outcome == "survived":
+    if outcome == "survived" and tests is None:
         return _verdict(*_run(PROPERTY_TESTS, timeout - (time.monotonic() - start)))
     if outcome == "killed" and detail.startswith("FAILED "):
         killer = detail.removeprefix("FAILED ").split(" - ", 1)[0]
@@ -272,25 +279,59 @@ def fingerprint(root: Path) -> str:
     return digest.hexdigest()[:16]
 
 
+def deciding_files(root: Path) -> dict[str, str]:
+    """Each file that decides a verdict (DECIDING), relative to root -> the SHA-256 of its bytes."""
+    files = sorted({p for pattern in DECIDING for p in root.glob(pattern) if ".cache" not in p.parts})
+    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+
+
+def base_of(files: dict[str, str], kept: list[dict[str, Any]]) -> tuple[str, list[str]] | None:
+    """The closest earlier fingerprint whose deciding files are all in `files` as they were, with only unit
+    test files added: (that fingerprint, the added files)."""
+    bases = []
+    for record in kept:
+        if record["outcome"] == "files" and all(files.get(path) == sha for path, sha in record["files"].items()):
+            added = sorted(set(files) - set(record["files"]))
+            if added and all(re.fullmatch(r"tests/unit/test_\w+\.py", path) for path in added):
+                bases.append((record["fingerprint"], added))
+    return min(bases, key=lambda base: len(base[1]), default=None)
+
+
 def kept_verdict(file: str, line_no: int, diff: str) -> dict[str, Any] | None:
-    """The verdict an earlier campaign on the same fingerprint gave this mutant, if any."""
+    """The verdict an earlier campaign gave this mutant on the same fingerprint, or else on the base."""
     change = _change(diff)
-    for record in _kept(Path(os.environ.get("MUTATE_KEPT", KEPT))):
-        key = (record["fingerprint"], record.get("file"), record.get("line"), record.get("change"))
-        if key == (os.environ["MUTATE_FINGERPRINT"], file, line_no, change):
-            return record
-    return None
+    found = {
+        record["fingerprint"]: record
+        for record in _kept(Path(os.environ.get("MUTATE_KEPT", KEPT)))
+        if (record.get("file"), record.get("line"), record.get("change")) == (file, line_no, change)
+    }
+    return found.get(os.environ["MUTATE_FINGERPRINT"]) or found.get(os.environ.get(BASE, ""))
 
 
 def _kept(path: Path = KEPT) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
+def verdicts(root: Path = ROOT) -> tuple[list[str], list[dict[str, Any]]]:
+    """The fingerprint of root's sources and tests followed by its bases, and the kept verdict of each mutant
+    on them: the current fingerprint's, or else its base's (a base's survivor may be killed by the tests
+    added since: a lower bound until a campaign on the current fingerprint tests it against them)."""
+    kept = _kept()
+    chain, files = [fingerprint(root)], deciding_files(root)
+    while base := base_of(files, kept):
+        chain.append(base[0])
+        files = next(r["files"] for r in kept if r["outcome"] == "files" and r["fingerprint"] == base[0])
+    found: dict[tuple[str, int, str], dict[str, Any]] = {}
+    for fp in reversed(chain):
+        found.update({(r["file"], r["line"], r["change"]): r for r in kept if r["fingerprint"] == fp and r.get("file")})
+    return chain, list(found.values())
+
+
 def summary() -> str:
     """The kept verdicts on the working tree's sources and tests, per contract and mutator, in Markdown,
     and each survivor."""
-    current = fingerprint(ROOT)
-    kept = [r for r in _kept() if r["fingerprint"] == current and r.get("file")]
+    chain, kept = verdicts()
+    current = chain[0] + "".join(f" (where it has no verdict: of its base {base})" for base in chain[1:])
     counts = Counter((Path(r["file"]).stem, r.get("mutator") or "?", r["outcome"]) for r in kept)
     rows = sorted({(contract, mutator) for contract, mutator, _ in counts})
     out = [f"Kept verdicts for fingerprint {current} ({KEPT.relative_to(ROOT)}):", ""]
@@ -353,16 +394,19 @@ def test_command(argv: list[str]) -> int:
     else:
         file, line, diff = changed
         kept = None if args.list else kept_verdict(file, line, diff)
+        inherited = kept is not None and kept["fingerprint"] != os.environ["MUTATE_FINGERPRINT"]
         if line < int(os.environ.get("MUTATE_FROM_LINE", 0)):
             outcome, detail = "skipped", "before --from-line: tested by an earlier campaign"
+        elif kept is not None and not (inherited and kept["outcome"] == "survived"):
+            outcome, detail = str(kept["outcome"]), f"kept from {kept['fingerprint']}: {kept['detail']}"
         elif kept is not None:
-            outcome, detail = str(kept["outcome"]), f"kept: {kept['detail']}"
+            outcome, detail = compile_and_test(args.timeout, os.environ[ADDED_TESTS].split())
         elif (problem := analysis_error(file)) is not None:
             outcome, detail = "no-compile", problem
         else:
             outcome, detail = ("listed", "") if args.list else compile_and_test(args.timeout)
         record = dict(file=file, line=line, diff=diff, outcome=outcome, detail=detail)
-        if kept is None and outcome in ("killed", "survived", "no-compile"):
+        if (kept is None or inherited) and outcome in ("killed", "survived", "no-compile"):
             first = detail.splitlines()[0][:300] if detail else ""
             mutator = os.environ.get("MUTATE_MUTATOR", "")
             fields = dict(file=file, line=line, mutator=mutator, change=_change(diff), outcome=outcome, detail=first)
@@ -418,7 +462,13 @@ def prepare() -> None:
     for name in LINKED:
         (REPO / name).symlink_to(ROOT / name)
     shutil.copytree(REPO / "contracts", PRISTINE)
-    os.environ["MUTATE_FINGERPRINT"] = fingerprint(REPO)  # of the copy, which the campaign tests
+    current = os.environ["MUTATE_FINGERPRINT"] = fingerprint(REPO)  # of the copy, which the campaign tests
+    files, kept = deciding_files(REPO), _kept()
+    if not any(r["outcome"] == "files" and r["fingerprint"] == current for r in kept):
+        with KEPT.open("a") as out:
+            out.write(json.dumps({"fingerprint": current, "outcome": "files", "files": files}) + "\n")
+    base, added = base_of(files, kept) or ("", [])
+    os.environ[BASE], os.environ[ADDED_TESTS] = base, " ".join(added)
     # slither-mutate checks that a mutant compiles with crytic-compile's default, `solc` on PATH.
     (VAR / "bin").mkdir()
     (VAR / "bin" / "solc").symlink_to(REPO / "tools" / "solc.js")
@@ -620,6 +670,8 @@ def main(argv: list[str]) -> int:
         per_mutant += f", then {shlex.join(PROPERTY_TESTS)}"
         header.append(f"Per mutant: {per_mutant}, compiling what changed; timeout {timeout:.0f} s.")
         header.append(f"Unmutated: {baseline:.0f} s.")
+        if os.environ[BASE]:
+            header.append(f"Builds on fingerprint {os.environ[BASE]}; tests added since: {os.environ[ADDED_TESTS]}.")
     contracts: list[Contract] = []
     text = report(contracts, header, args.list)
     for file in files:
