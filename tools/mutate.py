@@ -40,10 +40,11 @@ Every verdict (killed, survived or not compiling) is kept in docs/mutants.jsonl 
 (the contract sources and the contract tests): a campaign run again on the same fingerprint takes a
 mutant's kept verdict instead of testing it, so a campaign of several hours can be stopped and resumed,
 and the file is the record of every mutant tested on the current sources.
-A campaign builds on an earlier fingerprint (its base) when the only change since is new unit test files
-(tests/unit/test_*.py), every other deciding file as it was: a kill or a failure to compile holds as it
-was (the test that killed is unchanged, and each unit test runs on a chain snapshot of its own), and a
-survivor is tested again against the added files only (all the others passed on it already).
+A campaign builds on an earlier fingerprint (its base, and that one's base, and so on) when the only
+change since is new unit test files (tests/unit/test_*.py), every other deciding file as it was: a kill
+or a failure to compile holds as it was (the test that killed is unchanged, and each unit test runs on a
+chain snapshot of its own), and a survivor is tested again against the files added since only (all the
+others passed on it already).
 """
 
 from __future__ import annotations
@@ -92,7 +93,7 @@ NOT_MUTATED = {"test", "interfaces", ".cache"}  # under contracts/: mocks, inter
 KEPT = ROOT / "docs" / "mutants.jsonl"
 DECIDING = ["contracts/**/*.sol", "tests/*.py", "tests/unit/**/*.py", "tests/properties/**/*.py"]
 DECIDING += ["tests/utils/**/*.py", "ape-config.yaml", "tools/build.py"]
-BASE, ADDED_TESTS = "MUTATE_BASE", "MUTATE_ADDED_TESTS"  # the base fingerprint, the test files added since
+BASES = "MUTATE_BASES"  # JSON: the bases (below), closest first, each with the test files added since
 # slither-mutate's log line for each mutant; its strings may span lines.
 VERDICT = re.compile(r"\[(\w+)\] Line (\d+): '(.*?)' ==> '(.*?)' --> (CAUGHT|UNCAUGHT|COMPILATION FAILURE)\n", re.S)
 
@@ -297,15 +298,26 @@ def base_of(files: dict[str, str], kept: list[dict[str, Any]]) -> tuple[str, lis
     return min(bases, key=lambda base: len(base[1]), default=None)
 
 
-def kept_verdict(file: str, line_no: int, diff: str) -> dict[str, Any] | None:
-    """The verdict an earlier campaign gave this mutant on the same fingerprint, or else on the base."""
+def bases_of(files: dict[str, str], kept: list[dict[str, Any]]) -> list[tuple[str, list[str]]]:
+    """The base of `files`, its base, and so on: (fingerprint, the test files added since it) each."""
+    chain, base_files = [], files
+    while base := base_of(base_files, kept):
+        base_files = next(r["files"] for r in kept if r["outcome"] == "files" and r["fingerprint"] == base[0])
+        chain.append((base[0], sorted(set(files) - set(base_files))))
+    return chain
+
+
+def kept_verdict(file: str, line_no: int, diff: str) -> tuple[dict[str, Any] | None, list[str]]:
+    """The verdict an earlier campaign gave this mutant on the same fingerprint, or else on the closest base
+    that has one, with the test files added since that base (none for the same fingerprint)."""
     change = _change(diff)
     found = {
         record["fingerprint"]: record
         for record in _kept(Path(os.environ.get("MUTATE_KEPT", KEPT)))
         if (record.get("file"), record.get("line"), record.get("change")) == (file, line_no, change)
     }
-    return found.get(os.environ["MUTATE_FINGERPRINT"]) or found.get(os.environ.get(BASE, ""))
+    chain = [(os.environ["MUTATE_FINGERPRINT"], []), *json.loads(os.environ.get(BASES) or "[]")]
+    return next(((found[fp], added) for fp, added in chain if fp in found), (None, []))
 
 
 def _kept(path: Path = KEPT) -> list[dict[str, Any]]:
@@ -317,10 +329,7 @@ def verdicts(root: Path = ROOT) -> tuple[list[str], list[dict[str, Any]]]:
     on them: the current fingerprint's, or else its base's (a base's survivor may be killed by the tests
     added since: a lower bound until a campaign on the current fingerprint tests it against them)."""
     kept = _kept()
-    chain, files = [fingerprint(root)], deciding_files(root)
-    while base := base_of(files, kept):
-        chain.append(base[0])
-        files = next(r["files"] for r in kept if r["outcome"] == "files" and r["fingerprint"] == base[0])
+    chain = [fingerprint(root), *(fp for fp, _ in bases_of(deciding_files(root), kept))]
     found: dict[tuple[str, int, str], dict[str, Any]] = {}
     for fp in reversed(chain):
         found.update({(r["file"], r["line"], r["change"]): r for r in kept if r["fingerprint"] == fp and r.get("file")})
@@ -393,14 +402,14 @@ def test_command(argv: list[str]) -> int:
         record: dict[str, object] = dict(outcome="unchanged")
     else:
         file, line, diff = changed
-        kept = None if args.list else kept_verdict(file, line, diff)
+        kept, added = (None, []) if args.list else kept_verdict(file, line, diff)
         inherited = kept is not None and kept["fingerprint"] != os.environ["MUTATE_FINGERPRINT"]
         if line < int(os.environ.get("MUTATE_FROM_LINE", 0)):
             outcome, detail = "skipped", "before --from-line: tested by an earlier campaign"
         elif kept is not None and not (inherited and kept["outcome"] == "survived"):
             outcome, detail = str(kept["outcome"]), f"kept from {kept['fingerprint']}: {kept['detail']}"
         elif kept is not None:
-            outcome, detail = compile_and_test(args.timeout, os.environ[ADDED_TESTS].split())
+            outcome, detail = compile_and_test(args.timeout, added)
         elif (problem := analysis_error(file)) is not None:
             outcome, detail = "no-compile", problem
         else:
@@ -467,8 +476,7 @@ def prepare() -> None:
     if not any(r["outcome"] == "files" and r["fingerprint"] == current for r in kept):
         with KEPT.open("a") as out:
             out.write(json.dumps({"fingerprint": current, "outcome": "files", "files": files}) + "\n")
-    base, added = base_of(files, kept) or ("", [])
-    os.environ[BASE], os.environ[ADDED_TESTS] = base, " ".join(added)
+    os.environ[BASES] = json.dumps(bases_of(files, kept))
     # slither-mutate checks that a mutant compiles with crytic-compile's default, `solc` on PATH.
     (VAR / "bin").mkdir()
     (VAR / "bin" / "solc").symlink_to(REPO / "tools" / "solc.js")
@@ -670,8 +678,8 @@ def main(argv: list[str]) -> int:
         per_mutant += f", then {shlex.join(PROPERTY_TESTS)}"
         header.append(f"Per mutant: {per_mutant}, compiling what changed; timeout {timeout:.0f} s.")
         header.append(f"Unmutated: {baseline:.0f} s.")
-        if os.environ[BASE]:
-            header.append(f"Builds on fingerprint {os.environ[BASE]}; tests added since: {os.environ[ADDED_TESTS]}.")
+        for base, added in json.loads(os.environ[BASES]):
+            header.append(f"Builds on fingerprint {base}; tests added since: {' '.join(added)}.")
     contracts: list[Contract] = []
     text = report(contracts, header, args.list)
     for file in files:
