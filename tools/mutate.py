@@ -340,7 +340,8 @@ def summary() -> str:
     """The kept verdicts on the working tree's sources and tests, per contract and mutator, in Markdown,
     and each survivor."""
     chain, kept = verdicts()
-    current = chain[0] + "".join(f" (where it has no verdict: of its base {base})" for base in chain[1:])
+    bases = f" (where it has no verdict: of its bases, closest first, {', '.join(chain[1:])})"
+    current = chain[0] + (bases if chain[1:] else "")
     counts = Counter((Path(r["file"]).stem, r.get("mutator") or "?", r["outcome"]) for r in kept)
     rows = sorted({(contract, mutator) for contract, mutator, _ in counts})
     out = [f"Kept verdicts for fingerprint {current} ({KEPT.relative_to(ROOT)}):", ""]
